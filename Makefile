@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv first.
+# torch is pinned to the CPU build that lies on disk here; pip would otherwise pull a CUDA build.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+DEMO_TIME ?= 4m
+
+.PHONY: demo test setup lint clean
+
+$(BIN)/genlab: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+setup: $(BIN)/genlab
+
+demo: setup
+	$(BIN)/genlab train vae --data mnist5k --time $(DEMO_TIME) --runs demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo runs .pytest_cache

@@ -1,0 +1,113 @@
+"""The ``genlab`` command: train, sample, reconstruct, interpolate, encode, evaluate, list.
+
+Every choice comes from the registries. Bad input prints one line and exits with code 2
+(``--debug`` shows the traceback); a diverged run exits with 1; Ctrl-C during training saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import GenlabError, TrainingDiverged
+
+log = logging.getLogger("genlab")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, like every other bad input
+        raise GenlabError(f"{message} (see `{self.prog} --help`)")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder, e.g. runs/0001-vae-mnist5k")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="weights to use: best validation metric (default) or the last step")
+    p.add_argument("--device", default="cpu")
+
+
+def _add_data_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--data", default=None, help=f"data to {what} (default: the run's own data set)")
+    p.add_argument("--split", default=None, help="train, val, test or all (default: test for the run's data, "
+                                                 "all for other data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="genlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="models, data sets and metrics")
+
+    p = sub.add_parser("train", help="train a model; prints the run folder")
+    p.add_argument("model", help="model name (see `genlab list`)")
+    p.add_argument("--data", default=None, help="data set, e.g. mnist5k, toy2d:ring8, folder:PATH (default mnist5k)")
+    budget = p.add_argument_group("budget (the smallest one given wins; none: 10 epochs)")
+    budget.add_argument("--time", default=None, help="wall-clock for this invocation, e.g. 90s, 3m, 1h")
+    budget.add_argument("--epochs", type=float, default=None, help="total passes over the train split")
+    budget.add_argument("--steps", type=int, default=None, help="total optimiser steps")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. model.latent_dim=16, train.lr=3e-4, data.image_size=32")
+    p.add_argument("--runs", default="runs", help="folder that holds the run folders (default: runs)")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue this run exactly")
+    p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
+    p.add_argument("--no-final", action="store_true", help="skip the final test evaluation and pictures")
+
+    p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
+    _add_run_args(p)
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("reconstruct", help="held-out inputs above, their reconstructions below")
+    _add_run_args(p)
+    _add_data_arg(p, "reconstruct")
+    p.add_argument("-n", type=int, default=32)
+    p.add_argument("-o", "--output", required=True)
+
+    p = sub.add_parser("interpolate", help="strips between pairs of held-out images")
+    _add_run_args(p)
+    _add_data_arg(p, "take the pairs from")
+    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    p.add_argument("--pairs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("-o", "--output", required=True)
+
+    p = sub.add_parser("encode", help="latent codes (posterior means) of a data set -> .npz (z, y)")
+    _add_run_args(p)
+    _add_data_arg(p, "encode")
+    p.add_argument("-o", "--output", required=True)
+
+    p = sub.add_parser("evaluate", help="metrics table with the real-vs-real floor, and JSON")
+    _add_run_args(p)
+    _add_data_arg(p, "evaluate on")
+    p.add_argument("--metrics", default=None, help="comma-separated names (default: all that apply)")
+    p.add_argument("-n", type=int, default=None, help="samples per sample metric (default min(2000, split))")
+    p.add_argument("--nll-k", type=int, default=200, help="importance samples for the nll estimate")
+    p.add_argument("--json", default=None, help="also write the results here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(message)s", stream=sys.stderr)
+        from . import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except (GenlabError, TrainingDiverged) as err:
+        if debug:
+            raise
+        print(f"genlab: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("genlab: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

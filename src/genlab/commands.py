@@ -1,0 +1,247 @@
+"""What each ``genlab`` sub-command does, given its parsed arguments (see ``cli.py``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides, parse_duration
+from .errors import GenlabError
+from .registry import METRICS, MODELS
+
+log = logging.getLogger("genlab")
+
+
+def _out(text: str = "") -> None:
+    print(text, file=sys.stdout, flush=True)
+
+
+def cmd_list(args) -> int:
+    import genlab.evaluation  # noqa: F401  (registers the metrics)
+    import genlab.models  # noqa: F401
+    from .data import dataset_names
+
+    _out("models:")
+    for name in MODELS:
+        _out(f"  {name:<12} {MODELS.help(name)}")
+    _out("data sets:")
+    for name in dataset_names():
+        _out(f"  {name}")
+    _out("metrics:")
+    for name in METRICS:
+        _out(f"  {name:<12} {METRICS.help(name)}")
+    return 0
+
+
+# --- data ------------------------------------------------------------------------------------
+def load_run_data(cfg: DataConfig):
+    from .data import load_data
+
+    return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
+
+
+def data_for_run(config: RunConfig, spec: str | None):
+    """The run's own data, or another data set loaded to the run's image size and checked for shape."""
+    data = load_run_data(config.data if spec is None else replace(config.data, spec=spec))
+    if config.data_info is not None and tuple(data.shape) != tuple(config.data_info.shape):
+        raise GenlabError(f"{spec or config.data.spec} has items of shape {tuple(data.shape)} but the model "
+                          f"was trained on {tuple(config.data_info.shape)}")
+    return data
+
+
+def _split(args, own_data: bool) -> str:
+    split = args.split or ("test" if own_data else "all")
+    if split not in ("train", "val", "test", "all"):
+        raise GenlabError(f"--split {split!r}: use train, val, test or all")
+    return split
+
+
+# --- train -----------------------------------------------------------------------------------
+def _train_config(args, train: TrainConfig) -> TrainConfig:
+    budget = {"time": parse_duration(args.time) if args.time else None, "epochs": args.epochs,
+              "steps": args.steps}
+    if args.seed is not None:
+        budget["seed"] = args.seed
+    return replace(train, **{k: v for k, v in budget.items() if v is not None})
+
+
+def cmd_train(args) -> int:
+    import genlab.evaluation  # noqa: F401
+    import genlab.models  # noqa: F401
+    from .models import build_model
+    from .training import Trainer, new_run, open_run
+
+    model_cls = MODELS.get(args.model)
+    if args.resume:
+        run = open_run(args.resume)
+        config = run.read_config()
+        if config.model != args.model:
+            raise GenlabError(f"{run.path} is a {config.model!r} run, not {args.model!r}")
+        if args.data and args.data != config.data.spec:
+            raise GenlabError(f"{run.path} was trained on {config.data.spec!r}, not {args.data!r}")
+        parts = apply_overrides({"train": config.train}, args.sets)
+        # a resumed run's budget is new: --time counts this invocation, --steps/--epochs the total
+        train = replace(parts["train"], time=None, steps=None, epochs=None)
+        config = replace(config, train=_train_config(args, train))
+    else:
+        parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),
+                                 "data": DataConfig(spec=args.data or "mnist5k")}, args.sets)
+        config = RunConfig(model=args.model, model_config=parts["model"], data=parts["data"],
+                           train=_train_config(args, parts["train"]))
+    data = load_run_data(config.data)
+    info = DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes,
+                    class_names=tuple(data.class_names) if data.class_names else None)
+    config = replace(config, data_info=info)
+    model = build_model(config)
+    if not args.resume:
+        run = new_run(Path(args.runs), config.model, data.name)
+    run.write_config(config)
+    _out(f"run folder: {run.path}")
+    trainer = Trainer(model, data, run, config.train, progress=not args.quiet)
+    if args.resume:
+        trainer.resume()
+    result = trainer.fit()
+    status = "interrupted" if result.interrupted else "finished"
+    _out(f"{status} at step {result.step} (epoch {result.epoch}, {result.seconds:.0f} s); "
+         f"checkpoint: {run.checkpoint}")
+    if result.interrupted or args.no_final:
+        return 0
+    _final_report(run, data)
+    return 0
+
+
+def _final_report(run, data) -> None:
+    """Best weights -> pictures in the run folder and test metrics in metrics.json."""
+    from .artifacts import write_run_pictures
+    from .evaluation import evaluate, format_table
+    from .training import load_model
+
+    model, _ = load_model(run)
+    pictures = write_run_pictures(model, data, run.path)
+    result = evaluate(model, data, split="test")
+    (run.path / "metrics.json").write_text(json.dumps(result, indent=2))
+    _out(format_table(result))
+    _out(f"pictures: {', '.join(str(p) for p in pictures)}")
+    _out(f"curves:   {run.path / 'curves.png'}  (TensorBoard: tensorboard --logdir {run.path / 'tb'})")
+    _out(f"metrics:  {run.path / 'metrics.json'}")
+
+
+# --- using a trained run ---------------------------------------------------------------------
+def _load(args):
+    import genlab.models  # noqa: F401
+    from .training import load_model, open_run
+
+    run = open_run(args.run)
+    model, config = load_model(run, which=args.checkpoint, device=args.device)
+    return run, model, config
+
+
+def _need_encoder(model, config: RunConfig, what: str) -> None:
+    from .artifacts import has_encoder
+
+    if not has_encoder(model):
+        raise GenlabError(f"a {config.model!r} model has no encoder, so it cannot {what}")
+
+
+def _check_output(path: str, suffixes: tuple[str, ...]) -> Path:
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in suffixes:
+        raise GenlabError(f"output {out} must end in {' or '.join(suffixes)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_sample(args) -> int:
+    from .artifacts import sample_pictures
+
+    out = _check_output(args.output, (".png", ".npz"))
+    if args.n < 1:
+        raise GenlabError("-n must be at least 1")
+    run, model, config = _load(args)
+    if out.suffix.lower() == ".npz":
+        g = torch.Generator().manual_seed(args.seed)
+        with torch.no_grad():
+            drawn = model.sample_with_latents(args.n, generator=g)
+        np.savez(out, **{k: v.detach().cpu().numpy() for k, v in drawn.items()})
+    else:
+        data = load_run_data(config.data) if config.data_info.kind == "points" else None
+        if data is None:
+            from .pictures import save_image_grid
+
+            g = torch.Generator().manual_seed(args.seed)
+            save_image_grid(model.sample(args.n, generator=g), out)
+        else:
+            sample_pictures(model, data, out, n=args.n, seed=args.seed)
+    _out(f"wrote {out}")
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .pictures import save_reconstructions
+
+    out = _check_output(args.output, (".png",))
+    run, model, config = _load(args)
+    _need_encoder(model, config, "reconstruct")
+    data = data_for_run(config, args.data)
+    x, _ = data.tensors(_split(args, args.data is None), limit=args.n)
+    with torch.no_grad():
+        save_reconstructions(x, model.reconstruct(x.to(model.device)).cpu(), out, nrow=min(16, len(x)))
+    _out(f"wrote {out}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from .artifacts import interpolation_picture
+
+    out = _check_output(args.output, (".png",))
+    run, model, config = _load(args)
+    _need_encoder(model, config, "interpolate between real images")
+    data = data_for_run(config, args.data)
+    interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp)
+    _out(f"wrote {out}")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    out = _check_output(args.output, (".npz",))
+    run, model, config = _load(args)
+    _need_encoder(model, config, "encode")
+    data = data_for_run(config, args.data)
+    index = data.indices(_split(args, args.data is None))
+    with torch.no_grad():
+        z = torch.cat([model.encode(data.images(i).to(model.device)).cpu() for i in index.split(500)])
+    arrays = {"z": z.numpy()}
+    if data.y is not None:
+        arrays["y"] = data.y[index].numpy()
+    np.savez(out, **arrays)
+    _out(f"wrote {out}: z {tuple(z.shape)}" + (" with labels y" if "y" in arrays else ""))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import genlab.evaluation  # noqa: F401
+    from .evaluation import evaluate, format_table
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    for name in metrics or []:
+        METRICS.get(name)  # unknown names fail here, with the list of valid ones
+    if args.json:
+        json_out = _check_output(args.json, (".json",))
+    run, model, config = _load(args)
+    data = data_for_run(config, args.data)
+    split = _split(args, args.data is None)
+    if split == "all" or split not in data.splits:
+        split = "test"
+    result = evaluate(model, data, split=split, metrics=metrics, n=args.n, nll_k=args.nll_k)
+    _out(format_table(result))
+    if args.json:
+        json_out.write_text(json.dumps(result, indent=2))
+        _out(f"wrote {json_out}")
+    return 0
+

@@ -1,0 +1,55 @@
+"""Data sets: built-in (mnist5k, digits, toy2d:*, shapes) and user data (folder:, npz:, idx:).
+
+``load_data("toy2d:ring8", seed=1)`` returns a ``DataSet``; ``Loader`` draws resumable batches from it.
+Importing this package registers every loader in ``genlab.registry.DATASETS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+from ..errors import GenlabError
+from ..registry import DATASETS
+from . import builtin, user  # noqa: F401  (importing them registers the loaders)
+from .base import SPLITS, DataSet, Loader, batch_dict
+from .builtin import TOY_VARIANTS, render_shapes
+
+__all__ = ["DATASETS", "SPLITS", "DataSet", "Loader", "batch_dict", "dataset_names", "load_data",
+           "render_shapes"]
+
+PATH_DATA = ("folder", "npz", "idx")  # registry names whose argument is a path
+_ORDER = ("mnist5k", "digits", "toy2d", "shapes", *PATH_DATA)
+
+
+def dataset_names() -> list[str]:
+    """The names a user can pass as ``--data``, e.g. mnist5k, toy2d:ring8, folder:PATH."""
+    registered = DATASETS.names()
+    names = []
+    for name in [n for n in _ORDER if n in registered] + [n for n in registered if n not in _ORDER]:
+        if name == "toy2d":
+            names += [f"toy2d:{v}" for v in TOY_VARIANTS]
+        else:
+            names.append(f"{name}:PATH" if name in PATH_DATA else name)
+    return names
+
+
+def load_data(spec: str, **options) -> DataSet:
+    """Load the data set named by ``spec`` ("name" or "name:arg", split at the first ':').
+
+    ``arg`` is the toy variant (toy2d:ring8) or a path (folder:~/pngs, ``~`` expanded). Options set
+    to None are dropped; the rest go to the loader (see each loader's docstring), and an option it
+    does not take is a GenlabError. Built-in sets are named by their spec, user data by a short name.
+    """
+    name, _, arg = spec.strip().partition(":")
+    loader = DATASETS.get(name)
+    options = {k: v for k, v in options.items() if v is not None}
+    accepted = [p.name for p in list(inspect.signature(loader).parameters.values())[1:]
+                if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise GenlabError(f"data set {name!r} has no option {', '.join(unknown)}; "
+                          f"its options are: {', '.join(accepted) or 'none'}")
+    if name in PATH_DATA and arg:
+        arg = os.path.expanduser(arg)
+    return loader(arg or None, **options)

@@ -1,0 +1,281 @@
+"""The metric registry and ``evaluate``: "how do you know that you are improving?"
+
+Every metric is a small ``Metric`` record in ``genlab.registry.METRICS``: its name, one line of
+help, its direction, the model capability it needs (duck typing: ``hasattr(model, "iwae_bound")``,
+never a class or a name) and a compute function. Three kinds:
+
+* sample metrics (fd, kid, precision, recall, density, coverage, is) compare features of samples
+  with features of held-out real data: ``compute(fake: FeatureSet, real: FeatureSet)``. They see a
+  sampler (``n -> samples``) only, so anything with ``.sample()`` can be measured. Each comes with
+  its real-vs-real floor: the same metric between the evaluated split and as many train images.
+* encoder metrics (recon_mse, psnr) need ``model.reconstruct``.
+* likelihood metrics (elbo, nll) need ``model.elbo`` / ``model.iwae_bound`` and are computed on
+  ``model.eval_targets(x)`` (e.g. a fixed binarisation), in nats per example.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.base import DataSet
+from ..errors import GenlabError
+from ..registry import METRICS
+from . import metrics as M
+from .features import FeatureExtractor, FeatureSet, feature_extractor, real_features
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N = 2000  # samples per sample metric
+IWAE_BATCH = 50  # examples per iwae_bound call: K samples each
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One registered metric. ``kind`` is "sample", "encoder" or "likelihood"."""
+
+    name: str
+    help: str
+    higher_is_better: bool
+    kind: str
+    needs: Callable[[Any], bool]  # capability check on the model
+    compute: Callable[..., float]  # sample: (fake, real) -> float; others: (run: _ModelRun) -> float
+    needs_classifier: bool = False  # the feature network must have a classifier (IS)
+    images_only: bool = False
+
+    def applies(self, model: Any, features: FeatureExtractor, data: DataSet) -> bool:
+        return (self.needs(model) and (features.has_classifier or not self.needs_classifier)
+                and (data.kind == "image" or not self.images_only))
+
+
+def _register(metric: Metric) -> None:
+    METRICS.register(metric.name, help=metric.help)(metric)
+
+
+def _can_sample(m) -> bool:
+    return hasattr(m, "sample")
+
+
+def _fd(fake: FeatureSet, real: FeatureSet) -> float:
+    return M.frechet_distance(real.features, fake.features)
+
+
+def _kid(fake: FeatureSet, real: FeatureSet) -> float:
+    return M.kernel_inception_distance(real.features, fake.features)
+
+
+def _pr(key: str) -> Callable[[FeatureSet, FeatureSet], float]:
+    return lambda fake, real: M.precision_recall(real.features, fake.features, k=3)[key]
+
+
+def _dc(key: str) -> Callable[[FeatureSet, FeatureSet], float]:
+    return lambda fake, real: M.density_coverage(real.features, fake.features, k=5)[key]
+
+
+def _is(fake: FeatureSet, real: FeatureSet) -> float:
+    return M.inception_score(fake.probs)
+
+
+for _m in (
+    Metric("fd", "Fréchet distance of Gaussian fits to real and sample features (FID, own feature net)",
+           False, "sample", _can_sample, _fd),
+    Metric("kid", "kernel inception distance: unbiased cubic-kernel MMD² of real vs sample features",
+           False, "sample", _can_sample, _kid),
+    Metric("precision", "share of samples inside the real data's k-NN manifold (fidelity, k=3)",
+           True, "sample", _can_sample, _pr("precision")),
+    Metric("recall", "share of real data inside the samples' k-NN manifold (diversity, k=3)",
+           True, "sample", _can_sample, _pr("recall")),
+    Metric("density", "real k-NN balls holding each sample, / k (fidelity, ~1 when matched, k=5)",
+           True, "sample", _can_sample, _dc("density")),
+    Metric("coverage", "share of real points whose k-NN ball holds a sample (diversity, k=5)",
+           True, "sample", _can_sample, _dc("coverage")),
+    Metric("is", "Inception score with the data set's own classifier: exp E KL(p(y|x) || p(y))",
+           True, "sample", _can_sample, _is, needs_classifier=True),
+    Metric("recon_mse", "mean squared reconstruction error per pixel of held-out data",
+           False, "encoder", lambda m: hasattr(m, "reconstruct"), lambda run: float(run.recon_errors.mean())),
+    Metric("psnr", "peak signal-to-noise ratio of reconstructions in dB (images in [0, 1])",
+           True, "encoder", lambda m: hasattr(m, "reconstruct"),
+           lambda run: M.psnr(float(run.recon_errors.mean())), images_only=True),
+    Metric("elbo", "mean evidence lower bound on log p(x), nats per example",
+           True, "likelihood", lambda m: hasattr(m, "elbo"), lambda run: float(run.elbos.mean())),
+    Metric("nll", "negative log-likelihood estimate, mean of -IWAE bound with K samples, nats per example",
+           False, "likelihood", lambda m: hasattr(m, "iwae_bound"),
+           lambda run: float(-run.iwae_bounds.mean())),
+):
+    _register(_m)
+_ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "recon_mse", "psnr", "elbo", "nll")
+
+
+# --- sampling ---------------------------------------------------------------------------------------
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed the global RNG for code that draws from it, then restore the caller's state."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def model_sampler(model, *, seed: int = 0, batch_size: int = 500) -> Callable[[int], Tensor]:
+    """n -> n samples on the CPU, drawn in batches from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def sample(n: int) -> Tensor:
+        sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+        return torch.cat([model.sample(b, generator=g).detach().cpu() for b in sizes])  # (n, *shape)
+
+    return sample
+
+
+def sample_metrics(sampler: Callable[[int], Tensor], real: FeatureSet, features: FeatureExtractor,
+                   names: list[str], *, kind: str = "image") -> tuple[dict[str, float], FeatureSet]:
+    """Draw len(real) samples once and compute each named sample metric: ({name: value}, fake features)."""
+    x = sampler(len(real))
+    if kind == "image":
+        x = x.clamp(0, 1)  # as an image file would store it
+    fake = features.feature_set(x)
+    return {name: METRICS.get(name).compute(fake, real) for name in names}, fake
+
+
+# --- encoder and likelihood quantities --------------------------------------------------------------
+class _ModelRun:
+    """Per-example quantities on real data, computed once, batched, seeded."""
+
+    def __init__(self, model, x: Tensor, *, seed: int, nll_k: int, batch_size: int):
+        self.model, self.x, self.seed, self.nll_k, self.batch_size = model, x, seed, nll_k, batch_size
+        self.device = _device(model)
+
+    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, batch: int, desc: str) -> Tensor:
+        parts = [fn(xb.to(self.device)).detach().cpu().double()
+                 for xb in tqdm(x.split(batch), desc=desc, leave=False, disable=None)]
+        return torch.cat(parts)  # (N,)
+
+    @cached_property
+    def targets(self) -> Tensor:
+        """The data the likelihood is defined on (e.g. a fixed binarisation), (N, *shape)."""
+        g = torch.Generator().manual_seed(self.seed + 1)
+        return self.model.eval_targets(self.x, generator=g) if hasattr(self.model, "eval_targets") else self.x
+
+    @cached_property
+    def recon_errors(self) -> Tensor:
+        def mse(xb: Tensor) -> Tensor:
+            return (self.model.reconstruct(xb) - xb).pow(2).flatten(1).mean(1)  # (B,)
+
+        with _seeded(self.seed + 2, self.device):
+            return self._map(mse, self.x, self.batch_size, "reconstruction")
+
+    @cached_property
+    def elbos(self) -> Tensor:
+        with _seeded(self.seed + 3, self.device):
+            return self._map(self.model.elbo, self.targets, self.batch_size, "elbo")
+
+    @cached_property
+    def iwae_bounds(self) -> Tensor:
+        with _seeded(self.seed + 4, self.device):
+            return self._map(lambda xb: self.model.iwae_bound(xb, self.nll_k), self.targets,
+                             IWAE_BATCH, f"nll (K={self.nll_k})")
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+def _choose(names: list[str] | None, model, features: FeatureExtractor, data: DataSet
+            ) -> tuple[list[Metric], list[str]]:
+    """The metrics to compute (unknown names raise GenlabError) and the names that do not apply."""
+    explicit = names is not None
+    if names is None:  # ours in their order (sample metrics first), then any others by name
+        names = sorted(METRICS.names(), key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k))
+    candidates = [m for m in (METRICS.get(k) for k in names) if isinstance(m, Metric)]
+    chosen = [m for m in candidates if m.applies(model, features, data)]
+    skipped = [m.name for m in candidates if m.name not in {c.name for c in chosen}]
+    if explicit and skipped:
+        log.info("skipping metrics that do not apply to this model or data: %s", ", ".join(skipped))
+    return chosen, skipped
+
+
+def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | None = None,
+             n: int | None = None, nll_k: int = 200, seed: int = 0,
+             features: FeatureExtractor | None = None, batch_size: int = 500) -> dict:
+    """Metrics of ``model`` on ``data[split]``: {"values": {...}, "floor": {...}, "info": {...}}.
+
+    ``metrics``: names (those that do not apply to the model are skipped and listed in
+    info["skipped"]), or None for all that apply. ``n``: items per metric; by default sample
+    metrics use min(2000, len(split)) samples and encoder/likelihood metrics the whole split.
+    ``floor`` holds each sample metric between the evaluated split and as many train images: the
+    value a perfect generator would get at this n. Deterministic given ``seed``; the caller's
+    global RNG state is left as it was.
+    """
+    if split not in data.splits:
+        raise GenlabError(f"data set {data.name} has no split {split!r}; it has: {', '.join(data.splits)}")
+    device = _device(model)
+    features = features or feature_extractor(data, device=device)
+    chosen, skipped = _choose(metrics, model, features, data)
+    size = len(data.splits[split])
+    n_sample = min(n or DEFAULT_N, size)
+    values: dict[str, float] = {}
+    floor: dict[str, float] = {}
+    info: dict[str, Any] = {"data": data.name, "split": split, "seed": seed, "feature_net": features.kind,
+                            "feature_net_accuracy": features.test_accuracy, "skipped": skipped}
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.no_grad(), _seeded(seed, device):
+            sample_ms = [m for m in chosen if m.kind == "sample"]
+            if sample_ms:
+                real = real_features(features, data, split, n_sample, seed=seed)
+                sampler = model_sampler(model, seed=seed, batch_size=batch_size)
+                got, _ = sample_metrics(sampler, real, features, [m.name for m in sample_ms], kind=data.kind)
+                train = real_features(features, data, "train", n_sample, seed=seed + 1)
+                values.update(got)
+                floor.update({m.name: m.compute(train, real) for m in sample_ms})
+                info["n"] = n_sample
+                if len(train) < n_sample:
+                    log.warning("the floor uses %d train items, fewer than n=%d", len(train), n_sample)
+            model_ms = [m for m in chosen if m.kind != "sample"]
+            if model_ms:
+                x, _ = data.tensors(split, limit=n, seed=seed)
+                run = _ModelRun(model, x, seed=seed, nll_k=nll_k, batch_size=batch_size)
+                values.update({m.name: m.compute(run) for m in model_ms})
+                info["n_model"] = len(x)
+                if any(m.name == "nll" for m in model_ms):
+                    info["nll_k"] = nll_k
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
+    return {"values": values, "floor": floor, "info": info}
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table: metric, value, real-vs-real floor, direction, description."""
+    rows = [("metric", "value", "real-vs-real", "dir", "description")]
+    for name, value in result["values"].items():
+        metric = METRICS.get(name) if name in METRICS else None
+        arrow = "" if metric is None else ("↑" if metric.higher_is_better else "↓")
+        fl = result.get("floor", {}).get(name)
+        rows.append((name, f"{value:.4g}", "-" if fl is None else f"{fl:.4g}", arrow,
+                     METRICS.help(name)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
+    info = result.get("info", {})
+    foot = f"split {info.get('split')}"
+    if "n" in info:
+        foot += f", n={info['n']} samples"
+    if info.get("feature_net_accuracy") is not None:
+        foot += f", feature net ({info['feature_net']}) test accuracy {info['feature_net_accuracy']:.3f}"
+    if "nll_k" in info:
+        foot += f", nll with K={info['nll_k']}"
+    return "\n".join([*lines, foot])

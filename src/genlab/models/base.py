@@ -1,0 +1,81 @@
+"""The small surface every generative model shares, and the phase that the trainer runs.
+
+A model is an ``nn.Module`` built from ``(config, data_info)``. It lists its training ``phases()``
+(which parameters, which optimiser, how often); ``loss(phase, batch, step=)`` returns a dict whose
+``"loss"`` is minimised in that phase and whose other entries are logged; ``sample(n)`` draws data.
+Encoder models add ``encode`` / ``decode`` / ``reconstruct``; likelihood models add ``elbo`` and
+``iwae_bound``. Evaluation and the CLI look for these capabilities, never at a model's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DataInfo, ModelConfig
+
+
+@dataclass
+class Phase:
+    """One optimisation phase: a name, the parameters it updates, its optimiser and its cadence.
+
+    ``repeat`` runs the phase that many times per step, each on a fresh batch (a GAN critic's
+    n_critic); ``after_step`` runs after each optimiser step (e.g. WGAN weight clipping).
+    """
+
+    name: str
+    parameters: Callable[[], Iterable[nn.Parameter]]
+    optimizer: str = "adam"  # "adam" or "rmsprop"
+    lr: float | None = None  # None: the run's train.lr
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    repeat: int = 1
+    after_step: Callable[[], None] | None = None
+
+    def make_optimizer(self, default_lr: float) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        lr = self.lr if self.lr is not None else default_lr
+        if self.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=self.betas, weight_decay=self.weight_decay)
+
+
+class GenerativeModel(nn.Module):
+    """Base class: keeps the config and data info, and gives the defaults of the small surface."""
+
+    Config: type[ModelConfig] = ModelConfig
+
+    def __init__(self, config: ModelConfig, data_info: DataInfo):
+        super().__init__()
+        self.config, self.data_info = config, data_info
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def is_image(self) -> bool:
+        return self.data_info.kind == "image"
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main", self.parameters)]
+
+    def loss(self, phase: str, batch: dict[str, Tensor], *, step: int = 0) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def sample(self, n: int, *, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """n samples (n, *shape): images in [0, 1], points as coordinates."""
+        return self.sample_with_latents(n, y=y, generator=generator)["x"]
+
+    def sample_with_latents(self, n: int, *, y: Tensor | None = None,
+                            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """{"x": samples, "z": the latents that made them (and "y" when conditional)}."""
+        raise NotImplementedError
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ N(0, I), (n, latent_dim), on the model's device."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator)
+        return z.to(self.device)

@@ -1,0 +1,97 @@
+"""Encoders and decoders sized from (C, H, W) or (D,), shared by every model family.
+
+``make_encoder(arch, shape, out_features)`` maps data (N, *shape) to (N, out_features);
+``make_decoder(arch, in_features, shape)`` maps (N, in_features) back to (N, *shape) (unbounded:
+the model applies its own output distribution, e.g. logits for Bernoulli pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(sizes: Sequence[int], *, act: type[nn.Module] = nn.ReLU, final_act: bool = False) -> nn.Sequential:
+    """Linear layers through ``sizes`` with ``act`` between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_act:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _num_downsamples(h: int, w: int) -> int:
+    """Stride-2 stages that bring the smaller side to about 4 pixels (1 to 3 stages)."""
+    return max(1, min(3, int(math.log2(max(min(h, w), 4) / 4))))
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 4x4 convolutions (28x28 -> 14 -> 7), then a linear layer to ``out_features``."""
+
+    def __init__(self, shape: Sequence[int], out_features: int, channels: Sequence[int] = (32, 64, 128)):
+        super().__init__()
+        c, h, w = shape
+        n = _num_downsamples(h, w)
+        chans = [c, *channels[:n]]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:], strict=True):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.conv = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, c, h, w)).numel()
+        self.fc = nn.Linear(flat, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv(x).flatten(1))  # (N, C, H, W) -> (N, out_features)
+
+
+class ConvDecoder(nn.Module):
+    """A linear layer to a (C0, h, w) map, stride-2 transposed convolutions up, cropped to (H, W)."""
+
+    def __init__(self, in_features: int, shape: Sequence[int], channels: Sequence[int] = (32, 64, 128)):
+        super().__init__()
+        c, h, w = shape
+        n = _num_downsamples(h, w)
+        chans = list(reversed(channels[:n]))  # e.g. [64, 32] for 28x28
+        self.start = (chans[0], math.ceil(h / 2**n), math.ceil(w / 2**n))
+        self.shape = (c, h, w)
+        self.fc = nn.Sequential(nn.Linear(in_features, math.prod(self.start)), nn.ReLU())
+        layers: list[nn.Module] = []
+        for a, b in zip(chans, [*chans[1:], c], strict=True):
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        self.deconv = nn.Sequential(*layers[:-1])  # no activation after the last layer
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = self.deconv(self.fc(z).view(-1, *self.start))  # (N, C, >=H, >=W)
+        return out[:, :, : self.shape[1], : self.shape[2]]
+
+
+class Flat(nn.Module):
+    """Wraps an MLP so it takes and returns data of shape (N, *shape)."""
+
+    def __init__(self, net: nn.Module, out_shape: Sequence[int] | None = None):
+        super().__init__()
+        self.net, self.out_shape = net, tuple(out_shape) if out_shape else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.net(x.flatten(1))
+        return out.view(-1, *self.out_shape) if self.out_shape else out
+
+
+def make_encoder(arch: str, shape: Sequence[int], out_features: int, *, hidden: Sequence[int],
+                 channels: Sequence[int]) -> nn.Module:
+    """``arch`` is "mlp" or "conv" (conv needs image data (C, H, W))."""
+    if arch == "conv" and len(shape) == 3:
+        return ConvEncoder(shape, out_features, channels)
+    return Flat(mlp([math.prod(shape), *hidden, out_features]))
+
+
+def make_decoder(arch: str, in_features: int, shape: Sequence[int], *, hidden: Sequence[int],
+                 channels: Sequence[int]) -> nn.Module:
+    if arch == "conv" and len(shape) == 3:
+        return ConvDecoder(in_features, shape, channels)
+    return Flat(mlp([in_features, *reversed(hidden), math.prod(shape)]), out_shape=shape)

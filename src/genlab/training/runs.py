@@ -1,0 +1,115 @@
+"""The run folder is the record: ``runs/<id>-<model>-<data>/``.
+
+It holds ``config.json`` (everything needed to rebuild the model), ``checkpoint.pt`` (the latest
+full training state, for ``--resume``), ``best.pt`` (the weights with the best validation metric),
+``stats.jsonl`` (training scalars), ``metrics.jsonl`` (evaluations over training), ``tb/``
+(TensorBoard events), ``samples/`` (grids over training) and the final pictures. Sampling,
+evaluation and the explorer take only this path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import DataConfig, DataInfo, RunConfig, TrainConfig, from_dict
+from ..errors import GenlabError
+from ..registry import MODELS
+from .checkpoint import atomic_write_bytes, load_checkpoint
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def stats(self) -> Path:
+        return self.path / "stats.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def write_config(self, config: RunConfig) -> None:
+        atomic_write_bytes(self.config_file, config.to_json().encode())
+
+    def read_config(self) -> RunConfig:
+        return read_run_config(self.config_file)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
+
+
+def new_run(root: Path, model: str, data: str) -> Run:
+    """Create the next numbered run folder under ``root``: 0001-vae-mnist5k, 0002-..."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{4,})-", p.name))]
+    number = max(numbers, default=0) + 1
+    while True:
+        path = root / f"{number:04d}-{_safe(model)}-{_safe(data)}"
+        try:
+            path.mkdir()
+            return Run(path)
+        except FileExistsError:  # another process took this number
+            number += 1
+
+
+def open_run(path: str | Path) -> Run:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise GenlabError(f"run folder {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise GenlabError(f"{path} is not a genlab run folder (no config.json)")
+    return Run(path)
+
+
+def read_run_config(file: Path) -> RunConfig:
+    try:
+        raw = json.loads(Path(file).read_text())
+        model = raw["model"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise GenlabError(f"{file} is not a valid genlab config ({err})") from None
+    cls = MODELS.get(model)
+    info = raw.get("data_info")
+    if info:
+        info = from_dict(DataInfo, info)
+    return RunConfig(
+        model=model,
+        model_config=from_dict(cls.Config, raw.get("model_config", {})),
+        data=from_dict(DataConfig, raw.get("data", {})),
+        train=from_dict(TrainConfig, raw.get("train", {})),
+        data_info=info,
+    )
+
+
+def load_model(run: Run, *, which: str = "best", device: str = "cpu"):
+    """Rebuild the run's model from config.json and load ``best`` (or ``last``) weights."""
+    from ..models import build_model
+
+    config = run.read_config()
+    model = build_model(config)
+    file = run.best if which == "best" and run.best.is_file() else run.checkpoint
+    if not file.is_file():
+        raise GenlabError(f"run {run.path} has no checkpoint yet")
+    state = load_checkpoint(file)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        raise GenlabError(f"checkpoint {file} does not match the model in config.json ({err})"[:300]) from None
+    return model.to(device).eval(), config

@@ -1,0 +1,222 @@
+"""One trainer for every model: it runs the model's phases and knows nothing else about it.
+
+Per step, each phase runs ``repeat`` times on fresh batches: loss -> backward -> (clip) -> step
+-> ``after_step``. Around that loop: the budget (steps, epochs or wall-clock), a progress bar
+with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids,
+atomic checkpoints that resume exactly, Ctrl-C that saves, and a NaN guard.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from ..data import DataSet, Loader
+from ..errors import TrainingDiverged
+from ..models.base import GenerativeModel
+from ..registry import METRICS
+from .checkpoint import load_checkpoint, save_checkpoint
+from .logger import RunLogger, plot_curves
+from .runs import Run
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    seconds: float
+    interrupted: bool
+    best: dict | None
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, data: DataSet, run: Run, config: TrainConfig, *,
+                 progress: bool = True):
+        self.model, self.data, self.run, self.cfg = model, data, run, config
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model.to(self.device)
+        self.phases = model.phases()
+        self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
+        self.loader = Loader(data, "train", batch_size=config.batch_size, seed=config.seed)
+        self.step, self.elapsed = 0, 0.0
+        self.best: dict | None = None
+        self.last_checkpoint_step: int | None = None
+        self.logger = RunLogger(run.path)
+        # fixed latents for the "samples over training" grids, so the frames are comparable
+        self._sample_generator_seed = config.seed + 12345
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "loader": self.loader.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best": self.best or {},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["rng"])
+        self.best = state.get("best") or None
+        self.last_checkpoint_step = self.step
+
+    def resume(self) -> None:
+        self.load_state_dict(load_checkpoint(self.run.checkpoint))
+        log.info("resumed %s at step %d", self.run.path, self.step)
+
+    def save(self) -> None:
+        save_checkpoint(self.run.checkpoint, self.state_dict())
+        self.last_checkpoint_step = self.step
+
+    # --- budget --------------------------------------------------------------------------------
+    def target_steps(self) -> int | None:
+        c = self.cfg
+        targets = []
+        if c.steps is not None:
+            targets.append(c.steps)
+        if c.epochs is not None:
+            targets.append(math.ceil(c.epochs * self.loader.steps_per_epoch))
+        return min(targets) if targets else None
+
+    # --- the loop ------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        logged: dict[str, float] = {}
+        for phase in self.phases:
+            opt = self.optimizers[phase.name]
+            for _ in range(phase.repeat):
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in next(self._batches).items()}
+                out = self.model.loss(phase.name, batch, step=self.step)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+                opt.step()
+                if phase.after_step is not None:
+                    phase.after_step()
+            prefix = "" if len(self.phases) == 1 else f"{phase.name}/"
+            logged.update({prefix + k: float(v.detach()) for k, v in out.items()})
+        self.step += 1
+        return logged
+
+    def _diverged_message(self, phase: str, value: float) -> str:
+        where = (f"last good checkpoint: {self.run.checkpoint} (step {self.last_checkpoint_step})"
+                 if self.last_checkpoint_step is not None else "no checkpoint was written before it")
+        return f"training stopped: the {phase} loss became {value} at step {self.step}; {where}"
+
+    def fit(self) -> TrainResult:
+        target = self.target_steps()
+        time_limit = self.cfg.time
+        if target is None and time_limit is None:
+            target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
+        self._batches = iter(self.loader)
+        start, start_elapsed = time.perf_counter(), self.elapsed
+        interrupted = False
+        bar = tqdm(total=target, initial=self.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, desc=self.run.path.name)
+        running: dict[str, float] = {}
+        try:
+            while target is None or self.step < target:
+                if time_limit is not None and time.perf_counter() - start >= time_limit:
+                    break
+                values = self.train_step()
+                for k, v in values.items():
+                    running[k] = running.get(k, 0.0) + v
+                self.elapsed = start_elapsed + time.perf_counter() - start
+                bar.update(1)
+                if self.step % self.cfg.log_every == 0:
+                    means = {k: v / self.cfg.log_every for k, v in running.items()}
+                    running = {}
+                    self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
+                                      time=round(self.elapsed, 2))
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
+                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                    self.evaluate(bar)
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                    self.save_sample_grid()
+                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    self.save()
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted at step %d: saving a checkpoint", self.step)
+        finally:
+            bar.close()
+        if not interrupted and (self.best is None or self.best.get("step") != self.step):
+            self.evaluate(None)
+        self.save()
+        self.save_sample_grid()
+        self.logger.close()
+        plot_curves(self.run.path)
+        return TrainResult(self.step, self.loader.epoch, self.elapsed, interrupted, self.best)
+
+    # --- evaluation and pictures ---------------------------------------------------------------
+    def _selection_metric(self, values: dict[str, float]) -> str | None:
+        choice = self.cfg.select_metric
+        if choice != "auto":
+            return choice if choice in values else None
+        return next((m for m in self.cfg.eval_metrics if m in values), None)
+
+    def evaluate(self, bar) -> dict[str, float]:
+        """Validation metrics; the selection metric's best value keeps its weights in best.pt."""
+        from ..evaluation import evaluate
+
+        names = [m for m in self.cfg.eval_metrics if m in METRICS]
+        # evaluation draws its own random numbers: fork the RNG so training is unaffected by it
+        with torch.random.fork_rng(devices=[]):
+            result = evaluate(self.model, self.data, split="val", metrics=names, n=self.cfg.eval_n,
+                              nll_k=1, seed=self.cfg.seed)
+        self.model.train()
+        values = result["values"]
+        self.logger.write("metrics.jsonl", self.step, values, split="val")
+        if bar is not None and values:
+            bar.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        key = self._selection_metric(values)
+        if key is not None:
+            sign = 1 if METRICS.get(key).higher_is_better else -1
+            value = values[key]
+            if self.best is None or sign * value > sign * self.best["value"]:
+                self.best = {"metric": key, "value": value, "step": self.step}
+                save_checkpoint(self.run.best, {"model": self.model.state_dict(), "best": self.best})
+        return values
+
+    def save_sample_grid(self) -> Path | None:
+        folder = self.run.path / "samples"
+        folder.mkdir(exist_ok=True)
+        from ..pictures import save_samples
+
+        self.model.eval()
+        with torch.random.fork_rng(devices=[]):
+            g = torch.Generator().manual_seed(self._sample_generator_seed)
+            x = self.model.sample(64, generator=g)
+        self.model.train()
+        return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind)

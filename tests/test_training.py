@@ -1,0 +1,146 @@
+"""The trainer: it learns, resumes exactly, survives kills, saves on Ctrl-C and stops on NaN."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import blobs, info
+
+import genlab.evaluation  # noqa: F401
+from genlab.config import RunConfig, TrainConfig
+from genlab.errors import TrainingDiverged
+from genlab.models import build_model
+from genlab.models.vae import VAEConfig
+from genlab.training import Trainer, load_checkpoint, new_run, save_checkpoint
+from genlab.training.logger import read_jsonl
+
+QUICK = TrainConfig(batch_size=32, eval_every=0, sample_every=0, checkpoint_every=0, log_every=5,
+                    eval_metrics=("elbo",))
+
+
+def make(tmp_path, data, train=QUICK, **model):
+    cfg = RunConfig(model="vae", model_config=VAEConfig(latent_dim=4, hidden=(64,), **model),
+                    train=train, data_info=info(data))
+    run = new_run(tmp_path, "vae", data.name)
+    run.write_config(cfg)
+    return Trainer(build_model(cfg), data, run, cfg.train, progress=False), run
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    data = blobs(200)
+    whole, _ = make(tmp_path, data, replace(QUICK, steps=30))
+    whole.fit()
+    first, run = make(tmp_path, data, replace(QUICK, steps=12))
+    first.fit()
+    second = Trainer(build_model(run.read_config()), data, run, replace(QUICK, steps=30), progress=False)
+    second.resume()
+    assert second.step == 12
+    second.fit()
+    assert second.step == 30
+    assert torch.equal(params(whole.model), params(second.model))
+
+
+def test_runs_are_numbered_and_hold_their_record(tmp_path):
+    data = blobs(120)
+    t, run = make(tmp_path, data, replace(QUICK, steps=10, sample_every=5))
+    t.fit()
+    assert run.path.name == "0001-vae-blobs"
+    assert new_run(tmp_path, "vae", "blobs").path.name == "0002-vae-blobs"
+    for f in ("config.json", "checkpoint.pt", "best.pt", "stats.jsonl", "metrics.jsonl", "curves.png"):
+        assert (run.path / f).is_file(), f
+    assert list((run.path / "tb").glob("events.out.tfevents*"))
+    assert (run.path / "samples" / "step-0000005.png").is_file()
+    assert [r["step"] for r in read_jsonl(run.stats)] == [5, 10]
+
+
+def test_nan_stops_with_the_step_and_last_checkpoint(tmp_path):
+    data = blobs(120)
+    t, run = make(tmp_path, data, replace(QUICK, steps=50, checkpoint_every=4))
+    real_loss = t.model.loss
+
+    def poisoned(phase, batch, *, step=0):
+        out = real_loss(phase, batch, step=step)
+        return {**out, "loss": out["loss"] * float("nan")} if step == 6 else out
+
+    t.model.loss = poisoned
+    with pytest.raises(TrainingDiverged, match=r"step 6.*checkpoint\.pt \(step 4\)"):
+        t.fit()
+    assert load_checkpoint(run.checkpoint)["step"] == 4
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path):
+    data = blobs(120)
+    t, run = make(tmp_path, data, replace(QUICK, steps=100))
+    real_loss = t.model.loss
+
+    def interrupt(phase, batch, *, step=0):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real_loss(phase, batch, step=step)
+
+    t.model.loss = interrupt
+    result = t.fit()
+    assert result.interrupted and load_checkpoint(run.checkpoint)["step"] == 7
+
+
+def _slow_writer(path: str, started) -> None:
+    """Child: rewrites the checkpoint with a payload whose write stalls half-way."""
+    import genlab.training.checkpoint as ck
+
+    def stalling_fdopen(fd, mode):
+        f = open(fd, mode, closefd=True)  # noqa: SIM115
+        write = f.write
+
+        def slow(b):
+            write(b[: len(b) // 2])
+            f.flush()
+            started.set()
+            time.sleep(60)
+            return write(b[len(b) // 2:])
+
+        f.write = slow
+        return f
+
+    ck.os.fdopen = stalling_fdopen  # this child process only
+    save_checkpoint(Path(path), {"step": 2, "w": torch.ones(200_000)})
+
+
+def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.zeros(200_000)})
+    ctx = mp.get_context("spawn")
+    started = ctx.Event()
+    child = ctx.Process(target=_slow_writer, args=(str(path), started))
+    child.start()
+    assert started.wait(60), "the child never started writing"
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.zeros(200_000))
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "checkpoint.pt"]
+    assert all(name.endswith(".tmp") for name in leftovers)  # a half-written temp file at most
+
+
+def test_trained_vae_beats_the_untrained_one_on_elbo(tmp_path):
+    from genlab.data import load_data
+
+    data = load_data("mnist5k")
+    t, run = make(tmp_path, data, replace(QUICK, time=20.0, batch_size=128, threads=2))
+    x, _ = data.tensors("test", limit=300)
+    x = t.model.eval_targets(x, torch.Generator().manual_seed(0))
+    untrained = t.model.eval().elbo(x).mean().item()
+    t.fit()
+    trained = t.model.eval().elbo(x).mean().item()
+    assert trained > untrained + 200, (untrained, trained)  # nats per image
+    assert trained > -300  # measured: about -545 untrained, about -207 after 20 s on a busy machine
