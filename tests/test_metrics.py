@@ -291,6 +291,7 @@ def test_evaluate_real_replay_beats_noise_and_sits_near_the_floor(digits_data):
     assert noise["values"]["density"] < 0.3 < 0.7 < v["density"]
     assert noise["values"]["coverage"] < 0.3 < 0.7 < v["coverage"]
     assert v["is"] > 3 * noise["values"]["is"]
+    assert evaluate(Replay(val), digits_data, batch_size=128)["values"] == v  # deterministic
     table = format_table(good)
     assert all(k in table for k in SAMPLE_KEYS) and "↓" in table and "↑" in table
 
@@ -316,6 +317,14 @@ def test_evaluate_likelihood_keys_only_with_the_capability(digits_data):
     assert set(everything["values"]) == SAMPLE_KEYS | {"recon_mse", "psnr", "elbo", "nll"}
     with pytest.raises(GenlabError):
         evaluate(model, digits_data, metrics=["fid"])
+
+
+def test_evaluate_points_uses_the_coordinates(point_data):
+    test, _ = point_data.tensors("test")
+    r = evaluate(Replay(test), point_data)
+    assert set(r["values"]) == SAMPLE_KEYS - {"is"} and r["info"]["feature_net"] == "identity"
+    far = evaluate(Replay(test + 3.0), point_data)
+    assert far["values"]["fd"] > 10 > r["values"]["fd"] and far["values"]["precision"] == 0.0
 
 
 def test_registry_entries():

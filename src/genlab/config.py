@@ -45,7 +45,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 500  # steps between validation evaluations (0: only at the end)
     eval_n: int = 500  # images per sample metric during training
-    eval_metrics: tuple[str, ...] = ("fd", "elbo", "recon_mse")  # those that apply to the model
+    eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")  # those that apply to the model
     select_metric: str = "auto"  # metric that picks best.pt: "auto" = first of eval_metrics that applies
     sample_every: int = 1000
     checkpoint_every: int = 1000

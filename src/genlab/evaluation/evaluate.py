@@ -206,6 +206,28 @@ def _choose(names: list[str] | None, model, features: FeatureExtractor, data: Da
     return chosen, skipped
 
 
+_FLOORS: dict[tuple, float] = {}
+
+
+def _floor(sample_ms: list[Metric], features: FeatureExtractor, data: DataSet, split: str, n: int,
+           seed: int) -> dict[str, float]:
+    """Each sample metric between ``split`` and n train items (memoised: it depends on data only)."""
+    if "train" not in data.splits:
+        log.warning("data set %s has no train split: no real-vs-real floor", data.name)
+        return {}
+    real = real_features(features, data, split, n, seed=seed)
+    train = real_features(features, data, "train", n, seed=seed + 1)
+    if len(train) < n:
+        log.warning("the floor uses %d train items, fewer than n=%d", len(train), n)
+    out = {}
+    for m in sample_ms:
+        key = (features.fingerprint, data.fingerprint(), split, n, seed, m.name)
+        if key not in _FLOORS:
+            _FLOORS[key] = m.compute(train, real)
+        out[m.name] = _FLOORS[key]
+    return out
+
+
 def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | None = None,
              n: int | None = None, nll_k: int = 200, seed: int = 0,
              features: FeatureExtractor | None = None, batch_size: int = 500) -> dict:
@@ -214,9 +236,9 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
     ``metrics``: names (those that do not apply to the model are skipped and listed in
     info["skipped"]), or None for all that apply. ``n``: items per metric; by default sample
     metrics use min(2000, len(split)) samples and encoder/likelihood metrics the whole split.
-    ``floor`` holds each sample metric between the evaluated split and as many train images: the
-    value a perfect generator would get at this n. Deterministic given ``seed``; the caller's
-    global RNG state is left as it was.
+    ``floor`` holds each sample metric between the evaluated split and as many train images:
+    about what a perfect generator would get at this n (the noise floor). Deterministic given
+    ``seed``; the caller's global RNG state is left as it was.
     """
     if split not in data.splits:
         raise GenlabError(f"data set {data.name} has no split {split!r}; it has: {', '.join(data.splits)}")
@@ -239,12 +261,9 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 real = real_features(features, data, split, n_sample, seed=seed)
                 sampler = model_sampler(model, seed=seed, batch_size=batch_size)
                 got, _ = sample_metrics(sampler, real, features, [m.name for m in sample_ms], kind=data.kind)
-                train = real_features(features, data, "train", n_sample, seed=seed + 1)
                 values.update(got)
-                floor.update({m.name: m.compute(train, real) for m in sample_ms})
+                floor.update(_floor(sample_ms, features, data, split, n_sample, seed))
                 info["n"] = n_sample
-                if len(train) < n_sample:
-                    log.warning("the floor uses %d train items, fewer than n=%d", len(train), n_sample)
             model_ms = [m for m in chosen if m.kind != "sample"]
             if model_ms:
                 x, _ = data.tensors(split, limit=n, seed=seed)

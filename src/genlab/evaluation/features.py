@@ -7,7 +7,7 @@ download and knows nothing about 28x28 digits, so genlab trains a small network 
 instead, once, and caches it under the data's content hash:
 
 * labelled images: a small CNN classifier (3 conv stages of 32-64-128 channels, stride 2 until
-  the map is about 4-7 pixels, pooled to 4x4, a 128-d linear feature layer, then the logits),
+  the map is about 4-8 pixels, pooled to 4x4, a 128-d linear feature layer, then the logits),
   trained for a short fixed budget with small random shifts as augmentation. Features are the
   128-d layer (before its ReLU); ``probs`` are the classifier's softmax, used by the Inception
   score. The held-out test accuracy is stored with the weights (mnist5k: about 98%).
@@ -59,7 +59,7 @@ _REAL: dict[tuple, FeatureSet] = {}
 
 
 def _num_downsamples(h: int, w: int) -> int:
-    """Stride-2 stages that bring the smaller side to about 4-7 pixels (1 to 3)."""
+    """Stride-2 stages that bring the smaller side to about 4-8 pixels (1 to 3)."""
     return max(1, min(3, int(math.log2(max(min(h, w), 8) / 4))))
 
 
