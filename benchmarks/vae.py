@@ -158,7 +158,7 @@ def main() -> None:
                              "min": min(r[k] for r in mine), "max": max(r[k] for r in mine)}
                          for k in ("nll", "images_per_s")}
     ratio = summary["genlab"]["images_per_s"]["median"] / summary["reference"]["images_per_s"]["median"]
-    print(f"\n{'model':<10} {'NLL (K=%d), nats' % args.k:>22} {'images/s':>22}")
+    print(f"\n{'model':<10} {f'NLL (K={args.k}), nats':>22} {'images/s':>22}")
     for name, s in summary.items():
         n, t = s["nll"], s["images_per_s"]
         print(f"{name:<10} {n['median']:8.2f} [{n['min']:.2f}-{n['max']:.2f}] "

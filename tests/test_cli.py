@@ -122,3 +122,41 @@ def test_debug_shows_the_traceback_and_exit_codes_hold_in_a_subprocess(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "genlab", "--debug", "train", "nosuch"], capture_output=True,
                           text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_ctrl_c_saves_and_exits_0(tmp_path):
+    """A real SIGINT to a training process: it saves a checkpoint and exits 0."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "-q", "train", "ae", "--data", "digits",
+                             "--steps", "1000000", "--runs", str(tmp_path), "--set", "train.log_every=10",
+                             "--set", "train.eval_every=0", "--set", "train.sample_every=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/stats.jsonl")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "interrupted at step" in out
+    import torch
+
+    (ckpt,) = tmp_path.glob("*/checkpoint.pt")
+    assert torch.load(ckpt, weights_only=True)["step"] >= 10
+
+
+def test_bad_image_folder_gets_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.new("L", (8, 8), 128).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    bad(["train", "ae", "--data", f"folder:{folder}", "--runs", str(tmp_path / "runs")], capsys, "broken.png")
+    (folder / "broken.png").unlink()
+    Image.new("L", (10, 10), 128).save(folder / "bigger.png")
+    bad(["train", "ae", "--data", f"folder:{folder}", "--runs", str(tmp_path / "runs")], capsys, "image_size")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad(["train", "ae", "--data", f"folder:{empty}"], capsys, "empty")

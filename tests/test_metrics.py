@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import genlab.evaluation.features as features_mod
-from conftest import blobs
 from genlab.data.base import DataSet
 from genlab.errors import GenlabError
 from genlab.evaluation import (
@@ -26,6 +25,8 @@ from genlab.evaluation import (
     psnr,
 )
 from genlab.registry import METRICS
+
+from conftest import blobs
 
 SAMPLE_KEYS = {"fd", "kid", "precision", "recall", "density", "coverage", "is"}
 

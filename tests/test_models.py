@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import blobs, info, points
 
 import genlab.models  # noqa: F401  (registration)
-from genlab.models import build_model
 from genlab.config import RunConfig
+from genlab.models import build_model
 from genlab.registry import MODELS
+
+from conftest import blobs, info, points
 
 # the smallest config of each model family that still exercises every layer; a new family adds
 # nothing here unless its fields differ

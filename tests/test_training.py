@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import blobs, info
 
 import genlab.evaluation  # noqa: F401
 from genlab.config import RunConfig, TrainConfig
@@ -20,6 +19,8 @@ from genlab.models import build_model
 from genlab.models.vae import VAEConfig
 from genlab.training import Trainer, load_checkpoint, new_run, save_checkpoint
 from genlab.training.logger import read_jsonl
+
+from conftest import blobs, info
 
 QUICK = TrainConfig(batch_size=32, eval_every=0, sample_every=0, checkpoint_every=0, log_every=5,
                     eval_metrics=("elbo",))

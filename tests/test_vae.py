@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from conftest import blobs
-from test_models import tiny
 
 from genlab.distributions import Bernoulli, DiagonalGaussian, Gaussian
 from genlab.losses import iwae_log_weights_to_bound
+
+from conftest import blobs
+from test_models import tiny
 
 
 def test_kl_closed_form_matches_monte_carlo():

@@ -25,6 +25,7 @@ def _out(text: str = "") -> None:
 def cmd_list(args) -> int:
     import genlab.evaluation  # noqa: F401  (registers the metrics)
     import genlab.models  # noqa: F401
+
     from .data import dataset_names
 
     _out("models:")
@@ -74,6 +75,7 @@ def _train_config(args, train: TrainConfig) -> TrainConfig:
 def cmd_train(args) -> int:
     import genlab.evaluation  # noqa: F401
     import genlab.models  # noqa: F401
+
     from .models import build_model
     from .training import Trainer, new_run, open_run
 
@@ -135,6 +137,7 @@ def _final_report(run, data) -> None:
 # --- using a trained run ---------------------------------------------------------------------
 def _load(args):
     import genlab.models  # noqa: F401
+
     from .training import load_model, open_run
 
     run = open_run(args.run)
@@ -226,6 +229,7 @@ def cmd_encode(args) -> int:
 
 def cmd_evaluate(args) -> int:
     import genlab.evaluation  # noqa: F401
+
     from .evaluation import evaluate, format_table
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None

@@ -43,7 +43,7 @@ class TrainConfig:
     time: float | None = None  # ... or seconds of wall-clock in this invocation
     device: str = "auto"  # "auto" takes CUDA when present
     log_every: int = 50
-    eval_every: int = 500  # steps between validation evaluations (0: only at the end)
+    eval_every: int = 1000  # steps between validation evaluations (0: only at the end)
     eval_n: int = 500  # images per sample metric during training
     eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")  # those that apply to the model
     select_metric: str = "auto"  # metric that picks best.pt: "auto" = first of eval_metrics that applies

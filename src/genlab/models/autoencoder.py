@@ -26,7 +26,7 @@ from .base import GenerativeModel
 class AEConfig(ModelConfig):
     latent_dim: int = 16
     arch: str = "mlp"  # "mlp" or "conv" (conv: images only)
-    hidden: tuple[int, ...] = (512, 256)  # MLP widths, encoder side (the decoder mirrors them)
+    hidden: tuple[int, ...] = (400,)  # MLP widths, encoder side (the decoder mirrors them)
     channels: tuple[int, ...] = (32, 64, 128)  # conv widths per stride-2 stage
     recon: str = "bce"  # "bce" or "l2" (points always use l2)
 

@@ -40,7 +40,7 @@ class Phase:
         lr = self.lr if self.lr is not None else default_lr
         if self.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=self.weight_decay)
-        return torch.optim.Adam(params, lr=lr, betas=self.betas, weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=self.betas, weight_decay=self.weight_decay, **_fast_kernels(params))
 
 
 class GenerativeModel(nn.Module):
@@ -79,3 +79,8 @@ class GenerativeModel(nn.Module):
         """z ~ N(0, I), (n, latent_dim), on the model's device."""
         z = torch.randn(n, self.config.latent_dim, generator=generator)
         return z.to(self.device)
+
+
+def _fast_kernels(params: list[nn.Parameter]) -> dict:
+    """Fused Adam (one kernel for all parameters) where this torch supports it on the device."""
+    return {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}

@@ -29,7 +29,7 @@ LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned-sigma")
 
 @dataclass(frozen=True)
 class VAEConfig(AEConfig):
-    latent_dim: int = 32
+    latent_dim: int = 20
     likelihood: str = "auto"  # "auto": bernoulli for images, gaussian for points
     sigma: float = 0.1  # the fixed sigma of "gaussian" (initial sigma of the learned one)
     beta: float = 1.0  # weight of the KL term (beta-VAE when > 1)

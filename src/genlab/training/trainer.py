@@ -198,8 +198,9 @@ class Trainer:
         self.model.train()
         values = result["values"]
         self.logger.write("metrics.jsonl", self.step, values, split="val")
-        if bar is not None and values:
-            bar.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        if values:
+            line = f"step {self.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+            bar.write(line) if bar is not None and self.progress else log.info(line)
         key = self._selection_metric(values)
         if key is not None:
             sign = 1 if METRICS.get(key).higher_is_better else -1
