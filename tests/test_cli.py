@@ -159,4 +159,4 @@ def test_bad_image_folder_gets_one_line(tmp_path, capsys):
     bad(["train", "ae", "--data", f"folder:{folder}", "--runs", str(tmp_path / "runs")], capsys, "image_size")
     empty = tmp_path / "empty"
     empty.mkdir()
-    bad(["train", "ae", "--data", f"folder:{empty}"], capsys, "empty")
+    bad(["train", "ae", "--data", f"folder:{empty}"], capsys, "holds no images")

@@ -87,9 +87,11 @@ def cmd_train(args) -> int:
             raise GenlabError(f"{run.path} is a {config.model!r} run, not {args.model!r}")
         if args.data and args.data != config.data.spec:
             raise GenlabError(f"{run.path} was trained on {config.data.spec!r}, not {args.data!r}")
-        parts = apply_overrides({"train": config.train}, args.sets)
-        # a resumed run's budget is new: --time counts this invocation, --steps/--epochs the total
-        train = replace(parts["train"], time=None, steps=None, epochs=None)
+        train = apply_overrides({"train": config.train}, args.sets)["train"]
+        # --time counts this invocation, --steps/--epochs the total; with none given, the run's own
+        # budget stands (its steps/epochs target, or its time once more)
+        if args.time or args.epochs is not None or args.steps is not None:
+            train = replace(train, time=None, steps=None, epochs=None)
         config = replace(config, train=_train_config(args, train))
     else:
         parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),
@@ -160,6 +162,18 @@ def _check_output(path: str, suffixes: tuple[str, ...]) -> Path:
     return out
 
 
+def _sample_labels(model, config: RunConfig, label: int | None, n: int) -> torch.Tensor | None:
+    """(n,) copies of ``--label K`` for a class-conditional model (one with ``num_classes``)."""
+    if label is None:
+        return None
+    classes = getattr(model, "num_classes", None)
+    if not classes:
+        raise GenlabError(f"a {config.model!r} model is not class-conditional, so it takes no --label")
+    if not 0 <= label < classes:
+        raise GenlabError(f"--label {label} is out of range: this model's classes are 0..{classes - 1}")
+    return torch.full((n,), label, dtype=torch.long)
+
+
 def cmd_sample(args) -> int:
     from .artifacts import sample_pictures
 
@@ -167,18 +181,27 @@ def cmd_sample(args) -> int:
     if args.n < 1:
         raise GenlabError("-n must be at least 1")
     run, model, config = _load(args)
+    y = _sample_labels(model, config, args.label, args.n)
+    g = torch.Generator().manual_seed(args.seed)
     if out.suffix.lower() == ".npz":
-        g = torch.Generator().manual_seed(args.seed)
         with torch.no_grad():
-            drawn = model.sample_with_latents(args.n, generator=g)
+            drawn = model.sample_with_latents(args.n, y=y, generator=g)
         np.savez(out, **{k: v.detach().cpu().numpy() for k, v in drawn.items()})
     else:
         data = load_run_data(config.data) if config.data_info.kind == "points" else None
         if data is None:
             from .pictures import save_image_grid
 
-            g = torch.Generator().manual_seed(args.seed)
-            save_image_grid(model.sample(args.n, generator=g), out)
+            classes, per_row = getattr(model, "num_classes", None), None
+            if y is None and classes:  # a conditional model: one row per class
+                per_row = -(-args.n // classes)
+                y = torch.arange(classes).repeat_interleave(per_row)
+            save_image_grid(model.sample(args.n if y is None else len(y), y=y, generator=g), out, per_row)
+        elif y is not None:
+            from .pictures import save_samples
+
+            save_samples(model.sample(args.n, y=y, generator=g), out, kind="points",
+                         real=data.tensors("test", limit=2000)[0], centres=data.meta.get("centres"))
         else:
             sample_pictures(model, data, out, n=args.n, seed=args.seed)
     _out(f"wrote {out}")
