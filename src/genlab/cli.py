@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", type=int, default=None, metavar="K",
+                   help="class-conditional models: draw class K only (default: one row per class)")
 
     p = sub.add_parser("reconstruct", help="held-out inputs above, their reconstructions below")
     _add_run_args(p)
