@@ -45,10 +45,16 @@ def reconstruction_picture(model, data: DataSet, path: Path, *, n: int = 32, see
 @torch.no_grad()
 def interpolation_picture(model, data: DataSet, path: Path, *, pairs: int = 8, steps: int = 10,
                           spherical: bool = False, seed: int = 0) -> Path:
-    """One row per pair of held-out images: the two ends are the images' codes, decoded."""
+    """One row per pair of held-out images: the two ends are the images' codes, decoded.
+
+    Held-out subsets come sorted by index (by class for mnist5k), so the first half is paired with
+    the second half reversed: different digits at the two ends.
+    """
     x, _ = held_out(data, 2 * pairs, seed)
+    pairs = min(pairs, len(x) // 2)
     z = model.encode(x.to(model.device))  # (2P, D)
-    path_z = interpolate(z[0::2], z[1::2], steps, spherical=spherical)  # (P, steps, D)
+    a, b = z[:pairs], z[pairs:2 * pairs].flip(0)
+    path_z = interpolate(a, b, steps, spherical=spherical)  # (P, steps, D)
     frames = model.decode(path_z.reshape(-1, z.shape[1]))  # (P*steps, *shape)
     return save_image_grid(frames, path, steps)
 

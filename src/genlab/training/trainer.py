@@ -142,7 +142,8 @@ class Trainer:
         self._batches = iter(self.loader)
         start, start_elapsed = time.perf_counter(), self.elapsed
         interrupted = False
-        bar = tqdm(total=target, initial=self.step, disable=not self.progress, unit="step",
+        # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
+        bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
                    dynamic_ncols=True, desc=self.run.path.name)
         running: dict[str, float] = {}
         try:
