@@ -21,8 +21,8 @@ def has_encoder(model) -> bool:
     return hasattr(model, "encode") and hasattr(model, "decode")
 
 
-def held_out(data: DataSet, n: int, seed: int = 0) -> tuple[Tensor, Tensor | None]:
-    return data.tensors("test", limit=n, seed=seed)
+def held_out(data: DataSet, n: int, seed: int = 0, split: str = "test") -> tuple[Tensor, Tensor | None]:
+    return data.tensors(split if split in data.splits else "all", limit=n, seed=seed)
 
 
 @torch.no_grad()
@@ -44,13 +44,13 @@ def reconstruction_picture(model, data: DataSet, path: Path, *, n: int = 32, see
 
 @torch.no_grad()
 def interpolation_picture(model, data: DataSet, path: Path, *, pairs: int = 8, steps: int = 10,
-                          spherical: bool = False, seed: int = 0) -> Path:
+                          spherical: bool = False, seed: int = 0, split: str = "test") -> Path:
     """One row per pair of held-out images: the two ends are the images' codes, decoded.
 
     Held-out subsets come sorted by index (by class for mnist5k), so the first half is paired with
     the second half reversed: different digits at the two ends.
     """
-    x, _ = held_out(data, 2 * pairs, seed)
+    x, _ = held_out(data, 2 * pairs, seed, split)
     pairs = min(pairs, len(x) // 2)
     z = model.encode(x.to(model.device))  # (2P, D)
     a, b = z[:pairs], z[pairs:2 * pairs].flip(0)

@@ -175,7 +175,7 @@ def _sample_labels(model, config: RunConfig, label: int | None, n: int) -> torch
 
 
 def cmd_sample(args) -> int:
-    from .artifacts import sample_pictures
+    from .pictures import save_samples
 
     out = _check_output(args.output, (".png", ".npz"))
     if args.n < 1:
@@ -187,34 +187,35 @@ def cmd_sample(args) -> int:
         with torch.no_grad():
             drawn = model.sample_with_latents(args.n, y=y, generator=g)
         np.savez(out, **{k: v.detach().cpu().numpy() for k, v in drawn.items()})
-    else:
-        data = load_run_data(config.data) if config.data_info.kind == "points" else None
-        if data is None:
-            from .pictures import save_image_grid
-
-            classes, per_row = getattr(model, "num_classes", None), None
-            if y is None and classes:  # a conditional model: one row per class
-                per_row = -(-args.n // classes)
-                y = torch.arange(classes).repeat_interleave(per_row)
-            save_image_grid(model.sample(args.n if y is None else len(y), y=y, generator=g), out, per_row)
-        elif y is not None:
-            from .pictures import save_samples
-
-            save_samples(model.sample(args.n, y=y, generator=g), out, kind="points",
-                         real=data.tensors("test", limit=2000)[0], centres=data.meta.get("centres"))
-        else:
-            sample_pictures(model, data, out, n=args.n, seed=args.seed)
+        _out(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in drawn.items()))
+        return 0
+    kind, per_row, extra = config.data_info.kind, None, {}
+    classes = getattr(model, "num_classes", None)
+    if y is None and classes and kind == "image":  # a conditional model: one row per class
+        per_row = -(-args.n // classes)
+        y = torch.arange(classes).repeat_interleave(per_row)
+    if kind == "points":  # samples over the real points and the exact mode centres
+        data = load_run_data(config.data)
+        extra = {"real": data.tensors("test", limit=2000)[0], "centres": data.meta.get("centres")}
+    with torch.no_grad():
+        x = model.sample(args.n if y is None else len(y), y=y, generator=g)
+    save_samples(x, out, kind=kind, nrow=per_row, **extra)
     _out(f"wrote {out}")
     return 0
+
+
+def _encoder_job(args, what: str, suffixes: tuple[str, ...] = (".png",)):
+    """Output path, model, config and data of a command that needs an encoder model."""
+    out = _check_output(args.output, suffixes)
+    _, model, config = _load(args)
+    _need_encoder(model, config, what)
+    return out, model, config, data_for_run(config, args.data)
 
 
 def cmd_reconstruct(args) -> int:
     from .pictures import save_reconstructions
 
-    out = _check_output(args.output, (".png",))
-    run, model, config = _load(args)
-    _need_encoder(model, config, "reconstruct")
-    data = data_for_run(config, args.data)
+    out, model, _, data = _encoder_job(args, "reconstruct")
     x, _ = data.tensors(_split(args, args.data is None), limit=args.n)
     with torch.no_grad():
         save_reconstructions(x, model.reconstruct(x.to(model.device)).cpu(), out, nrow=min(16, len(x)))
@@ -225,20 +226,15 @@ def cmd_reconstruct(args) -> int:
 def cmd_interpolate(args) -> int:
     from .artifacts import interpolation_picture
 
-    out = _check_output(args.output, (".png",))
-    run, model, config = _load(args)
-    _need_encoder(model, config, "interpolate between real images")
-    data = data_for_run(config, args.data)
-    interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp)
+    out, model, _, data = _encoder_job(args, "interpolate between real images")
+    interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp,
+                          split=_split(args, args.data is None))
     _out(f"wrote {out}")
     return 0
 
 
 def cmd_encode(args) -> int:
-    out = _check_output(args.output, (".npz",))
-    run, model, config = _load(args)
-    _need_encoder(model, config, "encode")
-    data = data_for_run(config, args.data)
+    out, model, _, data = _encoder_job(args, "encode", (".npz",))
     index = data.indices(_split(args, args.data is None))
     with torch.no_grad():
         z = torch.cat([model.encode(data.images(i).to(model.device)).cpu() for i in index.split(500)])

@@ -32,7 +32,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import DataSet
 from ..errors import GenlabError
+from ..training.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -264,21 +264,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GENLAB_CACHE") or Path.home() / ".cache" / "genlab")
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load(path: Path, device) -> tuple[FeatureNet, float | None] | None:
     """The cached network, or None when the file is missing, corrupt or from another version."""
     if not path.exists():
@@ -320,7 +305,7 @@ def feature_extractor(data: DataSet, *, cache_dir: str | Path | None = None,
             state = {"arch": ARCH_VERSION, "kwargs": kwargs, "test_accuracy": acc, "data": data.name,
                      "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
             try:
-                _save_atomic(state, path)
+                save_checkpoint(path, state)  # temp file in the same folder, fsync, rename
                 log.info("cached the feature network of %s in %s", data.name, path)
             except OSError as e:
                 log.warning("could not cache the feature network in %s: %s", path, e)

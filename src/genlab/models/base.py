@@ -40,7 +40,8 @@ class Phase:
         lr = self.lr if self.lr is not None else default_lr
         if self.optimizer == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, weight_decay=self.weight_decay)
-        return torch.optim.Adam(params, lr=lr, betas=self.betas, weight_decay=self.weight_decay, **_fast_kernels(params))
+        return torch.optim.Adam(params, lr=lr, betas=self.betas, weight_decay=self.weight_decay,
+                                **_fast_kernels(params))
 
 
 class GenerativeModel(nn.Module):
