@@ -83,6 +83,10 @@ def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, "o-" if src is metrics else "-", lw=1, ms=3)
+        floor = [r["floor"][name] for r in src if isinstance(r.get("floor"), dict) and name in r["floor"]]
+        if floor:  # the same metric between held-out and training images: the best one can hope for
+            ax.axhline(floor[-1], color="tab:green", ls="--", lw=1, label="real vs real")
+            ax.legend(fontsize=7)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -198,7 +198,7 @@ class Trainer:
                               nll_k=1, seed=self.cfg.seed)
         self.model.train()
         values = result["values"]
-        self.logger.write("metrics.jsonl", self.step, values, split="val")
+        self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result["floor"])
         if values:
             line = f"step {self.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items())
             bar.write(line) if bar is not None and self.progress else log.info(line)
