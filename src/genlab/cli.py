@@ -89,6 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=None, help="samples per sample metric (default min(2000, split))")
     p.add_argument("--nll-k", type=int, default=200, help="importance samples for the nll estimate")
     p.add_argument("--json", default=None, help="also write the results here")
+
+    p = sub.add_parser("cluster", help="k-means on latent means vs pixels (and the model's own clusters)")
+    _add_run_args(p)
+    p.add_argument("--data", default=None, help="data to cluster (default: the run's own data set)")
+    p.add_argument("--split", default=None, help="train, val, test or all (default: all)")
+    p.add_argument("--k", type=int, default=10, help="number of k-means clusters (default 10)")
+    p.add_argument("-o", "--output", required=True, help="PNG: one row of images per cluster")
+    p.add_argument("--json", default=None, help="also write the scores here")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("probe", help="linear probe on latent means from a few balanced labels (M1)")
+    _add_run_args(p)
+    p.add_argument("--data", default=None, help="labelled data with train and test splits (default: the run's)")
+    p.add_argument("--labels", type=int, default=100, help="labelled train examples, split evenly over classes")
+    p.add_argument("--seed", type=int, default=0, help="which balanced subset")
+    p.add_argument("--json", default=None, help="also write the accuracies here")
+
+    p = sub.add_parser("compress", help="images -> one .glc file coded by a trained codec run")
+    p.add_argument("run", help="codec run folder")
+    p.add_argument("images", nargs="+", help="PNG (or any Pillow) images; converted to the codec's channels")
+    p.add_argument("-o", "--output", required=True, help="the .glc file to write")
+    p.add_argument("-q", "--quality", type=int, default=None, help="check the run is this quality index")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    p = sub.add_parser("decompress", help=".glc file -> PNGs with the stored names and sizes")
+    p.add_argument("file", help="the .glc file")
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
+    p.add_argument("--run", default=None, help="codec run folder that made the file")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    p = sub.add_parser("rd", help="rate-distortion curves of codec runs vs JPEG, WebP, PNG; BD-rate")
+    p.add_argument("run", nargs="+", help="codec run folder(s), one per quality")
+    p.add_argument("--data", default=None, help="data set (default: the run's own)")
+    p.add_argument("--split", default=None, help="default: test")
+    p.add_argument("-n", type=int, default=None, help="images (default: the whole split)")
+    p.add_argument("-o", "--output", required=True, help="PNG plot")
+    p.add_argument("--json", default=None, help="also write the curves here")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
     return parser
 
 

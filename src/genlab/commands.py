@@ -268,3 +268,7 @@ def cmd_evaluate(args) -> int:
         _out(f"wrote {json_out}")
     return 0
 
+
+
+from .compression.commands import cmd_compress, cmd_decompress, cmd_rd  # noqa: E402,F401
+from .structure import cmd_cluster, cmd_probe  # noqa: E402,F401

@@ -47,3 +47,59 @@ def iwae_log_weights_to_bound(log_w: Tensor) -> Tensor:
     """
     k = log_w.shape[0]
     return torch.logsumexp(log_w, dim=0) - torch.log(torch.tensor(float(k), dtype=log_w.dtype))
+
+
+# --- adversarial losses (logits / critic values in, per-batch scalars out) ---------------------------
+GAN_LOSSES = ("minimax", "nonsaturating", "hinge", "wasserstein")
+
+
+def _check_gan_loss(kind: str) -> None:
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}; choose from {', '.join(GAN_LOSSES)}")
+
+
+def gan_d_loss(kind: str, d_real: Tensor, d_fake: Tensor, *, smoothing: float = 0.0) -> Tensor:
+    """The discriminator's (critic's) loss from its outputs on real and fake data, (N,) each -> ().
+
+    minimax / nonsaturating (Goodfellow et al. 2014): binary cross-entropy with target 1 - s for
+    real (one-sided label smoothing, Salimans et al. 2016) and 0 for fake:
+    (1 - s)·softplus(-d_real) + s·softplus(d_real) + softplus(d_fake).
+    hinge (Lim & Ye 2017; Miyato et al. 2018): relu(1 - d_real) + relu(1 + d_fake).
+    wasserstein (Arjovsky et al. 2017): d_fake - d_real (the critic maximises the gap).
+    """
+    _check_gan_loss(kind)
+    if kind in ("minimax", "nonsaturating"):
+        real = (1.0 - smoothing) * F.softplus(-d_real) + smoothing * F.softplus(d_real)
+        return real.mean() + F.softplus(d_fake).mean()
+    if kind == "hinge":
+        return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+    return d_fake.mean() - d_real.mean()
+
+
+def gan_g_loss(kind: str, d_fake: Tensor) -> Tensor:
+    """The generator's loss from the discriminator's outputs on its samples, (N,) -> ().
+
+    minimax: minimise log(1 - D(G(z))) = -softplus(d_fake) (saturates when D wins);
+    nonsaturating: minimise -log D(G(z)) = softplus(-d_fake); hinge and wasserstein: -d_fake.
+    """
+    _check_gan_loss(kind)
+    if kind == "minimax":
+        return -F.softplus(d_fake).mean()
+    if kind == "nonsaturating":
+        return F.softplus(-d_fake).mean()
+    return -d_fake.mean()
+
+
+def gradient_penalty(critic, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017): E[(||grad_x critic(x_hat)||_2 - 1)^2], a scalar.
+
+    x_hat = eps·real + (1 - eps)·fake with one eps ~ U(0, 1) per example (drawn on the CPU from
+    ``generator``, or the global RNG); the norm is over the flattened example. The graph is kept
+    (create_graph) so the penalty trains the critic.
+    """
+    n = real.shape[0]
+    eps = torch.rand(n, *([1] * (real.dim() - 1)), generator=generator).to(real)  # (N, 1, ...)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    norm = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()  # (N,); the epsilon keeps d norm finite at 0
+    return (norm - 1.0).pow(2).mean()

@@ -2,7 +2,7 @@
 
 Every metric is a small ``Metric`` record in ``genlab.registry.METRICS``: its name, one line of
 help, its direction, the model capability it needs (duck typing: ``hasattr(model, "iwae_bound")``,
-never a class or a name) and a compute function. Three kinds:
+never a class or a name) and a compute function. Four kinds:
 
 * sample metrics (fd, kid, precision, recall, density, coverage, is) compare features of samples
   with features of held-out real data: ``compute(fake: FeatureSet, real: FeatureSet)``. They see a
@@ -11,6 +11,8 @@ never a class or a name) and a compute function. Three kinds:
 * encoder metrics (recon_mse, psnr) need ``model.reconstruct``.
 * likelihood metrics (elbo, nll) need ``model.elbo`` / ``model.iwae_bound`` and are computed on
   ``model.eval_targets(x)`` (e.g. a fixed binarisation), in nats per example.
+* points metrics (modes, hq in ``modes.py``) read the data set's known structure (e.g. the exact
+  mode centres of toy 2-D sets): ``compute(samples, data)`` on ``n`` samples (default 10,000).
 """
 
 from __future__ import annotations
@@ -36,24 +38,27 @@ log = logging.getLogger(__name__)
 
 DEFAULT_N = 2000  # samples per sample metric
 IWAE_BATCH = 50  # examples per iwae_bound call: K samples each
+POINTS_N = 10_000  # samples per points metric
 
 
 @dataclass(frozen=True)
 class Metric:
-    """One registered metric. ``kind`` is "sample", "encoder" or "likelihood"."""
+    """One registered metric. ``kind`` is "sample", "encoder", "likelihood" or "points"."""
 
     name: str
     help: str
     higher_is_better: bool
     kind: str
     needs: Callable[[Any], bool]  # capability check on the model
-    compute: Callable[..., float]  # sample: (fake, real) -> float; others: (run: _ModelRun) -> float
+    compute: Callable[..., float]  # sample: (fake, real); points: (samples, data); others: (run: _ModelRun)
     needs_classifier: bool = False  # the feature network must have a classifier (IS)
     images_only: bool = False
+    needs_data: Callable[[DataSet], bool] | None = None  # check on the data set (e.g. known mode centres)
 
     def applies(self, model: Any, features: FeatureExtractor, data: DataSet) -> bool:
         return (self.needs(model) and (features.has_classifier or not self.needs_classifier)
-                and (data.kind == "image" or not self.images_only))
+                and (data.kind == "image" or not self.images_only)
+                and (self.needs_data is None or self.needs_data(data)))
 
 
 def _register(metric: Metric) -> None:
@@ -264,7 +269,12 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 values.update(got)
                 floor.update(_floor(sample_ms, features, data, split, n_sample, seed))
                 info["n"] = n_sample
-            model_ms = [m for m in chosen if m.kind != "sample"]
+            points_ms = [m for m in chosen if m.kind == "points"]
+            if points_ms:
+                info["n_points"] = n or POINTS_N
+                x = model_sampler(model, seed=seed, batch_size=batch_size)(info["n_points"])
+                values.update({m.name: m.compute(x, data) for m in points_ms})
+            model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood")]
             if model_ms:
                 x, _ = data.tensors(split, limit=n, seed=seed)
                 run = _ModelRun(model, x, seed=seed, nll_k=nll_k, batch_size=batch_size)

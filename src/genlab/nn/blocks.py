@@ -50,24 +50,43 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """A linear layer to a (C0, h, w) map, stride-2 transposed convolutions up, cropped to (H, W)."""
+    """A linear layer to a (C0, h, w) map, stride-2 transposed convolutions up, cropped to (H, W).
 
-    def __init__(self, in_features: int, shape: Sequence[int], channels: Sequence[int] = (32, 64, 128)):
+    ``batchnorm``: batch normalisation before every ReLU (the DCGAN generator, Radford et al. 2016);
+    the output layer stays unnormalised.
+    """
+
+    def __init__(self, in_features: int, shape: Sequence[int], channels: Sequence[int] = (32, 64, 128), *,
+                 batchnorm: bool = False):
         super().__init__()
         c, h, w = shape
         n = _num_downsamples(h, w)
         chans = list(reversed(channels[:n]))  # e.g. [64, 32] for 28x28
         self.start = (chans[0], math.ceil(h / 2**n), math.ceil(w / 2**n))
         self.shape = (c, h, w)
-        self.fc = nn.Sequential(nn.Linear(in_features, math.prod(self.start)), nn.ReLU())
+        size = math.prod(self.start)
+        norm = [nn.BatchNorm1d(size)] if batchnorm else []  # default momentum and eps
+        self.fc = nn.Sequential(nn.Linear(in_features, size, bias=not batchnorm), *norm, nn.ReLU())
         layers: list[nn.Module] = []
-        for a, b in zip(chans, [*chans[1:], c], strict=True):
-            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        for i, (a, b) in enumerate(zip(chans, [*chans[1:], c], strict=True)):
+            hidden = i < len(chans) - 1
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, bias=not (batchnorm and hidden)))
+            if batchnorm and hidden:
+                layers.append(nn.BatchNorm2d(b))
+            layers.append(nn.ReLU())
         self.deconv = nn.Sequential(*layers[:-1])  # no activation after the last layer
 
     def forward(self, z: Tensor) -> Tensor:
         out = self.deconv(self.fc(z).view(-1, *self.start))  # (N, C, >=H, >=W)
         return out[:, :, : self.shape[1], : self.shape[2]]
+
+
+def spectral_normed(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every linear, convolution and embedding weight."""
+    for sub in list(module.modules()):
+        if isinstance(sub, nn.Linear | nn.Conv2d | nn.ConvTranspose2d | nn.Embedding):
+            nn.utils.parametrizations.spectral_norm(sub)
+    return module
 
 
 class Flat(nn.Module):

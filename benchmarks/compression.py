@@ -1,0 +1,92 @@
+"""Learned codec vs JPEG / WebP / PNG: rate–distortion, BD-rate and coding speed.
+
+    python benchmarks/compression.py RUN [RUN ...] [--data mnist5k] [-n 500] [--json out.json]
+
+Rate–distortion points come from ``genlab.compression.rd`` (per image averaged bpp and 8-bit
+PSNR); speed is images per second for encode (g_a + range coding) and decode (range decoding +
+g_s) of the whole set in one .glc file, beside Pillow's JPEG at quality 75 on the same images.
+Speeds on a shared machine are noisy: medians of 3 repeats, with the min and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genlab.commands import data_for_run
+from genlab.compression import compress, decompress
+from genlab.compression.commands import _load_codec
+from genlab.compression.rd import baseline_curves, bd_rate, codec_point, to_uint8
+
+
+def _timed(fn, repeats: int = 3) -> tuple[float, float, float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), min(times), max(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("-n", type=int, default=500)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    models = [_load_codec(r) for r in args.runs]
+    data = data_for_run(models[0][1], args.data)
+    x, _ = data.tensors("test" if "test" in data.splits else "all", limit=args.n)
+    images = list(x)
+    genlab = sorted((codec_point(m, images) for m, _ in models), key=lambda p: p["bpp"])
+    curves = {"genlab": genlab, **baseline_curves(images)}
+    speed = {}
+    for m, _ in models:
+        blob = compress(m, images)
+        enc = _timed(lambda m=m: compress(m, images))
+        dec = _timed(lambda m=m, blob=blob: decompress(m, blob))
+        speed[f"genlab lmbda={m.config.lmbda}"] = {"encode_img_s": len(images) / enc[0],
+                                                   "decode_img_s": len(images) / dec[0]}
+    arrays = [to_uint8(a) for a in images]
+
+    def jpeg_encode():
+        return [_jpeg(a) for a in arrays]
+
+    blobs = jpeg_encode()
+    enc = _timed(jpeg_encode)
+    dec = _timed(lambda: [np.asarray(Image.open(io.BytesIO(b))) for b in blobs])
+    speed["jpeg q75"] = {"encode_img_s": len(images) / enc[0], "decode_img_s": len(images) / dec[0]}
+    bd = {"vs_jpeg_ecs": bd_rate(genlab, curves["jpeg_ecs"]), "vs_jpeg_file": bd_rate(genlab, curves["jpeg"]),
+          "vs_webp": bd_rate(genlab, curves["webp"])}
+    print(f"{len(images)} images of {data.name}, torch threads {torch.get_num_threads()}")
+    print(f"{'codec':<12}{'q':>6}{'bpp':>8}{'PSNR':>8}")
+    for key, pts in curves.items():
+        for p in pts:
+            psnr = "inf" if p["psnr"] is None else f"{p['psnr']:.2f}"
+            print(f"{key:<12}{str(p['quality']):>6}{p['bpp']:>8.3f}{psnr:>8}")
+    for k, v in bd.items():
+        print(f"BD-rate {k}: {'n/a' if v is None else f'{v:+.1f}%'}")
+    for k, v in speed.items():
+        print(f"{k:<24} encode {v['encode_img_s']:8.0f} img/s   decode {v['decode_img_s']:8.0f} img/s")
+    result = {"data": data.name, "images": len(images), "curves": curves, "bd_rate_percent": bd, "speed": speed}
+    print(json.dumps(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+def _jpeg(a: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(a).save(buffer, format="JPEG", quality=75, optimize=True)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    main()

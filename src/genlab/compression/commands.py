@@ -1,0 +1,141 @@
+"""``genlab compress`` / ``decompress`` / ``rd``: learned compression from the command line.
+
+Every check runs before anything is written; a decompressed file set is decoded in memory in full
+and only then written, each PNG atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import GenlabError
+
+
+def _out(text: str = "") -> None:
+    print(text, file=sys.stdout, flush=True)
+
+
+def _load_codec(run_path: str, which: str = "best"):
+    import genlab.models  # noqa: F401  (registration)
+
+    from ..training import load_model, open_run
+
+    model, config = load_model(open_run(run_path), which=which)
+    if not hasattr(model, "coding_tables"):
+        raise GenlabError(f"{run_path} is a {config.model!r} run, not a codec")
+    return model, config
+
+
+def read_image(path: Path, channels: int) -> torch.Tensor:
+    """A PNG (or any Pillow image) -> (C, H, W) in [0, 1], converted to ``channels``."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            a = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise GenlabError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise GenlabError(f"cannot read image {path} ({err})") from None
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    return torch.from_numpy(a.copy()).float() / 255
+
+
+def _png_bytes(x: torch.Tensor) -> bytes:
+    from .rd import to_uint8
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cmd_compress(args) -> int:
+    from .codec import compress
+
+    out = Path(args.output).expanduser()
+    if out.suffix.lower() != ".glc":
+        raise GenlabError(f"output {out} must end in .glc")
+    model, config = _load_codec(args.run, args.checkpoint)
+    if args.quality is not None and args.quality != model.config.quality:
+        raise GenlabError(f"{args.run} is quality {model.config.quality}, not -q {args.quality}; "
+                          "pass the run folder of that quality")
+    paths = [Path(p).expanduser() for p in args.images]
+    names = [p.name for p in paths]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GenlabError(f"two inputs share the name {dupes[0]!r}: decompress would write one over the other")
+    images = [read_image(p, model.data_info.shape[0]) for p in paths]
+    data = compress(model, images, names=names)
+    from ..training.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(out, data)
+    pixels = sum(x.shape[1] * x.shape[2] for x in images)
+    _out(f"wrote {out}: {len(images)} image(s), {len(data)} bytes, {8 * len(data) / pixels:.3f} bpp")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from ..training.checkpoint import atomic_write_bytes
+    from . import format as glc
+    from .codec import decompress
+
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise GenlabError(f"{path} does not exist")
+    data = path.read_bytes()
+    parsed = glc.unpack(data, source=str(path))
+    if args.run is None:
+        raise GenlabError(f"{path} was made by model {parsed.model_id.hex()}; pass --run RUN_FOLDER")
+    model, _ = _load_codec(args.run, args.checkpoint)
+    images, names = decompress(model, data, source=str(path))
+    files = [(Path(n).name or f"image{i:04d}", x) for i, (n, x) in enumerate(zip(names, images, strict=True))]
+    files = [(n if n.lower().endswith(".png") else f"{Path(n).stem}.png", x) for n, x in files]
+    encoded = [(n, _png_bytes(x)) for n, x in files]  # everything decoded before anything is written
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise GenlabError(f"{outdir} exists and is not a folder")
+    for name, png in encoded:
+        atomic_write_bytes(outdir / name, png)
+    _out(f"wrote {len(encoded)} image(s) to {outdir}")
+    return 0
+
+
+def cmd_rd(args) -> int:
+    from ..commands import data_for_run
+    from .rd import baseline_curves, bd_rate, codec_point, plot_rd
+
+    out = Path(args.output).expanduser()
+    if out.suffix.lower() != ".png":
+        raise GenlabError(f"output {out} must end in .png")
+    if args.json and Path(args.json).suffix.lower() != ".json":
+        raise GenlabError(f"--json {args.json} must end in .json")
+    models = [_load_codec(r, args.checkpoint) for r in args.run]
+    data = data_for_run(models[0][1], args.data)
+    split = args.split or ("test" if "test" in data.splits else "all")
+    x, _ = data.tensors(split, limit=args.n)
+    images = list(x)
+    genlab = sorted((codec_point(m, images) for m, _ in models), key=lambda p: p["bpp"])
+    curves = {"genlab": genlab, **baseline_curves(images)}
+    bd = {"vs_jpeg_ecs": bd_rate(genlab, curves["jpeg_ecs"]), "vs_jpeg_file": bd_rate(genlab, curves["jpeg"]),
+          "vs_webp": bd_rate(genlab, curves["webp"])}
+    name = args.data or models[0][1].data.spec
+    plot_rd(curves, out, title=f"{name} {split}, {len(images)} images, per-image averages")
+    _out(f"{'codec':<14}{'quality':>8}{'bpp':>9}{'PSNR dB':>9}")
+    for key in ("genlab", "jpeg_ecs", "jpeg", "webp", "png"):
+        for p in curves[key]:
+            psnr = "lossless" if p["psnr"] is None else f"{p['psnr']:.2f}"
+            _out(f"{key:<14}{p['quality'] if p['quality'] is not None else '-':>8}{p['bpp']:>9.3f}{psnr:>9}")
+    for k, v in bd.items():
+        _out(f"BD-rate {k}: " + ("no common PSNR range" if v is None else f"{v:+.1f}%"))
+    _out(f"wrote {out}")
+    if args.json:
+        result = {"data": name, "split": split, "images": len(images), "curves": curves, "bd_rate_percent": bd}
+        Path(args.json).expanduser().write_text(json.dumps(result, indent=2))
+        _out(f"wrote {args.json}")
+    return 0

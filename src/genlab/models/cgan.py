@@ -1,0 +1,66 @@
+"""Class-conditional GAN (Mirza & Osindero 2014) with a projection discriminator (Miyato & Koyama 2018).
+
+    z (N, latent) ++ embed_G(y) (N, embed_dim) --G--> x (N, *shape)
+    D(x, y) = psi(phi(x)) + <embed_D(y), phi(x)>  (N,)
+
+G sees the label as a learned embedding concatenated to z; D projects its features phi(x) onto a
+learned class embedding instead of concatenating y to its input, which Miyato & Koyama found both
+better and more stable. Everything else (losses, phases, EMA, spectral norm) is the GAN's; fakes
+in a batch get the real batch's labels, so classes are drawn with the data's frequencies. Needs
+labelled data: ``num_classes`` comes from the data; ``sample(n, y=None)`` cycles 0..K-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import DataInfo
+from ..errors import GenlabError
+from ..registry import MODELS
+from .gan import GAN, GANConfig
+
+
+@dataclass(frozen=True)
+class CGANConfig(GANConfig):
+    embed_dim: int = 16  # width of G's label embedding (D's is its feature width)
+    spectral_norm: bool = True  # Miyato & Koyama 2018 train the projection critic with it
+    loss: str = "hinge"
+
+
+@MODELS.register("cgan", help="class-conditional GAN: label embedding in G, projection discriminator")
+class CGAN(GAN):
+    Config = CGANConfig
+
+    def __init__(self, config: CGANConfig, data_info: DataInfo):
+        super().__init__(config, data_info)
+        self.num_classes: int = data_info.num_classes  # the capability ``sample(n, y=...)`` reads
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def label_classes(self, data_info: DataInfo) -> int:
+        if not data_info.num_classes:
+            raise GenlabError("cgan needs labelled data (classes), and this data set has no labels")
+        return data_info.num_classes
+
+    def batch_labels(self, batch: dict[str, Tensor]) -> Tensor:
+        if "y" not in batch:
+            raise GenlabError("cgan needs labelled data, and this batch has no labels")
+        return batch["y"]
+
+    def sample_labels(self, n: int, y: Tensor | int | None) -> Tensor:
+        """(n,) labels: the given ones (an int or a tensor of n), or 0, 1, ..., K-1, 0, 1, ... ."""
+        k = self.num_classes
+        if y is None:
+            return torch.arange(n, device=self.device) % k
+        y = torch.as_tensor(y, dtype=torch.long)
+        y = (y.expand(n) if y.dim() == 0 else y).to(self.device)
+        if y.shape != (n,):
+            raise GenlabError(f"expected one label or {n} labels, got a tensor of shape {tuple(y.shape)}")
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            raise GenlabError(f"labels must be in 0..{k - 1}, got {y.min().item()}..{y.max().item()}")
+        return y

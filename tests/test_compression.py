@@ -1,0 +1,172 @@
+"""The learned codec as real files: exact round trips, format errors, rate honesty, RD direction."""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+
+import constriction
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genlab.cli import main
+from genlab.compression import compress, decompress, model_identity, rate_check
+from genlab.compression import format as glc
+from genlab.compression.rd import bd_rate, jpeg_entropy_coded_bytes
+from genlab.config import DataInfo, RunConfig, TrainConfig
+from genlab.errors import GenlabError
+from genlab.models import build_model
+from genlab.models.codec import CodecConfig, quantize_pmf
+from genlab.training import Trainer, new_run
+
+from conftest import blobs, info
+
+
+def _train(data, lmbda: float, steps: int, tmp_path, seed: int = 0):
+    cfg = RunConfig(model="codec", data_info=info(data),
+                    model_config=CodecConfig(latent_dim=4, channels=(8, 8), lmbda=lmbda),
+                    train=TrainConfig(steps=steps, batch_size=32, lr=3e-3, seed=seed, eval_every=0,
+                                      sample_every=0, checkpoint_every=0, eval_metrics=("recon_mse",)))
+    model = build_model(cfg)
+    run = new_run(tmp_path, "codec", data.name)
+    run.write_config(cfg)
+    Trainer(model, data, run, cfg.train, progress=False).fit()
+    return model.eval(), run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = blobs(240, size=12)
+    model, run = _train(data, 0.01, 150, tmp_path_factory.mktemp("runs"))
+    return data, model, run
+
+
+def test_round_trip_is_bit_exact(trained):
+    data, model, _ = trained
+    x = data.x[:20]
+    images, names = decompress(model, compress(model, list(x)))
+    assert torch.equal(torch.stack(images), model.reconstruct(x))
+    assert names == [f"image{i:04d}" for i in range(20)]
+
+
+def test_any_size_and_rgb(trained):
+    data, model, _ = trained
+    odd = [torch.rand(1, 13, 9), torch.rand(1, 13, 9), torch.rand(1, 5, 17)]
+    images, _ = decompress(model, compress(model, odd))
+    assert [tuple(x.shape) for x in images] == [tuple(x.shape) for x in odd]
+    assert torch.equal(torch.stack(images[:2]), model.reconstruct(torch.stack(odd[:2])))
+    rgb = build_model(RunConfig(model="codec", model_config=CodecConfig(latent_dim=3, channels=(8,)),
+                                data_info=DataInfo(shape=(3, 12, 12), kind="image"))).eval()
+    x = torch.rand(2, 3, 10, 14)
+    assert torch.equal(torch.stack(decompress(rgb, compress(rgb, list(x)))[0]), rgb.reconstruct(x))
+
+
+def _errors(model, data: bytes) -> str:
+    with pytest.raises(GenlabError) as err:
+        decompress(model, data)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_format_errors(trained):
+    data, model, _ = trained
+    good = compress(model, list(data.x[:4]))
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x01
+    assert "CRC" in _errors(model, bytes(flipped))
+    assert "truncated" in _errors(model, good[:-7])
+    assert "not a .glc" in _errors(model, b"\x89PNG\r\n\x1a\n" + good[8:])
+    body = bytearray(good[:-4])
+    body[4] = 9  # a future version, with a valid CRC
+    assert "version 9" in _errors(model, bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "big"))
+    other = build_model(RunConfig(model="codec", model_config=model.config, data_info=model.data_info,
+                                  train=TrainConfig(seed=1))).eval()
+    assert model_identity(other) != model_identity(model)
+    assert "made by model" in _errors(other, good)
+
+
+def test_cli_round_trip_and_one_line_errors(trained, tmp_path, capsys):
+    data, model, run = trained
+    from genlab.training.checkpoint import save_checkpoint
+
+    save_checkpoint(run.best, {"model": model.state_dict()})
+    pngs = []
+    for i in range(3):
+        p = tmp_path / f"d{i}.png"
+        Image.fromarray((data.x[i, 0] * 255).round().byte().numpy()).convert("RGB").save(p)  # RGB: converted
+        pngs.append(str(p))
+    out = tmp_path / "x.glc"
+    assert main(["compress", str(run.path), *pngs, "-o", str(out)]) == 0
+    assert main(["decompress", str(out), "-o", str(tmp_path / "dec"), "--run", str(run.path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["d0.png", "d1.png", "d2.png"]
+    capsys.readouterr()
+    bad = tmp_path / "bad.glc"
+    cases = {"no-run": (out.read_bytes(), []), "crc": (out.read_bytes()[:-1] + b"\x00", ["--run", str(run.path)]),
+             "short": (out.read_bytes()[:30], ["--run", str(run.path)])}
+    for name, (payload, extra) in cases.items():
+        bad.write_bytes(payload)
+        target = tmp_path / f"out-{name}"
+        assert main(["decompress", str(bad), "-o", str(target), *extra]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("genlab: error:"), err
+        assert not target.exists(), name
+    bad.write_bytes(out.read_bytes())
+    assert main(["decompress", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "pass --run RUN_FOLDER" in capsys.readouterr().err
+
+
+def test_range_coder_payload_near_entropy():
+    rng = np.random.default_rng(0)
+    p = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625])
+    symbols = rng.choice(len(p), size=20000, p=p).astype(np.int32)
+    q = quantize_pmf(p)
+    assert q.sum() == 1 << 16 and (q >= 1).all()
+    model = constriction.stream.model.Categorical(q / (1 << 16), perfect=False)
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(symbols, model)
+    bits = 32 * len(enc.get_compressed())
+    information = -np.log2(p[symbols]).sum()  # the ideal code length of this very sequence
+    assert information <= bits <= information + 64 + 1e-4 * information
+    dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
+    assert (dec.decode(model, len(symbols)) == symbols).all()
+
+
+def test_payload_matches_estimated_rate(trained):
+    data, model, _ = trained
+    check = rate_check(model, list(data.x[:100]))
+    assert check["ok"], check
+    assert check["payload_bits"] >= 0.98 * check["estimated_bits"]  # no free bits either
+
+
+def test_lambda_moves_rate_and_distortion(tmp_path):
+    data = blobs(240, size=12)
+    x = data.x[data.splits["test"]]
+    points = []
+    for lmbda in (0.0005, 0.05):
+        model, _ = _train(data, lmbda, 150, tmp_path)
+        bits = 8 * len(glc.unpack(compress(model, list(x))).payload) / (len(x) * 144)
+        mse = float((model.reconstruct(x) - x).pow(2).mean())
+        points.append((bits, -10 * math.log10(mse)))
+    (r_lo, p_lo), (r_hi, p_hi) = points
+    assert r_hi > r_lo and p_hi > p_lo, points
+
+
+def test_jpeg_entropy_coded_segment():
+    a = (np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(a).save(buffer, format="JPEG", quality=50, optimize=True)
+    data = buffer.getvalue()
+    ecs = jpeg_entropy_coded_bytes(data)
+    sos = data.index(b"\xff\xda")
+    header = int.from_bytes(data[sos + 2:sos + 4], "big")
+    assert ecs == len(data) - (sos + 2 + header) - 2  # everything between the SOS header and EOI
+    assert data.endswith(b"\xff\xd9") and 0 < ecs < len(data) - 100
+
+
+def test_bd_rate_of_half_the_bits():
+    anchor = [{"bpp": b, "psnr": p} for b, p in ((0.5, 20), (1.0, 25), (2.0, 30))]
+    half = [{"bpp": d["bpp"] / 2, "psnr": d["psnr"]} for d in anchor]
+    assert bd_rate(half, anchor) == pytest.approx(-50.0)

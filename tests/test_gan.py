@@ -1,0 +1,251 @@
+"""The GAN family: adversarial losses by hand, the gradient penalty, phases under the real trainer,
+weight clipping, the EMA generator, mode coverage on ring8, conditional sampling, the modes metrics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import genlab.evaluation  # noqa: F401  (registers the metrics)
+import genlab.models  # noqa: F401
+from genlab import losses
+from genlab.cli import main
+from genlab.config import RunConfig, TrainConfig
+from genlab.data import load_data
+from genlab.data.base import DataSet
+from genlab.data.builtin import toy_centres
+from genlab.errors import GenlabError
+from genlab.evaluation import evaluate
+from genlab.evaluation.modes import high_quality_share, modes_covered
+from genlab.models import build_model
+from genlab.registry import MODELS
+from genlab.training import Trainer, new_run
+
+from conftest import blobs, info, points
+
+QUICK = TrainConfig(batch_size=32, eval_every=0, sample_every=0, checkpoint_every=0, log_every=1,
+                    eval_metrics=(), threads=1)
+
+
+def sp(v: float) -> float:
+    return math.log1p(math.exp(v))
+
+
+def trainer(tmp_path, name, data, train=QUICK, **model):
+    cls = MODELS.get(name)
+    cfg = RunConfig(model=name, model_config=cls.Config(**model), train=train, data_info=info(data))
+    run = new_run(tmp_path, name, data.name)
+    run.write_config(cfg)
+    return Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+
+
+# --- losses --------------------------------------------------------------------------------------
+D_REAL, D_FAKE = torch.tensor([1.0, -2.0]), torch.tensor([0.5, -1.0])
+
+
+@pytest.mark.parametrize("kind, smoothing, expected", [
+    ("nonsaturating", 0.0, (sp(-1) + sp(2)) / 2 + (sp(0.5) + sp(-1)) / 2),
+    ("minimax", 0.0, (sp(-1) + sp(2)) / 2 + (sp(0.5) + sp(-1)) / 2),
+    ("nonsaturating", 0.1, (0.9 * (sp(-1) + sp(2)) + 0.1 * (sp(1) + sp(-2))) / 2 + (sp(0.5) + sp(-1)) / 2),
+    ("hinge", 0.0, (0 + 3) / 2 + (1.5 + 0) / 2),
+    ("wasserstein", 0.0, (0.5 - 1) / 2 - (1 - 2) / 2),
+])
+def test_d_losses_by_hand(kind, smoothing, expected):
+    got = losses.gan_d_loss(kind, D_REAL, D_FAKE, smoothing=smoothing)
+    assert got.shape == () and got.item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("minimax", -(sp(0.5) + sp(-1)) / 2),
+    ("nonsaturating", (sp(-0.5) + sp(1)) / 2),
+    ("hinge", 0.25),
+    ("wasserstein", 0.25),
+])
+def test_g_losses_by_hand(kind, expected):
+    assert losses.gan_g_loss(kind, D_FAKE).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_smoothed_d_loss_is_bce_with_soft_targets_and_minimax_saturates():
+    bce = nn.functional.binary_cross_entropy_with_logits
+    want = bce(D_REAL, torch.full((2,), 0.9)) + bce(D_FAKE, torch.zeros(2))
+    assert losses.gan_d_loss("minimax", D_REAL, D_FAKE, smoothing=0.1).item() == pytest.approx(want.item())
+    # where D confidently rejects the fakes, minimax's gradient vanishes and the non-saturating one does not
+    d = torch.tensor([-8.0], requires_grad=True)
+    (g_mm,) = torch.autograd.grad(losses.gan_g_loss("minimax", d), d)
+    (g_ns,) = torch.autograd.grad(losses.gan_g_loss("nonsaturating", d), d)
+    assert abs(g_mm.item()) < 1e-3 and g_ns.item() == pytest.approx(-1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        losses.gan_d_loss("lsgan", D_REAL, D_FAKE)
+
+
+# --- gradient penalty ------------------------------------------------------------------------------
+def linear_critic(scale: float) -> nn.Linear:
+    critic = nn.Linear(16, 1)
+    with torch.no_grad():
+        w = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))
+        critic.weight.copy_(scale * w / w.norm())
+    return critic
+
+
+@pytest.mark.parametrize("scale, expected", [(1.0, 0.0), (3.0, 4.0)])
+def test_gradient_penalty_of_linear_critics(scale, expected):
+    critic = linear_critic(scale)
+    real, fake = torch.rand(8, 1, 4, 4), torch.rand(8, 1, 4, 4)  # images: the norm is over the flattened input
+    gp = losses.gradient_penalty(lambda v: critic(v.flatten(1)).squeeze(1), real, fake)
+    assert gp.shape == () and gp.item() == pytest.approx(expected, abs=1e-5)
+    if scale != 1.0:  # the penalty trains the critic: its graph reaches the weights
+        gp.backward()
+        assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_is_per_example():
+    """critic(x) = |x|^2 / 2 has gradient x; with real = fake, x_hat = x whatever eps is."""
+    x = torch.tensor([[3.0, 4.0], [0.0, 2.0], [0.6, 0.8]])  # norms 5, 2, 1
+    gp = losses.gradient_penalty(lambda v: 0.5 * v.pow(2).sum(1), x, x.clone())
+    assert gp.item() == pytest.approx((16 + 1 + 0) / 3, rel=1e-5)
+
+
+# --- phases under the real trainer ---------------------------------------------------------------------
+def test_n_critic_steps_per_generator_step(tmp_path):
+    t = trainer(tmp_path, "gan", points(128), replace(QUICK, steps=3), n_critic=4, hidden=(16,), latent_dim=2)
+    calls: list[str] = []
+    real_loss = t.model.loss
+
+    def counting(phase, batch, *, step=0):
+        calls.append(phase)
+        return real_loss(phase, batch, step=step)
+
+    t.model.loss = counting
+    t.fit()
+    assert calls == (["critic"] * 4 + ["generator"]) * 3
+
+
+def test_wgan_clipping_keeps_critic_weights_in_range(tmp_path):
+    t = trainer(tmp_path, "wgan", points(128), replace(QUICK, steps=2), hidden=(16,), latent_dim=2)
+    assert max(p.abs().max().item() for p in t.model.critic.parameters()) > 0.01  # before: default init
+    t.fit()
+    assert all(p.abs().max().item() <= 0.01 for p in t.model.critic.parameters())
+    assert t.model.phases()[0].optimizer == "rmsprop" and t.model.phases()[0].repeat == 5
+
+
+def test_wgan_gp_logs_the_penalty_and_the_critic_gap(tmp_path):
+    t = trainer(tmp_path, "wgan-gp", points(128), replace(QUICK, steps=1), hidden=(16,), latent_dim=2)
+    t._batches = iter(t.loader)
+    logged = t.train_step()
+    assert {"critic/gp", "critic/critic_gap", "critic/d_real", "generator/loss"} <= set(logged)
+    assert "critic/d_acc" not in logged  # critic values have no decision threshold
+
+
+def test_ema_generator_is_kept_apart_and_used_for_sampling(tmp_path):
+    t = trainer(tmp_path, "gan", points(128), replace(QUICK, steps=5), ema=0.9, hidden=(16,), latent_dim=2)
+    model = t.model
+    assert any(k.startswith("g_ema.") for k in model.state_dict())
+    phase_params = {id(p) for ph in model.phases() for p in ph.parameters()}
+    assert not any(id(p) in phase_params for p in model.g_ema.parameters())
+    t.fit()
+    assert int(model.ema_updates) == 5
+    g, avg = (torch.cat([p.flatten() for p in m.parameters()]) for m in (model.generator, model.g_ema))
+    assert not torch.equal(g, avg)
+    model.eval()
+    out = model.sample_with_latents(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out["x"], model.g_ema(out["z"])) and not torch.equal(out["x"], model.generator(out["z"]))
+
+
+def test_ring8_modes_grow_with_training(tmp_path):
+    """~10 s of training (4000 steps): 8/8 modes at 3 seeds when measured; step 0 covers none."""
+    data = load_data("toy2d:ring8")
+    t = trainer(tmp_path, "gan", data, replace(QUICK, batch_size=256, steps=4000, log_every=500),
+                loss="minimax", hidden=(128, 128), latent_dim=8, lr_g=1e-3, lr_d=1e-3, ema=0.999)
+    before = evaluate(t.model, data, split="test", metrics=["modes", "hq"])["values"]
+    t.fit()
+    after = evaluate(t.model, data, split="test", metrics=["modes", "hq"])["values"]
+    assert after["modes"] > before["modes"] and after["modes"] >= 6, (before, after)
+    assert after["hq"] > max(0.5, before["hq"]), (before, after)
+
+
+def test_cgan_samples_honour_the_label(tmp_path):
+    data = blobs(480)
+    t = trainer(tmp_path, "cgan", data, replace(QUICK, steps=300, batch_size=64), latent_dim=8, hidden=(64,),
+                channels=(16, 32))
+    t.fit()
+    model = t.model.eval()
+    y = torch.arange(4).repeat_interleave(50)
+    x = model.sample(len(y), y=y, generator=torch.Generator().manual_seed(0))  # (200, 1, 12, 12)
+    means = torch.stack([data.x[data.y == k].mean(0) for k in range(4)])  # (4, 1, 12, 12)
+    nearest = torch.cdist(x.flatten(1), means.flatten(1)).argmin(1)
+    assert (nearest == y).float().mean() > 0.9  # chance: 0.25
+
+
+def test_cgan_needs_labels_and_checks_them():
+    unlabelled = replace(info(points(64)), num_classes=None)
+    with pytest.raises(GenlabError, match="labelled"):
+        build_model(RunConfig(model="cgan", model_config=MODELS.get("cgan").Config(), data_info=unlabelled))
+    model = build_model(RunConfig(model="cgan", model_config=MODELS.get("cgan").Config(hidden=(8,)),
+                                  data_info=info(points(64))))
+    assert model.sample_with_latents(6)["y"].tolist() == [0, 1, 2, 3, 0, 1]
+    assert model.sample_with_latents(3, y=2)["y"].tolist() == [2, 2, 2]
+    with pytest.raises(GenlabError, match=r"0\.\.3"):
+        model.sample(2, y=torch.tensor([0, 4]))
+    with pytest.raises(GenlabError, match="not class-conditional"):
+        build_model(RunConfig(model="gan", model_config=MODELS.get("gan").Config(hidden=(8,)),
+                              data_info=info(points(64)))).sample(2, y=1)
+
+
+# --- the modes metrics -------------------------------------------------------------------------------
+def test_modes_and_hq_on_hand_made_samples():
+    centres, sigma = toy_centres("ring8")
+    at_centres = centres.repeat(10, 1)  # (80, 2)
+    assert modes_covered(at_centres, centres, sigma) == 8 and high_quality_share(at_centres, centres, sigma) == 1
+    one = centres[:1].repeat(50, 1)
+    assert modes_covered(one, centres, sigma) == 1 and high_quality_share(one, centres, sigma) == 1
+    far = centres * 2
+    assert modes_covered(far, centres, sigma) == 0 and high_quality_share(far, centres, sigma) == 0
+    # the 1% rule: a mode holding 1 of 100 samples counts, 1 of 200 does not
+    near = centres[0] + torch.tensor([0.02, 0.0])  # 2 sigma off: still high quality
+    assert modes_covered(torch.cat([centres[1:2].repeat(99, 1), near[None]]), centres, sigma) == 2
+    assert modes_covered(torch.cat([centres[1:2].repeat(199, 1), near[None]]), centres, sigma) == 1
+
+
+class Replay:
+    def __init__(self, x):
+        self.x = x
+
+    def sample(self, n, *, y=None, generator=None):
+        return self.x[torch.randint(len(self.x), (n,), generator=generator)]
+
+
+def test_modes_metrics_apply_only_to_data_with_centres():
+    centres, sigma = toy_centres("ring8")
+    x = centres.repeat(50, 1)
+    split = {"train": torch.arange(200), "val": torch.arange(200, 300), "test": torch.arange(300, 400)}
+    data = DataSet(name="r", kind="points", x=x, splits=split, meta={"centres": centres, "sigma": sigma})
+    r = evaluate(Replay(x), data, metrics=["modes", "hq", "fd"], n=1000)
+    assert r["values"]["modes"] == 8 and r["values"]["hq"] == 1 and "fd" in r["values"]
+    plain = replace(data, meta={})
+    assert evaluate(Replay(x), plain, metrics=["modes", "hq"])["info"]["skipped"] == ["modes", "hq"]
+
+
+# --- the command line -------------------------------------------------------------------------------
+def test_cli_label(tmp_path, capsys):
+    fast = ["--steps", "2", "--no-final", "--runs", str(tmp_path), "--set", "model.hidden=8",
+            "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "train.eval_metrics=modes"]
+    assert main(["-q", "train", "cgan", "--data", "digits", *fast, "--set", "model.channels=4,8"]) == 0
+    assert main(["-q", "train", "gan", "--data", "toy2d:ring8", *fast]) == 0
+    cgan_run, gan_run = sorted(tmp_path.iterdir())
+    assert main(["sample", str(cgan_run), "-n", "5", "--label", "7", "-o", str(tmp_path / "s.npz")]) == 0
+    assert np.load(tmp_path / "s.npz")["y"].tolist() == [7] * 5
+    assert main(["sample", str(cgan_run), "-n", "20", "-o", str(tmp_path / "grid.png")]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "grid.png") as img:  # 10 rows (classes) of 2 digits
+        assert img.height > 4 * img.width
+    capsys.readouterr()
+    assert main(["sample", str(cgan_run), "--label", "10", "-o", str(tmp_path / "x.png")]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["sample", str(gan_run), "--label", "0", "-o", str(tmp_path / "x.png")]) == 2
+    assert "not class-conditional" in capsys.readouterr().err

@@ -1,0 +1,188 @@
+"""Latent structure: clustering scores, the GMVAE, the balanced probe subset, `genlab cluster/probe`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import genlab.models  # noqa: F401  (registration)
+from genlab.cli import main
+from genlab.config import RunConfig, TrainConfig
+from genlab.evaluation.clustering import balanced_subset, cluster_acc, cluster_scores, kmeans, majority_acc
+from genlab.models import build_model
+from genlab.models.gmvae import GMVAEConfig
+from genlab.registry import MODELS
+
+from conftest import blobs, info
+
+
+# --- cluster scores ------------------------------------------------------------------------------
+def test_permuted_perfect_assignment_scores_one():
+    y = np.repeat(np.arange(5), 20)
+    perm = np.array([3, 0, 4, 1, 2])
+    assert cluster_acc(y, perm[y]) == 1.0
+    s = cluster_scores(y, perm[y])
+    assert s["nmi"] == pytest.approx(1.0) and s["ari"] == pytest.approx(1.0)
+
+
+def test_constant_assignment_scores_one_over_k():
+    y = np.repeat(np.arange(4), 25)
+    assert cluster_acc(y, np.zeros_like(y)) == pytest.approx(0.25)
+    assert cluster_scores(y, np.zeros_like(y))["ari"] == pytest.approx(0.0)
+
+
+def test_hungarian_is_stricter_than_majority_vote():
+    # two clusters are both mostly class 0: majority vote gives both to class 0, Hungarian cannot
+    y = np.array([0, 0, 0, 1, 0, 0, 0, 1, 1, 1])
+    p = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    assert majority_acc(y, p) == pytest.approx(0.8)
+    assert cluster_acc(y, p) == pytest.approx(0.5)  # 3 (cluster 0 -> 0) + 2 (cluster 2 -> 1)
+    assert cluster_acc(y, p) <= majority_acc(y, p)
+
+
+def test_more_clusters_than_classes():
+    y = np.array([0, 0, 1, 1])
+    assert cluster_acc(y, np.array([0, 1, 2, 3])) == pytest.approx(0.5)
+
+
+def test_kmeans_finds_separated_groups():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    y = np.repeat(np.arange(3), 30)
+    labels, found = kmeans(centres[y] + rng.normal(size=(90, 2)), 3, seed=0)
+    assert found.shape == (3, 2) and cluster_acc(y, labels) == 1.0
+
+
+# --- the balanced labelled subset ----------------------------------------------------------------
+def test_balanced_subset_is_balanced_and_seeded():
+    y = np.random.default_rng(0).integers(0, 10, 1000)
+    a = balanced_subset(y, 100, seed=3)
+    assert len(a) == 100 and len(set(a)) == 100
+    assert (np.bincount(y[a], minlength=10) == 10).all()
+    assert np.array_equal(a, balanced_subset(y, 100, seed=3))
+    assert not np.array_equal(a, balanced_subset(y, 100, seed=4))
+    for bad in (105, 5, 2000):
+        with pytest.raises(ValueError):
+            balanced_subset(y, bad, seed=0)
+
+
+# --- the GMVAE ------------------------------------------------------------------------------------
+def gmvae(data, seed: int = 0, **kw):
+    cfg = GMVAEConfig(**{"components": 4, "latent_dim": 4, "hidden": (64,), **kw})
+    return build_model(RunConfig(model="gmvae", model_config=cfg, data_info=info(data),
+                                 train=TrainConfig(seed=seed)))
+
+
+def test_gmvae_loss_pieces_sum_to_the_loss():
+    data = blobs(64)
+    model = gmvae(data, balance=0.0)
+    out = model.loss("main", {"x": data.x[:16]}, step=0)
+    assert torch.allclose(out["loss"].detach(), out["recon"] + out["kl_z"] + out["kl_y"], atol=1e-4)
+    assert out["kl_z"] >= 0 and out["kl_y"] >= 0
+    # with the balance term, it is the one piece added to the ELBO
+    model = gmvae(data, balance=0.5)
+    torch.manual_seed(1)
+    out = model.loss("main", {"x": data.x[:16]}, step=0)
+    expected = out["recon"] + out["kl_z"] + out["kl_y"] + 0.5 * out["kl_y_marginal"]
+    assert torch.allclose(out["loss"].detach(), expected, atol=1e-4)
+
+
+def test_gmvae_cluster_probs_and_shapes():
+    data = blobs(64)
+    model = gmvae(data).eval()
+    x = data.x[:8]
+    probs = model.cluster_probs(x)
+    assert probs.shape == (8, 4) and torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+    assert model.encode(x).shape == (8, 4) and model.reconstruct(x).shape == x.shape
+    assert model.sample_component(5, 2, torch.Generator().manual_seed(0)).shape == (5, *data.shape)
+    with torch.no_grad():
+        x_bin = model.eval_targets(x, torch.Generator().manual_seed(0))
+        elbo, iwae = model.elbo(x_bin), model.iwae_bound(x_bin, 50)
+    assert elbo.shape == iwae.shape == (8,)
+    assert iwae.mean() >= elbo.mean() - 1.0  # the IWAE bound is the tighter one (up to noise)
+
+
+def test_gmvae_clusters_easy_blobs():
+    data = blobs(400)
+    model = gmvae(data)
+    opt = model.phases()[0].make_optimizer(3e-3)
+    g = torch.Generator().manual_seed(0)
+    start, step = time.time(), 0
+    while time.time() - start < 8 and step < 3000:
+        idx = torch.randint(0, len(data.x), (64,), generator=g)
+        out = model.loss("main", {"x": data.x[idx]}, step=step)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        step += 1
+    with torch.no_grad():
+        pred = model.eval().cluster_probs(data.x).argmax(1)
+    assert cluster_acc(data.y, pred) > 0.6  # chance is ~0.28 for 4 classes
+
+
+# --- the CLI ----------------------------------------------------------------------------------------
+FAST = ["--set", "train.eval_every=20", "--set", "train.eval_n=100", "--set", "train.sample_every=20",
+        "--set", "model.hidden=32", "--set", "model.latent_dim=4", "--set", "train.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["-q", "train", "vae", "--data", "digits", "--steps", "40", "--runs", str(runs), *FAST,
+                 "--no-final"]) == 0
+    (run,) = runs.iterdir()
+    return run
+
+
+def _in_range(scores: dict) -> bool:
+    return 0 <= scores["cluster_acc"] <= 1 and 0 <= scores["nmi"] <= 1 and -1 <= scores["ari"] <= 1
+
+
+def test_cluster_command(vae_run, tmp_path, capsys):
+    out, js = tmp_path / "c.png", tmp_path / "c.json"
+    assert main(["cluster", str(vae_run), "--split", "test", "-o", str(out), "--json", str(js)]) == 0
+    result = json.loads(js.read_text())
+    assert set(result) == {"latent_kmeans", "pixel_kmeans", "info"}  # a vae has no cluster_probs
+    assert _in_range(result["latent_kmeans"]) and _in_range(result["pixel_kmeans"])
+    assert result["pixel_kmeans"]["cluster_acc"] > 0.3 and out.is_file()
+    assert "Hungarian" in capsys.readouterr().out
+
+
+def test_probe_command(vae_run, tmp_path, capsys):
+    js = tmp_path / "p.json"
+    assert main(["probe", str(vae_run), "--labels", "50", "--seed", "1", "--json", str(js)]) == 0
+    result = json.loads(js.read_text())
+    assert result["labels"] == 50 and result["seed"] == 1
+    assert 0 <= result["latent"] <= 1 and result["pixels"] > 0.5
+    capsys.readouterr()
+    assert main(["probe", str(vae_run), "--labels", "55"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genlab: error:") and "\n" not in err
+
+
+def test_cluster_gmvae_run_scores_its_own_clusters(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "gmvae", "--data", "digits", "--steps", "20", "--runs", str(runs), *FAST,
+                 "--no-final"]) == 0
+    (run,) = runs.iterdir()
+    js = tmp_path / "c.json"
+    assert main(["cluster", str(run), "--k", "5", "-o", str(tmp_path / "c.png"), "--json", str(js)]) == 0
+    result = json.loads(js.read_text())
+    assert _in_range(result["model"]) and result["info"]["model_components"] == 10
+    assert "clusters by itself" in capsys.readouterr().out
+
+
+@pytest.mark.skipif("gan" not in MODELS, reason="no gan model registered")
+def test_cluster_a_gan_run_is_a_one_line_error(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "gan", "--data", "digits", "--steps", "2", "--runs", str(runs),
+                 "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--no-final"]) == 0
+    (run,) = runs.iterdir()
+    capsys.readouterr()
+    assert main(["cluster", str(run), "-o", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "genlab: error: a 'gan' model has no encoder, so it cannot cluster"
