@@ -333,3 +333,15 @@ def test_registry_entries():
         m = METRICS.get(name)
         assert m.name == name and m.help and isinstance(m.higher_is_better, bool)
     assert not METRICS.get("fd").higher_is_better and METRICS.get("elbo").higher_is_better
+
+
+def test_no_feature_network_is_trained_without_a_sample_metric(tmp_path, monkeypatch):
+    """Likelihood and reconstruction metrics need no feature network: none is trained or cached."""
+    from conftest import blobs
+    from test_models import tiny
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "fresh-cache"))
+    data = blobs(64)
+    result = evaluate(tiny("vae", data), data, metrics=["elbo", "recon_mse"])
+    assert set(result["values"]) == {"elbo", "recon_mse"} and "feature_net" not in result["info"]
+    assert not (tmp_path / "fresh-cache").exists()

@@ -55,8 +55,8 @@ class Metric:
     images_only: bool = False
     needs_data: Callable[[DataSet], bool] | None = None  # check on the data set (e.g. known mode centres)
 
-    def applies(self, model: Any, features: FeatureExtractor, data: DataSet) -> bool:
-        return (self.needs(model) and (features.has_classifier or not self.needs_classifier)
+    def applies(self, model: Any, features: FeatureExtractor | None, data: DataSet) -> bool:
+        return (self.needs(model) and (not self.needs_classifier or (features is not None and features.has_classifier))
                 and (data.kind == "image" or not self.images_only)
                 and (self.needs_data is None or self.needs_data(data)))
 
@@ -197,18 +197,22 @@ class _ModelRun:
 
 
 # --- evaluate ---------------------------------------------------------------------------------------
-def _choose(names: list[str] | None, model, features: FeatureExtractor, data: DataSet
-            ) -> tuple[list[Metric], list[str]]:
-    """The metrics to compute (unknown names raise GenlabError) and the names that do not apply."""
+def _choose(names: list[str] | None, model, features: FeatureExtractor | None, data: DataSet
+            ) -> tuple[list[Metric], list[str], FeatureExtractor | None]:
+    """The metrics to compute (unknown names raise GenlabError), the names that do not apply, and the
+    feature network (built only when a sample metric is asked for)."""
     explicit = names is not None
     if names is None:  # ours in their order (sample metrics first), then any others by name
         names = sorted(METRICS.names(), key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k))
     candidates = [m for m in (METRICS.get(k) for k in names) if isinstance(m, Metric)]
-    chosen = [m for m in candidates if m.applies(model, features, data)]
+    if features is None and any(m.kind == "sample" and m.needs(model) for m in candidates):
+        features = feature_extractor(data, device=_device(model))  # trained (or loaded) only when needed
+    chosen = [m for m in candidates if (m.kind != "sample" or features is not None)
+              and m.applies(model, features, data)]
     skipped = [m.name for m in candidates if m.name not in {c.name for c in chosen}]
     if explicit and skipped:
         log.info("skipping metrics that do not apply to this model or data: %s", ", ".join(skipped))
-    return chosen, skipped
+    return chosen, skipped, features
 
 
 _FLOORS: dict[tuple, float] = {}
@@ -248,14 +252,14 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
     if split not in data.splits:
         raise GenlabError(f"data set {data.name} has no split {split!r}; it has: {', '.join(data.splits)}")
     device = _device(model)
-    features = features or feature_extractor(data, device=device)
-    chosen, skipped = _choose(metrics, model, features, data)
+    chosen, skipped, features = _choose(metrics, model, features, data)
     size = len(data.splits[split])
     n_sample = min(n or DEFAULT_N, size)
     values: dict[str, float] = {}
     floor: dict[str, float] = {}
-    info: dict[str, Any] = {"data": data.name, "split": split, "seed": seed, "feature_net": features.kind,
-                            "feature_net_accuracy": features.test_accuracy, "skipped": skipped}
+    info: dict[str, Any] = {"data": data.name, "split": split, "seed": seed, "skipped": skipped}
+    if features is not None:
+        info.update(feature_net=features.kind, feature_net_accuracy=features.test_accuracy)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()

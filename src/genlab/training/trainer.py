@@ -221,4 +221,6 @@ class Trainer:
             g = torch.Generator().manual_seed(self._sample_generator_seed)
             x = self.model.sample(64, generator=g)
         self.model.train()
-        return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind)
+        # conditional models cycle their labels 0..K-1: K columns put one class in each column
+        nrow = getattr(self.model, "num_classes", None)
+        return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
