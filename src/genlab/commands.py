@@ -112,7 +112,7 @@ def cmd_train(args) -> int:
         trainer.resume()
     result = trainer.fit()
     status = "interrupted" if result.interrupted else "finished"
-    _out(f"{status} at step {result.step} (epoch {result.epoch}, {result.seconds:.0f} s); "
+    _out(f"{status} at step {result.step} ({result.epochs:.1f} epochs, {result.seconds:.0f} s); "
          f"checkpoint: {run.checkpoint}")
     if result.interrupted or args.no_final:
         return 0

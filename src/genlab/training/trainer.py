@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
 @dataclass
 class TrainResult:
     step: int
-    epoch: int
+    epochs: float
     seconds: float
     interrupted: bool
     best: dict | None
@@ -178,7 +178,8 @@ class Trainer:
         self.save_sample_grid()
         self.logger.close()
         plot_curves(self.run.path)
-        return TrainResult(self.step, self.loader.epoch, self.elapsed, interrupted, self.best)
+        epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
+        return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
 
     # --- evaluation and pictures ---------------------------------------------------------------
     def _selection_metric(self, values: dict[str, float]) -> str | None:
