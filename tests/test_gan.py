@@ -249,3 +249,19 @@ def test_cli_label(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
     assert main(["sample", str(gan_run), "--label", "0", "-o", str(tmp_path / "x.png")]) == 2
     assert "not class-conditional" in capsys.readouterr().err
+
+
+def test_auto_settings_follow_the_data_kind_and_explicit_values_win():
+    """`None` config fields resolve by data kind (toy-2D recipe for points); a set value is kept."""
+    from genlab.config import RunConfig
+    from genlab.models import build_model
+    from genlab.models.gan import WGANGPConfig
+
+    from conftest import blobs, info, points
+
+    on_points = build_model(RunConfig(model="wgan-gp", model_config=WGANGPConfig(), data_info=info(points(16))))
+    on_images = build_model(RunConfig(model="wgan-gp", model_config=WGANGPConfig(), data_info=info(blobs(16))))
+    assert on_images.config.gp_weight == 10.0 and on_points.config.gp_weight != on_images.config.gp_weight
+    chosen = build_model(RunConfig(model="wgan-gp", model_config=WGANGPConfig(gp_weight=3.0),
+                                   data_info=info(points(16))))
+    assert chosen.config.gp_weight == 3.0
