@@ -76,3 +76,13 @@ class Gaussian:
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)
         return self.mean + self.log_sigma.exp() * eps
+
+
+def log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z | mu, diag(exp(logvar))) summed over the last dimension (broadcasting), (...,)."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / logvar.exp()).sum(-1)
+
+
+def kl_diag_normals(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) for diagonal Gaussians, summed over the last dim."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0).sum(-1)

@@ -42,6 +42,7 @@ class DataSet:
     length: int | None = None
     item_shape: tuple[int, ...] | None = None
     read: Callable[[Tensor], Tensor] | None = None
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.x.shape[0]) if self.x is not None else int(self.length or 0)
@@ -78,7 +79,16 @@ class DataSet:
         return self.images(idx), y
 
     def fingerprint(self) -> str:
-        """A content hash (data, labels, splits): the key for cached feature networks."""
+        """A content hash (data, labels, splits): the key for cached feature networks.
+
+        Computed once per DataSet (hashing mnist5k takes tens of ms and evaluation asks often);
+        a loaded set's tensors are not modified afterwards.
+        """
+        if self._fingerprint is None:
+            self._fingerprint = self._hash()
+        return self._fingerprint
+
+    def _hash(self) -> str:
         h = hashlib.sha256(self.name.encode())
         for t in (self.x, self.y, *(self.splits[s] for s in sorted(self.splits))):
             if t is not None:
