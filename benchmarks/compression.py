@@ -1,11 +1,13 @@
 """Learned codec vs JPEG / WebP / PNG: rate–distortion, BD-rate and coding speed.
 
-    python benchmarks/compression.py RUN [RUN ...] [--data mnist5k] [-n 500] [--json out.json]
+    python benchmarks/compression.py RUN_OR_LADDER [...] [--data mnist5k] [-n 500] [--json out.json]
+                                     [--picture matched.png]
 
 Rate–distortion points come from ``genlab.compression.rd`` (per image averaged bpp and 8-bit
 PSNR); speed is images per second for encode (g_a + range coding) and decode (range decoding +
 g_s) of the whole set in one .glc file, beside Pillow's JPEG at quality 75 on the same images.
-Speeds on a shared machine are noisy: medians of 3 repeats, with the min and max.
+Speeds on a shared machine are noisy: medians of 3 repeats, with the min and max. ``--picture``
+draws the same images at matched bits per image, genlab vs JPEG (entropy-coded segment).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -22,7 +25,8 @@ from PIL import Image
 from genlab.commands import data_for_run
 from genlab.compression import compress, decompress
 from genlab.compression.commands import _load_codec
-from genlab.compression.rd import baseline_curves, bd_rate, codec_point, to_uint8
+from genlab.compression.ladder import run_folders
+from genlab.compression.rd import baseline_curves, bd_rate, codec_point, common_psnr_range, plot_matched, to_uint8
 
 
 def _timed(fn, repeats: int = 3) -> tuple[float, float, float]:
@@ -40,8 +44,9 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--picture", default=None, help="PNG: the same images at matched bits, JPEG vs genlab")
     args = ap.parse_args()
-    models = [_load_codec(r) for r in args.runs]
+    models = [_load_codec(str(r)) for path in args.runs for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)
     x, _ = data.tensors("test" if "test" in data.splits else "all", limit=args.n)
     images = list(x)
@@ -63,19 +68,24 @@ def main() -> None:
     enc = _timed(jpeg_encode)
     dec = _timed(lambda: [np.asarray(Image.open(io.BytesIO(b))) for b in blobs])
     speed["jpeg q75"] = {"encode_img_s": len(images) / enc[0], "decode_img_s": len(images) / dec[0]}
-    bd = {"vs_jpeg_ecs": bd_rate(genlab, curves["jpeg_ecs"]), "vs_jpeg_file": bd_rate(genlab, curves["jpeg"]),
-          "vs_webp": bd_rate(genlab, curves["webp"])}
-    print(f"{len(images)} images of {data.name}, torch threads {torch.get_num_threads()}")
+    anchors = {"vs_jpeg_ecs": "jpeg_ecs", "vs_jpeg_file": "jpeg", "vs_webp": "webp"}
+    bd = {k: bd_rate(genlab, curves[a]) for k, a in anchors.items()}
+    ranges = {k: common_psnr_range(genlab, curves[a]) for k, a in anchors.items()}
+    matched = plot_matched([m for m, _ in models], images, args.picture) if args.picture else None
+    print(f"{len(images)} images of {data.name}, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'codec':<12}{'q':>6}{'bpp':>8}{'PSNR':>8}")
     for key, pts in curves.items():
         for p in pts:
             psnr = "inf" if p["psnr"] is None else f"{p['psnr']:.2f}"
             print(f"{key:<12}{str(p['quality']):>6}{p['bpp']:>8.3f}{psnr:>8}")
     for k, v in bd.items():
-        print(f"BD-rate {k}: {'n/a' if v is None else f'{v:+.1f}%'}")
+        span = "" if ranges[k] is None else f"  (common PSNR range {ranges[k][0]:.2f}-{ranges[k][1]:.2f} dB)"
+        print(f"BD-rate {k}: {'n/a' if v is None else f'{v:+.1f}%'}{span}")
     for k, v in speed.items():
         print(f"{k:<24} encode {v['encode_img_s']:8.0f} img/s   decode {v['decode_img_s']:8.0f} img/s")
-    result = {"data": data.name, "images": len(images), "curves": curves, "bd_rate_percent": bd, "speed": speed}
+    result = {"data": data.name, "images": len(images), "curves": curves, "bd_rate_percent": bd,
+              "bd_psnr_range_db": ranges, "speed": speed, "matched": matched}
     print(json.dumps(result))
     if args.json:
         with open(args.json, "w") as f:

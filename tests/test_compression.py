@@ -19,7 +19,8 @@ from genlab.compression.rd import bd_rate, jpeg_entropy_coded_bytes
 from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.errors import GenlabError
 from genlab.models import build_model
-from genlab.models.codec import CodecConfig, quantize_pmf
+from genlab.models.codec import CodecConfig
+from genlab.models.entropy import quantize_pmf
 from genlab.training import Trainer, new_run
 
 from conftest import blobs, info
@@ -170,3 +171,82 @@ def test_bd_rate_of_half_the_bits():
     anchor = [{"bpp": b, "psnr": p} for b, p in ((0.5, 20), (1.0, 25), (2.0, 30))]
     half = [{"bpp": d["bpp"] / 2, "psnr": d["psnr"]} for d in anchor]
     assert bd_rate(half, anchor) == pytest.approx(-50.0)
+
+
+def test_parse_qualities_and_lambda_ladder():
+    from genlab.compression.ladder import LMBDA, lmbda_for, parse_qualities
+
+    assert parse_qualities("1..6") == [1, 2, 3, 4, 5, 6]
+    assert parse_qualities("2-4, 6") == [2, 3, 4, 6] and parse_qualities("3") == [3]
+    for bad in ("6..1", "a", "1..99"):
+        with pytest.raises(GenlabError):
+            parse_qualities(bad)
+    lambdas = [lmbda_for(q) for q in range(0, 11)]
+    assert all(a < b for a, b in zip(lambdas[:-1], lambdas[1:], strict=True))  # more weight on distortion
+    assert lmbda_for(3) == LMBDA[3] and lmbda_for(9) == 2 * LMBDA[8]
+
+
+def test_ladder_trains_each_quality_and_codes_by_quality(tmp_path, capsys):
+    from genlab.compression.ladder import lmbda_for, read_ladder
+    from genlab.training import open_run
+
+    data = blobs(120, size=12)
+    npz = tmp_path / "blobs.npz"
+    np.savez(npz, x=data.x.numpy(), y=data.y.numpy())
+    args = ["train", "codec", "--data", f"npz:{npz}", "--qualities", "1,4", "--steps", "20", "--no-final",
+            "--runs", str(tmp_path / "runs"), "--set", "model.channels=[8,8]", "--set", "model.latent_dim=4",
+            "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "train.threads=1"]
+    assert main(args) == 0
+    (ladder,) = (tmp_path / "runs").iterdir()
+    runs = read_ladder(ladder)
+    assert sorted(runs) == [1, 4]
+    for q, path in runs.items():
+        cfg = open_run(path).read_config().model_config
+        assert (cfg.quality, cfg.lmbda) == (q, lmbda_for(q))
+    png = tmp_path / "a.png"
+    Image.fromarray((data.x[0, 0] * 255).round().byte().numpy()).save(png)
+    out = tmp_path / "a.glc"
+    assert main(["compress", str(ladder), str(png), "-o", str(out), "-q", "4"]) == 0
+    assert glc.unpack(out.read_bytes()).quality == 4
+    assert main(["decompress", str(out), "-o", str(tmp_path / "dec"), "--run", str(ladder)]) == 0
+    assert (tmp_path / "dec" / "a.png").is_file()
+    capsys.readouterr()
+    assert main(["compress", str(ladder), str(png), "-o", str(out), "-q", "2"]) == 2
+    assert "has no quality 2; it has 1, 4" in capsys.readouterr().err
+    assert main([*args, "--set", "lmbda=0.5"]) == 2
+    assert "drop --set lmbda" in capsys.readouterr().err
+
+
+def _train_hyper(data, lmbda: float, steps: int, tmp_path):
+    cfg = RunConfig(model="codec", data_info=info(data),
+                    model_config=CodecConfig(latent_dim=4, channels=(8, 8), lmbda=lmbda, entropy="hyperprior",
+                                             hyper_channels=8, hyper_latent=2),
+                    train=TrainConfig(steps=steps, batch_size=32, lr=3e-3, eval_every=0, sample_every=0,
+                                      checkpoint_every=0, eval_metrics=()))
+    model = build_model(cfg)
+    run = new_run(tmp_path, "codec", data.name)
+    run.write_config(cfg)
+    Trainer(model, data, run, cfg.train, progress=False).fit()
+    return model.eval()
+
+
+def test_hyperprior_round_trip_rate_and_sizes(tmp_path):
+    data = blobs(240, size=12)
+    model = _train_hyper(data, 0.01, 120, tmp_path)
+    x = data.x[:24]
+    images, _ = decompress(model, compress(model, list(x)))
+    assert torch.equal(torch.stack(images), model.reconstruct(x))  # scales snap to the same tables
+    odd = [torch.rand(1, 13, 9), torch.rand(1, 5, 17)]
+    assert [tuple(i.shape) for i in decompress(model, compress(model, odd))[0]] == [(1, 13, 9), (1, 5, 17)]
+    check = rate_check(model, list(data.x[:100]))
+    assert check["ok"] and check["payload_bits"] >= 0.98 * check["estimated_bits"], check
+    samples = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 12, 12) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_hyperprior_spends_fewer_bits_on_a_blank_image(tmp_path):
+    """Side information pays off where the image is flat: a blank image costs little."""
+    data = blobs(240, size=12)
+    model = _train_hyper(data, 0.01, 150, tmp_path)
+    bits = model.estimated_bits(torch.stack([torch.zeros(1, 12, 12), data.x[0]]))
+    assert bits[0] < bits[1]

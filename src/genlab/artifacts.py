@@ -2,7 +2,9 @@
 
 Every model: ``samples.png``. Encoder models also: ``recon.png`` (inputs above, reconstructions
 below), ``interp.png`` / ``interp_slerp.png`` (between pairs of held-out images), ``latent.png``
-(codes of held-out data, coloured by label) and, with a 2-D latent, ``manifold.png``.
+(codes of held-out data, coloured by label), with a 2-D latent ``manifold.png``, and, for a
+class-conditional one (cvae, m2), ``analogies.png`` (style kept, class changed). A model with a
+critic on 2-D points: ``dfield.png`` (D over the plane and G's gradient arrows, ``genlab.adversarial``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .adversarial import dfield_applies, dfield_picture
 from .data import DataSet
-from .latent import interpolate
+from .latent import analogy_grid, interpolate, is_conditional_encoder
 from .pictures import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
 
 
@@ -48,15 +51,32 @@ def interpolation_picture(model, data: DataSet, path: Path, *, pairs: int = 8, s
     """One row per pair of held-out images: the two ends are the images' codes, decoded.
 
     Held-out subsets come sorted by index (by class for mnist5k), so the first half is paired with
-    the second half reversed: different digits at the two ends.
+    the second half reversed: different digits at the two ends. A class-conditional model's class
+    (one-hot of its own guess) is interpolated linearly beside z, and decoded as probabilities.
     """
     x, _ = held_out(data, 2 * pairs, seed, split)
     pairs = min(pairs, len(x) // 2)
-    z = model.encode(x.to(model.device))  # (2P, D)
+    x = x.to(model.device)
+    z = model.encode(x)  # (2P, D)
     a, b = z[:pairs], z[pairs:2 * pairs].flip(0)
-    path_z = interpolate(a, b, steps, spherical=spherical)  # (P, steps, D)
-    frames = model.decode(path_z.reshape(-1, z.shape[1]))  # (P*steps, *shape)
-    return save_image_grid(frames, path, steps)
+    path_z = interpolate(a, b, steps, spherical=spherical).reshape(-1, z.shape[1])  # (P*steps, D)
+    if not is_conditional_encoder(model):
+        return save_image_grid(model.decode(path_z), path, steps)  # (P*steps, *shape)
+    c = torch.nn.functional.one_hot(model.classify(x).argmax(1), model.num_classes).float()  # (2P, K)
+    path_c = interpolate(c[:pairs], c[pairs:2 * pairs].flip(0), steps).reshape(-1, c.shape[1])
+    return save_image_grid(model.decode(path_z, path_c), path, steps)
+
+
+@torch.no_grad()
+def analogy_picture(model, data: DataSet, path: Path, *, n: int = 10, seed: int = 0,
+                    split: str = "test") -> Path:
+    """Class-conditional encoder models: a row per held-out input, the input then its z with every
+    class (``genlab.latent.analogy_grid``); z is inferred with the inputs' labels when they are
+    the model's classes, else with the model's guess."""
+    x, y = held_out(data, n, seed, split)
+    known = y is not None and data.num_classes == model.num_classes
+    grid = analogy_grid(model, x, y if known else None)  # (R, 1 + K, *shape)
+    return save_image_grid(grid.flatten(0, 1), path, grid.shape[1])
 
 
 @torch.no_grad()
@@ -74,10 +94,14 @@ def write_run_pictures(model, data: DataSet, folder: Path) -> list[Path]:
     model.eval()
     folder = Path(folder)
     out = [sample_pictures(model, data, folder / "samples.png")]
+    if dfield_applies(model, data):
+        out.append(dfield_picture(model, data, folder / "dfield.png", title="final"))
     if has_encoder(model):
         if data.kind == "image":
             out.append(reconstruction_picture(model, data, folder / "recon.png"))
             out.append(interpolation_picture(model, data, folder / "interp.png"))
             out.append(interpolation_picture(model, data, folder / "interp_slerp.png", spherical=True))
         out += latent_pictures(model, data, folder)
+        if data.kind == "image" and is_conditional_encoder(model):
+            out.append(analogy_picture(model, data, folder / "analogies.png"))
     return out

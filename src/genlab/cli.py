@@ -53,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs", help="folder that holds the run folders (default: runs)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue this run exactly")
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
+    p.add_argument("--labels", type=int, default=None, metavar="N",
+                   help="semi-supervised models (m2): keep N train labels, N/C per class, hide the rest")
+    p.add_argument("--label-seed", type=int, default=None, metavar="S",
+                   help="which balanced labelled subset (default 0); recorded in labelled.json")
     p.add_argument("--no-final", action="store_true", help="skip the final test evaluation and pictures")
+    p.add_argument("--qualities", default=None, metavar="1..6",
+                   help="codec only: train one model per quality into one ladder folder (each gets the budget)")
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
@@ -62,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, metavar="K",
                    help="class-conditional models: draw class K only (default: one row per class)")
+    p.add_argument("--caption", default=None, metavar="TEXT",
+                   help='caption-conditional models (stackgan): e.g. "a large square at the bottom right"')
 
     p = sub.add_parser("reconstruct", help="held-out inputs above, their reconstructions below")
     _add_run_args(p)
@@ -106,21 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which balanced subset")
     p.add_argument("--json", default=None, help="also write the accuracies here")
 
+    p = sub.add_parser("analogies", help="class-conditional models: keep z of held-out inputs, change the class")
+    _add_run_args(p)
+    _add_data_arg(p, "take the inputs from")
+    p.add_argument("-n", type=int, default=10, help="inputs, one row each (default 10)")
+    p.add_argument("-o", "--output", required=True, help="PNG: a row per input, the input then one column per class")
+    p.add_argument("--seed", type=int, default=0, help="which held-out inputs")
+
     p = sub.add_parser("compress", help="images -> one .glc file coded by a trained codec run")
-    p.add_argument("run", help="codec run folder")
+    p.add_argument("run", help="codec run folder, or a ladder folder (then -q picks; default its middle quality)")
     p.add_argument("images", nargs="+", help="PNG (or any Pillow) images; converted to the codec's channels")
     p.add_argument("-o", "--output", required=True, help="the .glc file to write")
-    p.add_argument("-q", "--quality", type=int, default=None, help="check the run is this quality index")
+    p.add_argument("-q", "--quality", type=int, default=None,
+                   help="quality of a ladder (or check a single run is this quality)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
 
     p = sub.add_parser("decompress", help=".glc file -> PNGs with the stored names and sizes")
     p.add_argument("file", help="the .glc file")
     p.add_argument("-o", "--output", required=True, help="folder for the PNGs")
-    p.add_argument("--run", default=None, help="codec run folder that made the file")
+    p.add_argument("--run", default=None, help="codec run folder (or ladder) that made the file")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
 
     p = sub.add_parser("rd", help="rate-distortion curves of codec runs vs JPEG, WebP, PNG; BD-rate")
-    p.add_argument("run", nargs="+", help="codec run folder(s), one per quality")
+    p.add_argument("run", nargs="+", help="codec run folder(s) or ladder folder(s)")
     p.add_argument("--data", default=None, help="data set (default: the run's own)")
     p.add_argument("--split", default=None, help="default: test")
     p.add_argument("-n", type=int, default=None, help="images (default: the whole split)")

@@ -80,6 +80,10 @@ def cmd_train(args) -> int:
     from .training import Trainer, new_run, open_run
 
     model_cls = MODELS.get(args.model)
+    if getattr(args, "qualities", None):
+        from .compression.ladder import train_ladder
+
+        return train_ladder(args, cmd_train)
     if args.resume:
         run = open_run(args.resume)
         config = run.read_config()
@@ -87,6 +91,9 @@ def cmd_train(args) -> int:
             raise GenlabError(f"{run.path} is a {config.model!r} run, not {args.model!r}")
         if args.data and args.data != config.data.spec:
             raise GenlabError(f"{run.path} was trained on {config.data.spec!r}, not {args.data!r}")
+        if args.labels is not None and args.labels != config.data.labels:
+            raise GenlabError(f"{run.path} was trained with a labels budget of {config.data.labels}, "
+                              f"not {args.labels}")
         train = apply_overrides({"train": config.train}, args.sets)["train"]
         # --time counts this invocation, --steps/--epochs the total; with none given, the run's own
         # budget stands (its steps/epochs target, or its time once more)
@@ -96,6 +103,8 @@ def cmd_train(args) -> int:
     else:
         parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),
                                  "data": DataConfig(spec=args.data or "mnist5k")}, args.sets)
+        budget = {"labels": args.labels, "label_seed": args.label_seed}
+        parts["data"] = replace(parts["data"], **{k: v for k, v in budget.items() if v is not None})
         config = RunConfig(model=args.model, model_config=parts["model"], data=parts["data"],
                            train=_train_config(args, parts["train"]))
     data = load_run_data(config.data)
@@ -103,10 +112,17 @@ def cmd_train(args) -> int:
                     class_names=tuple(data.class_names) if data.class_names else None)
     config = replace(config, data_info=info)
     model = build_model(config)
+    data, labelled = _label_budget(config, model, data)
     if not args.resume:
-        run = new_run(Path(args.runs), config.model, data.name)
+        run = new_run(Path(args.runs), config.model, data.name, name=getattr(args, "run_name", None))
     run.write_config(config)
     _out(f"run folder: {run.path}")
+    if labelled is not None:
+        from .data.labels import write_label_record
+
+        record = write_label_record(run.path / "labelled.json", data, labelled, n=config.data.labels,
+                                    seed=config.data.label_seed, share=config.data.label_share)
+        _out(f"labels budget: {len(labelled)} labelled train examples, the rest unlabelled ({record})")
     trainer = Trainer(model, data, run, config.train, progress=not args.quiet)
     if args.resume:
         trainer.resume()
@@ -118,6 +134,21 @@ def cmd_train(args) -> int:
         return 0
     _final_report(run, data)
     return 0
+
+
+def _label_budget(config: RunConfig, model, data):
+    """``--labels N``: (a view of the data whose train batches show N balanced labels, their indices);
+    (data, None) without a budget. Only a model that learns from hidden labels (y = -1) takes one."""
+    n = config.data.labels
+    if n is None:
+        return data, None
+    if not getattr(model, "semi_supervised", False):
+        able = [m for m in MODELS if getattr(MODELS.get(m), "semi_supervised", False)]
+        raise GenlabError(f"--labels {n}: a {config.model!r} model does not learn from partly labelled data "
+                          f"(these do: {', '.join(able) or 'none'})")
+    from .data.labels import with_label_budget
+
+    return with_label_budget(data, n, config.data.label_seed, share=config.data.label_share)
 
 
 def _final_report(run, data) -> None:
@@ -174,6 +205,15 @@ def _sample_labels(model, config: RunConfig, label: int | None, n: int) -> torch
     return torch.full((n,), label, dtype=torch.long)
 
 
+def _sample_caption(model, config: RunConfig, caption: str, n: int, *, label: int | None) -> torch.Tensor:
+    """(n, S) copies of the condition of ``--caption TEXT`` for a caption-conditional model."""
+    if label is not None:
+        raise GenlabError("give --label or --caption, not both")
+    if not hasattr(model, "parse_caption"):
+        raise GenlabError(f"a {config.model!r} model is not caption-conditional, so it takes no --caption")
+    return model.parse_caption(caption).expand(n, -1)
+
+
 def cmd_sample(args) -> int:
     from .pictures import save_samples
 
@@ -182,6 +222,8 @@ def cmd_sample(args) -> int:
         raise GenlabError("-n must be at least 1")
     run, model, config = _load(args)
     y = _sample_labels(model, config, args.label, args.n)
+    if getattr(args, "caption", None) is not None:
+        y = _sample_caption(model, config, args.caption, args.n, label=args.label)
     g = torch.Generator().manual_seed(args.seed)
     if out.suffix.lower() == ".npz":
         with torch.no_grad():
@@ -271,4 +313,4 @@ def cmd_evaluate(args) -> int:
 
 
 from .compression.commands import cmd_compress, cmd_decompress, cmd_rd  # noqa: E402,F401
-from .structure import cmd_cluster, cmd_probe  # noqa: E402,F401
+from .structure import cmd_analogies, cmd_cluster, cmd_probe  # noqa: E402,F401

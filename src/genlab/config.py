@@ -31,6 +31,9 @@ class DataConfig:
     image_size: int | None = None  # resize images to a square of this side
     channels: int | None = None  # 1 or 3, for folders of images
     seed: int = 0  # procedural sets only; the split of built-in sets is fixed
+    labels: int | None = None  # labels budget: train batches show N balanced labels, the rest y=-1
+    label_seed: int = 0  # which balanced labelled subset (``genlab.data.labels``)
+    label_share: float | None = 0.5  # labelled items repeated to this share of the batches (None: natural)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 1000  # steps between validation evaluations (0: only at the end)
     eval_n: int = 500  # images per sample metric during training
-    eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")  # those that apply to the model
+    eval_metrics: tuple[str, ...] | None = None  # validation metrics; None: the model's own defaults
     select_metric: str = "auto"  # metric that picks best.pt: "auto" = first of eval_metrics that applies
     sample_every: int = 1000
     checkpoint_every: int = 1000

@@ -1,5 +1,6 @@
 """Pictures people look at: sample grids, reconstructions, interpolation strips, manifold maps,
-latent scatters. Images come in as (N, C, H, W) floats in [0, 1]; 2-D points as (N, 2).
+latent scatters, a GAN critic's field over the plane. Images come in as (N, C, H, W) floats in
+[0, 1]; 2-D points as (N, 2).
 """
 
 from __future__ import annotations
@@ -63,6 +64,40 @@ def save_points(samples: Tensor, path: str | Path, *, real: Tensor | None = None
     ax.set_aspect("equal")
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_dfield(field: Tensor, extent: tuple[float, float, float, float], real: Tensor, fake: Tensor,
+                at: Tensor, push: Tensor, path: str | Path, *, probability: bool, title: str = "") -> Path:
+    """D's output on a grid (H, W) over ``extent`` (x0, x1, y0, y1) as a heat map, real points (black),
+    generated ones (orange) and arrows ``push`` (M, 2) at points ``at`` (M, 2): G's gradient field.
+
+    Arrows share one scale per picture (the 90th-percentile one is 8% of the box wide); the title
+    gives the median norm, which is what vanishes when D saturates.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    kw = {"vmin": 0.0, "vmax": 1.0} if probability else {}
+    im = ax.imshow(field.numpy(), extent=extent, origin="lower", cmap="coolwarm", alpha=0.85, aspect="equal", **kw)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(
+        "D(x) = P(real)" if probability else "critic value D(x)", fontsize=8)
+    ax.scatter(*real[:, :2].T, s=2, c="k", alpha=0.5, label="real")
+    ax.scatter(*fake[:, :2].T, s=3, c="tab:orange", label="generated")
+    norms = push.norm(dim=1)
+    width = extent[1] - extent[0]
+    ref = float(norms.quantile(0.9)) if len(norms) else 0.0
+    if ref > 0:
+        ax.quiver(*at[:, :2].T, *push[:, :2].T, angles="xy", scale_units="xy", scale=ref / (0.08 * width),
+                  width=0.004, color="k", alpha=0.8)
+    med = float(norms.median()) if len(norms) else 0.0
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.legend(fontsize=7, loc="upper right", markerscale=3)
+    ax.set_title(f"{title}\narrows: -d loss_G / dx, median norm {med:.2e}".strip(), fontsize=9)
+    ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

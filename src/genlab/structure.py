@@ -1,4 +1,5 @@
-"""``genlab cluster`` and ``genlab probe``: how much class structure a run's latent space holds.
+"""``genlab cluster``, ``genlab probe`` and ``genlab analogies``: how much class structure a run's
+latent space holds.
 
 * cluster: k-means on the latent means (``model.encode``) beside k-means on raw pixels (the
   baseline every deep-clustering paper starts from: DEC, Xie et al. 2016), and, for a model with
@@ -7,6 +8,8 @@
 * probe: the M1 protocol of Kingma et al. 2014: a linear classifier (standardised logistic
   regression) fitted on the codes of a balanced labelled subset of the train split, tested on the
   test split, beside the same classifier on pixels.
+* analogies: for a class-conditional encoder model (cvae, m2), held-out inputs with their style
+  code z kept and the class changed (Kingma et al. 2014, Fig. 1).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import numpy as np
 import torch
 
-from .commands import _check_output, _load, _need_encoder, _out, data_for_run
+from .commands import _check_output, _load, _need_encoder, _out, _split, data_for_run
 from .errors import GenlabError
 from .evaluation.clustering import balanced_subset, cluster_scores, kmeans, linear_probe, nearest_to_centres
 
@@ -146,4 +149,26 @@ def cmd_probe(args) -> int:
         json_out.write_text(json.dumps({"latent": latent, "pixels": pixels, "labels": args.labels,
                                         "seed": args.seed}, indent=2))
         _out(f"wrote {json_out}")
+    return 0
+
+
+def cmd_analogies(args) -> int:
+    """One row per held-out input: the input, then its style code z decoded with every class."""
+    from .artifacts import analogy_picture
+    from .latent import is_conditional_encoder
+
+    out = _check_output(args.output, (".png",))
+    if args.n < 1:
+        raise GenlabError("-n must be at least 1")
+    _, model, config = _load(args)
+    _need_encoder(model, config, "make analogies")
+    if not is_conditional_encoder(model):
+        raise GenlabError(f"a {config.model!r} model is not class-conditional, so it cannot make analogies "
+                          "(cvae and m2 are)")
+    data = data_for_run(config, args.data)
+    if data.kind != "image":
+        raise GenlabError(f"{data.name} holds points, not images: analogies are a picture of images")
+    analogy_picture(model, data, out, n=args.n, seed=args.seed, split=_split(args, args.data is None))
+    _out(f"wrote {out}: a row per held-out input (first column), then its z decoded with each class "
+         f"0..{model.num_classes - 1}")
     return 0

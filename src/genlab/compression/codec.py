@@ -1,11 +1,14 @@
 """Real bits from a learned codec: range coding of the quantised latents with integer tables.
 
-``compress(model, images)`` runs g_a, rounds, and range-codes every latent with its channel's
-integer PMF (``Codec.coding_tables``) using ``constriction``'s range coder (Bamler 2022,
-"Understanding entropy coding with asymmetric numeral systems (ANS): a statistician's
-perspective"); ``decompress`` inverts it and runs g_s. All images of a file share one coder
-stream, so the fixed cost is per file: the coder's flush to whole 32-bit words (at most
-``FLUSH_BITS``) plus the header (``format.HEADER_BYTES`` + 6 + len(name) bytes per image).
+``compress(model, images)`` asks the model for each image's coding stages (table id, integer
+pairs: ``Codec.symbol_stages``) and range-codes every integer with its table's integer PMF
+(``Codec.coding_tables``) using ``constriction``'s range coder (Bamler 2022, "Understanding entropy
+coding with asymmetric numeral systems (ANS): a statistician's perspective"); within a stage the
+integers go table by table, in order. ``decompress`` inverts it stage by stage
+(``Codec.decode_stages``: the ids of a stage may depend on the integers decoded before) and runs
+g_s. All images of a file share one coder stream, so the fixed cost is per file: the coder's
+flush to whole 32-bit words (at most ``FLUSH_BITS``) plus the header (``format.HEADER_BYTES`` + 6 +
+len(name) bytes per image).
 
 Decoding is exact: the decoder rebuilds the same integer tables from the same weights (the file
 names the model by a hash that covers the tables), decodes the same integers, and runs g_s on
@@ -25,7 +28,7 @@ from torch import Tensor
 
 from ..config import to_dict
 from ..errors import GenlabError
-from ..models.codec import PMF_BITS
+from ..models.entropy import PMF_BITS
 from . import format as glc
 
 FLUSH_BITS = 64  # the range coder's end-of-stream cost: at most two 32-bit words
@@ -45,8 +48,8 @@ def model_identity(model) -> bytes:
     return h.digest()[:8]
 
 
-def _channel_models(model) -> tuple[np.ndarray, list]:
-    """Per latent channel: its lowest symbol and a constriction categorical model."""
+def _table_models(model) -> tuple[np.ndarray, list]:
+    """Per coding table: its lowest symbol and a constriction categorical model."""
     lo, pmf = model.coding_tables()
     models = []
     for row in pmf:
@@ -78,14 +81,29 @@ def _check_images(model, images: Sequence[Tensor]) -> None:
 
 
 @torch.no_grad()
-def quantized_latents(model, images: Sequence[Tensor]) -> list[Tensor]:
-    """y_hat per image (M, h, w), computed in the same batches that ``compress`` uses."""
-    out: list[Tensor] = []
-    sizes = [tuple(x.shape) for x in images]
-    for a, b in _groups(sizes):
-        batch = torch.stack(list(images[a:b])).to(model.device)
-        out += list(model.quantized_latents(batch).cpu())
+def image_stages(model, images: Sequence[Tensor]) -> list:
+    """Each image's coding stages, computed in the same batches that ``model.reconstruct`` sees."""
+    out: list = []
+    for a, b in _groups([tuple(x.shape) for x in images]):
+        out += model.symbol_stages(torch.stack(list(images[a:b])).to(model.device))
     return out
+
+
+def _encode(encoder, stages, lo: np.ndarray, models: list) -> None:
+    for ids, values in stages:
+        for t in np.unique(ids):  # table by table, each table's integers in their order
+            encoder.encode((values[ids == t] - lo[t]).astype(np.int32), models[t])
+
+
+def _reader(decoder, lo: np.ndarray, models: list):
+    def read(ids: np.ndarray) -> np.ndarray:
+        values = np.empty(len(ids), dtype=np.int64)
+        for t in np.unique(ids):
+            mask = ids == t
+            values[mask] = decoder.decode(models[t], int(mask.sum())).astype(np.int64) + lo[t]
+        return values
+
+    return read
 
 
 def compress(model, images: Sequence[Tensor], *, names: Sequence[str] | None = None,
@@ -94,12 +112,10 @@ def compress(model, images: Sequence[Tensor], *, names: Sequence[str] | None = N
     _check_images(model, images)
     model.eval()
     names = list(names) if names is not None else [f"image{i:04d}" for i in range(len(images))]
-    lo, models = _channel_models(model)
+    lo, models = _table_models(model)
     encoder = constriction.stream.queue.RangeEncoder()
-    for y_hat in quantized_latents(model, images):
-        symbols = y_hat.reshape(len(models), -1).to(torch.int64).numpy() - lo[:, None]  # (M, h*w)
-        for c, m in enumerate(models):
-            encoder.encode(symbols[c].astype(np.int32), m)
+    for stages in image_stages(model, images):
+        _encode(encoder, stages, lo, models)
     payload = encoder.get_compressed().astype("<u4").tobytes()
     sizes = [(int(x.shape[1]), int(x.shape[2]), int(x.shape[0])) for x in images]
     q = model.config.quality if quality is None else quality
@@ -121,16 +137,13 @@ def decompress(model, data: bytes, *, source: str = "file") -> tuple[list[Tensor
     parsed = glc.unpack(data, source=source)
     check_model(model, parsed, source=source)
     model.eval()
-    lo, models = _channel_models(model)
+    lo, models = _table_models(model)
     words = np.frombuffer(parsed.payload, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
+    read = _reader(constriction.stream.queue.RangeDecoder(words), lo, models)
     latents = []
     try:
         for h, w, c in parsed.sizes:
-            shape = model.latent_shape((c, h, w))
-            count = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            rows = [decoder.decode(m, count).astype(np.int64) + lo[i] for i, m in enumerate(models)]
-            latents.append(torch.from_numpy(np.stack(rows).astype(np.float32)).reshape(shape))
+            latents.append(model.decode_stages((c, h, w), read))
     except Exception as err:  # noqa: BLE001  (constriction raises plain errors on bad streams)
         raise GenlabError(f"{source} is corrupt (the payload does not decode: {err})") from None
     images: list[Tensor] = []
@@ -162,12 +175,10 @@ def payload_bytes_per_image(model, images: Sequence[Tensor]) -> list[int]:
     per-image rate for rate–distortion curves."""
     _check_images(model, images)
     model.eval()
-    lo, models = _channel_models(model)
+    lo, models = _table_models(model)
     sizes = []
-    for y_hat in quantized_latents(model, images):
+    for stages in image_stages(model, images):
         encoder = constriction.stream.queue.RangeEncoder()
-        symbols = y_hat.reshape(len(models), -1).to(torch.int64).numpy() - lo[:, None]
-        for c, m in enumerate(models):
-            encoder.encode(symbols[c].astype(np.int32), m)
+        _encode(encoder, stages, lo, models)
         sizes.append(4 * len(encoder.get_compressed()))
     return sizes

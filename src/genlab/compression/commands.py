@@ -61,10 +61,13 @@ def cmd_compress(args) -> int:
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".glc":
         raise GenlabError(f"output {out} must end in .glc")
-    model, config = _load_codec(args.run, args.checkpoint)
+    from .ladder import run_folders
+
+    (run,) = run_folders(args.run, args.quality, default="middle")
+    model, config = _load_codec(str(run), args.checkpoint)
     if args.quality is not None and args.quality != model.config.quality:
         raise GenlabError(f"{args.run} is quality {model.config.quality}, not -q {args.quality}; "
-                          "pass the run folder of that quality")
+                          "pass the run folder of that quality, or its ladder")
     paths = [Path(p).expanduser() for p in args.images]
     names = [p.name for p in paths]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -76,7 +79,8 @@ def cmd_compress(args) -> int:
 
     atomic_write_bytes(out, data)
     pixels = sum(x.shape[1] * x.shape[2] for x in images)
-    _out(f"wrote {out}: {len(images)} image(s), {len(data)} bytes, {8 * len(data) / pixels:.3f} bpp")
+    _out(f"wrote {out}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
+         f"{8 * len(data) / pixels:.3f} bpp")
     return 0
 
 
@@ -92,7 +96,10 @@ def cmd_decompress(args) -> int:
     parsed = glc.unpack(data, source=str(path))
     if args.run is None:
         raise GenlabError(f"{path} was made by model {parsed.model_id.hex()}; pass --run RUN_FOLDER")
-    model, _ = _load_codec(args.run, args.checkpoint)
+    from .ladder import is_ladder, run_folders
+
+    (run,) = run_folders(args.run, parsed.quality if is_ladder(args.run) else None)
+    model, _ = _load_codec(str(run), args.checkpoint)
     images, names = decompress(model, data, source=str(path))
     files = [(Path(n).name or f"image{i:04d}", x) for i, (n, x) in enumerate(zip(names, images, strict=True))]
     files = [(n if n.lower().endswith(".png") else f"{Path(n).stem}.png", x) for n, x in files]
@@ -108,14 +115,16 @@ def cmd_decompress(args) -> int:
 
 def cmd_rd(args) -> int:
     from ..commands import data_for_run
-    from .rd import baseline_curves, bd_rate, codec_point, plot_rd
+    from .rd import baseline_curves, bd_rate, codec_point, plot_matched, plot_rd
 
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".png":
         raise GenlabError(f"output {out} must end in .png")
     if args.json and Path(args.json).suffix.lower() != ".json":
         raise GenlabError(f"--json {args.json} must end in .json")
-    models = [_load_codec(r, args.checkpoint) for r in args.run]
+    from .ladder import run_folders
+
+    models = [_load_codec(str(r), args.checkpoint) for path in args.run for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)
     split = args.split or ("test" if "test" in data.splits else "all")
     x, _ = data.tensors(split, limit=args.n)
@@ -126,6 +135,8 @@ def cmd_rd(args) -> int:
           "vs_webp": bd_rate(genlab, curves["webp"])}
     name = args.data or models[0][1].data.spec
     plot_rd(curves, out, title=f"{name} {split}, {len(images)} images, per-image averages")
+    matched = out.with_name(f"{out.stem}_matched.png")
+    plot_matched([m for m, _ in models], images, matched)
     _out(f"{'codec':<14}{'quality':>8}{'bpp':>9}{'PSNR dB':>9}")
     for key in ("genlab", "jpeg_ecs", "jpeg", "webp", "png"):
         for p in curves[key]:
@@ -133,7 +144,7 @@ def cmd_rd(args) -> int:
             _out(f"{key:<14}{p['quality'] if p['quality'] is not None else '-':>8}{p['bpp']:>9.3f}{psnr:>9}")
     for k, v in bd.items():
         _out(f"BD-rate {k}: " + ("no common PSNR range" if v is None else f"{v:+.1f}%"))
-    _out(f"wrote {out}")
+    _out(f"wrote {out} and {matched} (the same digits at matched bits, JPEG vs genlab)")
     if args.json:
         result = {"data": name, "split": split, "images": len(images), "curves": curves, "bd_rate_percent": bd}
         Path(args.json).expanduser().write_text(json.dumps(result, indent=2))

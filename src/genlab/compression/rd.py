@@ -112,21 +112,31 @@ def codec_point(model, images: Sequence[Tensor], *, batch: int = 256) -> dict:
             "bpp": float(np.mean(rates)), "psnr": float(np.mean(quality))}
 
 
+def _curve(points: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(PSNR, log bpp) of the finite points, sorted by PSNR."""
+    pts = sorted((p["psnr"], math.log(p["bpp"])) for p in points
+                 if p.get("psnr") is not None and math.isfinite(p["psnr"]) and p["bpp"] > 0)
+    return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+
+def common_psnr_range(test: Sequence[dict], anchor: Sequence[dict]) -> tuple[float, float] | None:
+    """The PSNR interval both curves cover (where BD-rate compares them), or None."""
+    tp, _ = _curve(test)
+    ap, _ = _curve(anchor)
+    if len(tp) == 0 or len(ap) == 0 or max(tp.min(), ap.min()) > min(tp.max(), ap.max()):
+        return None
+    return float(max(tp.min(), ap.min())), float(min(tp.max(), ap.max()))
+
+
 def bd_rate(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
     """Average rate difference of ``test`` against ``anchor`` at equal PSNR, in percent
-    (negative: fewer bits). None when the PSNR ranges do not overlap."""
-    def curve(points):
-        pts = sorted((p["psnr"], math.log(p["bpp"])) for p in points
-                     if p.get("psnr") is not None and math.isfinite(p["psnr"]) and p["bpp"] > 0)
-        return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-
-    tp, tr = curve(test)
-    ap, ar = curve(anchor)
-    if len(tp) == 0 or len(ap) == 0:
+    (negative: fewer bits), over ``common_psnr_range``. None when the PSNR ranges do not overlap."""
+    tp, tr = _curve(test)
+    ap, ar = _curve(anchor)
+    common = common_psnr_range(test, anchor)
+    if common is None:
         return None
-    lo, hi = max(tp.min(), ap.min()), min(tp.max(), ap.max())
-    if lo > hi:
-        return None
+    lo, hi = common
     if lo == hi:  # a single point: compare at that PSNR
         diff = float(np.interp(lo, tp, tr) - np.interp(lo, ap, ar))
     else:
@@ -159,3 +169,63 @@ def plot_rd(curves: dict[str, list[dict]], path, *, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def jpeg_at_matched_rate(img: np.ndarray, budget_bits: float) -> tuple[int, float, np.ndarray]:
+    """The highest JPEG quality (1..95) whose entropy-coded segment fits ``budget_bits`` (quality 1
+    when none does): (quality, its ECS bits, the decoded image)."""
+    best = None
+    for q in range(1, 96):
+        data, decoded = _encode_pillow(img, "JPEG", quality=q, optimize=True)
+        bits = 8 * jpeg_entropy_coded_bytes(data)
+        if best is None or bits <= budget_bits:
+            best = (q, float(bits), decoded)
+        if bits > budget_bits:
+            break
+    return best
+
+
+@torch.no_grad()
+def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[dict]:
+    """Rows per codec quality: genlab's decoded images, then JPEG at (at most) the same bits per
+    image, each titled with its bpp and PSNR; the originals on top; n images spread evenly over
+    ``images``. Returns the per-image figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .codec import payload_bytes_per_image
+
+    picks = np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int)  # spread over the set
+    images = [images[i] for i in picks]
+    originals = [to_uint8(x) for x in images]
+    rows = [("original", [(a, "") for a in originals])]
+    records = []
+    for model in models:
+        sizes = payload_bytes_per_image(model, images)
+        decoded = [to_uint8(r) for r in model.reconstruct(torch.stack(images).to(model.device)).cpu()]
+        ours, theirs = [], []
+        for a, d, s in zip(originals, decoded, sizes, strict=True):
+            px = a.shape[0] * a.shape[1]
+            q, bits, j = jpeg_at_matched_rate(a, 8 * s)
+            rec = {"quality": int(model.config.quality), "genlab_bpp": 8 * s / px, "genlab_psnr": psnr8(a, d),
+                   "jpeg_quality": q, "jpeg_ecs_bpp": bits / px, "jpeg_psnr": psnr8(a, j)}
+            records.append(rec)
+            ours.append((d, f"{rec['genlab_bpp']:.2f} bpp\n{rec['genlab_psnr']:.1f} dB"))
+            theirs.append((j, f"{rec['jpeg_ecs_bpp']:.2f} bpp\n{rec['jpeg_psnr']:.1f} dB"))
+        rows += [(f"genlab q{model.config.quality}", ours), ("JPEG, same bits", theirs)]
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.25 * len(images), 1.45 * len(rows)), squeeze=False)
+    for r, (label, cells) in enumerate(rows):
+        for c, (img, title) in enumerate(cells):
+            ax = axes[r][c]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=6)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return records

@@ -42,6 +42,12 @@ class DataSet:
     length: int | None = None
     item_shape: tuple[int, ...] | None = None
     read: Callable[[Tensor], Tensor] | None = None
+    # a labels budget (``labels.with_label_budget``): (N,) bool, the labels batches may show;
+    # the others arrive as y = -1. None: all. ``train_plan``: the items training batches are drawn
+    # from (the train split with its labelled items repeated); None: the train split. Neither is
+    # part of the fingerprint: the data and splits are the same.
+    label_mask: Tensor | None = None
+    train_plan: Tensor | None = None
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -100,10 +106,14 @@ class DataSet:
 
 
 def batch_dict(data: DataSet, index: Tensor) -> dict[str, Tensor]:
-    """The trainer's batch: {"x": (B, ...)} plus "y" (B,) and "factors" (B, F) when known."""
+    """The trainer's batch: {"x": (B, ...)} plus "y" (B,) and "factors" (B, F) when known.
+
+    Under a labels budget, "y" is -1 for every example whose label is hidden.
+    """
     batch = {"x": data.images(index)}
     if data.y is not None:
-        batch["y"] = data.y[index]
+        y = data.y[index]
+        batch["y"] = y if data.label_mask is None else torch.where(data.label_mask[index], y, -1)
     if data.factors is not None:
         batch["factors"] = data.factors[index]
     return batch
@@ -134,7 +144,7 @@ class Loader:
     def __init__(self, data: DataSet, split: str = "train", *, batch_size: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1, workers: int = 2):
         self.data, self.batch_size = data, batch_size
-        self.index = data.indices(split)
+        self.index = data.train_plan if split == "train" and data.train_plan is not None else data.indices(split)
         self.rank, self.world_size, self.workers = rank, world_size, workers
         per_rank = len(self.index) // world_size
         if per_rank < 1:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.labels import balanced_subset  # noqa: F401  (re-exported: the probe draws its subset)
+
 
 def _labels(a) -> np.ndarray:
     arr = np.asarray(a.cpu() if hasattr(a, "cpu") else a).reshape(-1)
@@ -82,30 +84,6 @@ def nearest_to_centres(z, centres, per_cluster: int) -> list[np.ndarray]:
 def _features(z) -> np.ndarray:
     arr = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z, dtype=np.float64)
     return arr.reshape(len(arr), -1)
-
-
-def balanced_subset(y, n: int, seed: int = 0, *, classes: int | None = None) -> np.ndarray:
-    """Indices into y of n examples, n / C of each of the C classes, drawn with ``seed``; sorted.
-
-    Raises ValueError (with a sentence for the user) when n is not a positive multiple of C or a
-    class has fewer than n / C examples.
-    """
-    y = _labels(y)
-    values = np.arange(classes) if classes else np.unique(y)
-    c = len(values)
-    if n < c or n % c:
-        raise ValueError(f"{n} labels cannot be split evenly over {c} classes: use a multiple of {c}")
-    if n > len(y):
-        raise ValueError(f"{n} labels but the train split has only {len(y)} examples")
-    per = n // c
-    rng = np.random.default_rng(seed)
-    picked = []
-    for v in values:
-        pool = np.flatnonzero(y == v)
-        if len(pool) < per:
-            raise ValueError(f"class {v} has {len(pool)} train examples, fewer than the {per} asked for")
-        picked.append(rng.choice(pool, size=per, replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 def linear_probe(train_x, train_y, test_x, test_y, *, seed: int = 0) -> float:

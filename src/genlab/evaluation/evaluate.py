@@ -2,7 +2,7 @@
 
 Every metric is a small ``Metric`` record in ``genlab.registry.METRICS``: its name, one line of
 help, its direction, the model capability it needs (duck typing: ``hasattr(model, "iwae_bound")``,
-never a class or a name) and a compute function. Four kinds:
+never a class or a name) and a compute function. Five kinds:
 
 * sample metrics (fd, kid, precision, recall, density, coverage, is) compare features of samples
   with features of held-out real data: ``compute(fake: FeatureSet, real: FeatureSet)``. They see a
@@ -11,6 +11,8 @@ never a class or a name) and a compute function. Four kinds:
 * encoder metrics (recon_mse, psnr) need ``model.reconstruct``.
 * likelihood metrics (elbo, nll) need ``model.elbo`` / ``model.iwae_bound`` and are computed on
   ``model.eval_targets(x)`` (e.g. a fixed binarisation), in nats per example.
+* label metrics (accuracy) need ``model.classify(x) -> (N, K) logits`` and a labelled data set;
+  they score the model's class predictions against the evaluated split's labels.
 * points metrics (modes, hq in ``modes.py``) read the data set's known structure (e.g. the exact
   mode centres of toy 2-D sets): ``compute(samples, data)`` on ``n`` samples (default 10,000).
 """
@@ -43,7 +45,7 @@ POINTS_N = 10_000  # samples per points metric
 
 @dataclass(frozen=True)
 class Metric:
-    """One registered metric. ``kind`` is "sample", "encoder", "likelihood" or "points"."""
+    """One registered metric. ``kind`` is "sample", "encoder", "likelihood", "labels" or "points"."""
 
     name: str
     help: str
@@ -111,12 +113,22 @@ for _m in (
            lambda run: M.psnr(float(run.recon_errors.mean())), images_only=True),
     Metric("elbo", "mean evidence lower bound on log p(x), nats per example",
            True, "likelihood", lambda m: hasattr(m, "elbo"), lambda run: float(run.elbos.mean())),
+    Metric("bpp", "bits per pixel the codec's entropy model gives the rounded latents of held-out data",
+           False, "encoder", lambda m: hasattr(m, "estimated_bits"),
+           lambda run: float((run.codec_bits / run.pixels).mean())),
+    Metric("rd_loss", "the codec's objective on held-out data: bits per pixel + lambda * 255^2 * MSE",
+           False, "encoder", lambda m: hasattr(m, "rd_loss"), lambda run: float(run.rd_losses.mean())),
+    Metric("accuracy", "share of held-out items whose label the model's classify(x) predicts (m2: q(y|x))",
+           True, "labels", lambda m: hasattr(m, "classify"),
+           lambda run: float((run.predictions == run.y.double()).double().mean()),
+           needs_data=lambda d: d.labelled),
     Metric("nll", "negative log-likelihood estimate, mean of -IWAE bound with K samples, nats per example",
            False, "likelihood", lambda m: hasattr(m, "iwae_bound"),
            lambda run: float(-run.iwae_bounds.mean())),
 ):
     _register(_m)
-_ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "recon_mse", "psnr", "elbo", "nll")
+_ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "recon_mse", "psnr", "elbo", "nll",
+          "accuracy", "bpp", "rd_loss")
 
 
 # --- sampling ---------------------------------------------------------------------------------------
@@ -161,14 +173,21 @@ def sample_metrics(sampler: Callable[[int], Tensor], real: FeatureSet, features:
 class _ModelRun:
     """Per-example quantities on real data, computed once, batched, seeded."""
 
-    def __init__(self, model, x: Tensor, *, seed: int, nll_k: int, batch_size: int):
+    def __init__(self, model, x: Tensor, *, seed: int, nll_k: int, batch_size: int, y: Tensor | None = None):
         self.model, self.x, self.seed, self.nll_k, self.batch_size = model, x, seed, nll_k, batch_size
+        self.y = y  # (N,) labels of x, when the data has them
         self.device = _device(model)
 
     def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, batch: int, desc: str) -> Tensor:
         parts = [fn(xb.to(self.device)).detach().cpu().double()
                  for xb in tqdm(x.split(batch), desc=desc, leave=False, disable=None)]
         return torch.cat(parts)  # (N,)
+
+    @cached_property
+    def predictions(self) -> Tensor:
+        """The model's class for each item, argmax of ``classify`` (N,)."""
+        with _seeded(self.seed + 5, self.device):
+            return self._map(lambda xb: self.model.classify(xb).argmax(1), self.x, self.batch_size, "classify")
 
     @cached_property
     def targets(self) -> Tensor:
@@ -183,6 +202,18 @@ class _ModelRun:
 
         with _seeded(self.seed + 2, self.device):
             return self._map(mse, self.x, self.batch_size, "reconstruction")
+
+    @cached_property
+    def pixels(self) -> int:
+        return int(self.x.shape[-2] * self.x.shape[-1]) if self.x.dim() == 4 else 1
+
+    @cached_property
+    def codec_bits(self) -> Tensor:
+        return self._map(self.model.estimated_bits, self.x, self.batch_size, "rate")
+
+    @cached_property
+    def rd_losses(self) -> Tensor:
+        return self._map(self.model.rd_loss, self.x, self.batch_size, "rate-distortion")
 
     @cached_property
     def elbos(self) -> Tensor:
@@ -278,10 +309,10 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 info["n_points"] = n or POINTS_N
                 x = model_sampler(model, seed=seed, batch_size=batch_size)(info["n_points"])
                 values.update({m.name: m.compute(x, data) for m in points_ms})
-            model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood")]
+            model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood", "labels")]
             if model_ms:
-                x, _ = data.tensors(split, limit=n, seed=seed)
-                run = _ModelRun(model, x, seed=seed, nll_k=nll_k, batch_size=batch_size)
+                x, y = data.tensors(split, limit=n, seed=seed)
+                run = _ModelRun(model, x, y=y, seed=seed, nll_k=nll_k, batch_size=batch_size)
                 values.update({m.name: m.compute(run) for m in model_ms})
                 info["n_model"] = len(x)
                 if any(m.name == "nll" for m in model_ms):

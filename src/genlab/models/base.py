@@ -48,6 +48,9 @@ class GenerativeModel(nn.Module):
     """Base class: keeps the config and data info, and gives the defaults of the small surface."""
 
     Config: type[ModelConfig] = ModelConfig
+    # validation metrics during training when train.eval_metrics is not set; the first that applies
+    # picks best.pt
+    default_eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")
 
     def __init__(self, config: ModelConfig, data_info: DataInfo):
         super().__init__()

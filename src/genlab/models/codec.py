@@ -1,30 +1,34 @@
-"""Learned lossy image codec: the factorized-prior model of Ballé, Laparra & Simoncelli (2017),
-"End-to-end optimized image compression", with the factorized density of Ballé et al. (2018),
-"Variational image compression with a scale hyperprior", appendix 6.1.
+"""Learned lossy image codec: Ballé, Laparra & Simoncelli (2017), "End-to-end optimized image
+compression" (factorized prior), and Ballé et al. (2018), "Variational image compression with a
+scale hyperprior" (``entropy="hyperprior"``).
 
     x (N, C, H, W) --pad--> g_a --> y (N, M, H/s, W/s) --Q--> y_hat --> g_s --crop--> x_hat
-                                                 |
-                                 p(y_hat) = prod_c p_c  (one learned density per latent channel)
+                                    |                          ^
+          factorized:  p(y_hat) = prod_c p_c          hyperprior: z = h_a(|y|) --Q--> z_hat,
+                       (one learned density per       p(z_hat) factorized, sigma = h_s(z_hat),
+                        latent channel)               p(y_hat | z_hat) = N(0, sigma^2) * U(-1/2, 1/2)
 
 Q is additive uniform noise U(-1/2, 1/2) in training and rounding at test time (clamped to the
 support of the coding tables). The loss is rate + lambda * distortion:
 
-    bpp = -log2 p(y_hat) / (H * W)        MSE on the [0, 255] scale (CompressAI's convention)
+    bpp = -log2 p(y_hat[, z_hat]) / (H * W)     MSE on the [0, 255] scale (CompressAI's convention)
     loss = bpp + lmbda * 255**2 * mean((x_hat - x)**2)
 
 ``arch="conv"``: 5x5 stride-2 convolutions with GDN (g_a) and IGDN (g_s) between them, the total
 stride 2**len(channels); inputs are padded to a multiple of it and outputs cropped back, so any
 image size works. ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
-transform coding" of a whole small image or a 2-D point, Ballé et al. 2021).
+transform coding" of a whole small image or a 2-D point, Ballé et al. 2021; factorized only).
 
-Entropy coding tables: each channel's density is evaluated once in float64 on its integer support
-and quantised to an integer PMF summing to 2**16 (``coding_tables``); the encoder, the decoder and
-``sample`` all use these integers, so floating point never differs between encode and decode.
-``sample`` draws y_hat from those tables (the learned prior) and decodes it: honest samples of
-the codec's prior, which look like textures, not digits.
+Why a hyperprior matters on digits: with one density per channel, every background position of
+the 7x7 latent grid pays the same bits as an average position (measured: ~11 bits at each border
+position of a 28x28 digit); sigma(z_hat) lets the model say "nothing here" for almost nothing.
 
-The codec has no ``encode``/``decode`` (a flat code for latent-space tools); it has
-``reconstruct`` (the quantised reconstruction) and ``quantized_latents`` / ``synthesize``.
+Coding (``symbol_stages`` / ``decode_stages``): an image is coded as stages of (table id, integer)
+pairs; each stage's table ids follow from the stages before it (z_hat's ids are its channels; y_hat's
+are its channels, or the scale-table index of h_s(z_hat), computed per image in float64 so encoder
+and decoder agree). The tables are integers (``models.entropy``), so the rate estimate, the encoder
+and the decoder read the same numbers. ``sample`` draws from the learned prior and decodes it:
+honest samples of the codec's prior, which look like textures, not digits.
 """
 
 from __future__ import annotations
@@ -35,155 +39,72 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from ..config import DataInfo, ModelConfig
 from ..errors import GenlabError
+from ..nn.blocks import gdn_or_relu
 from ..registry import MODELS
 from .base import GenerativeModel
+from .entropy import FactorizedDensity, GaussianScales, clamp_to_tables, table_bits
 
-PMF_BITS = 16  # integer PMFs sum to 2**PMF_BITS
-TAIL_MASS = 1e-9  # mass left outside each channel's coding support (y_hat is clamped into it)
-MAX_HALF_WIDTH = 512  # support never wider than [-512, 512]
+Stage = tuple[np.ndarray, np.ndarray]  # (table ids (L,), integer values (L,)) in coding order
 
 
 @dataclass(frozen=True)
 class CodecConfig(ModelConfig):
-    latent_dim: int = 32  # M: latent channels (conv) or latents (mlp)
+    latent_dim: int = 16  # M: latent channels (conv) or latents (mlp)
     arch: str = "conv"  # "conv" (images) or "mlp" (images or points)
-    channels: tuple[int, ...] = (64, 64)  # conv widths per stride-2 stage of g_a (g_s mirrors)
+    channels: tuple[int, ...] = (32, 32)  # conv widths per stride-2 stage of g_a (g_s mirrors)
     hidden: tuple[int, ...] = (256,)  # MLP widths (arch="mlp")
     lmbda: float = 0.01  # weight of the MSE on the [0, 255] scale against bits per pixel
     nonlinearity: str = "gdn"  # "gdn" (Ballé 2016) or "relu"
+    entropy: str = "auto"  # "hyperprior" (Ballé 2018) or "factorized" (Ballé 2017); auto: hyperprior if conv
+    hyper_channels: int = 32  # widths of h_a / h_s
+    hyper_latent: int = 8  # channels of z
     quality: int = 0  # index of this model in a quality ladder, stored in .glc files
 
 
-class GDN(nn.Module):
-    """Generalized divisive normalization (Ballé, Laparra, Simoncelli 2016):
-    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); ``inverse=True`` multiplies (IGDN).
-
-    beta and gamma are kept non-negative by storing their square roots."""
-
-    def __init__(self, channels: int, *, inverse: bool = False):
-        super().__init__()
-        self.inverse = inverse
-        self.beta_sqrt = nn.Parameter(torch.ones(channels))
-        self.gamma_sqrt = nn.Parameter((0.1 * torch.eye(channels)).sqrt())
-
-    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W)
-        beta = self.beta_sqrt.pow(2) + 1e-6
-        gamma = self.gamma_sqrt.pow(2)[:, :, None, None]  # (C, C, 1, 1)
-        norm = F.conv2d(x.pow(2), gamma, beta).sqrt()
-        return x * norm if self.inverse else x / norm
+def _hyper_nets(m: int, c: int, nz: int) -> tuple[nn.Module, nn.Module]:
+    """h_a: |y| (N, M, h, w) -> z (N, Nz, ceil(h/4), ceil(w/4)); h_s: z_hat -> sigma logits (N, M, 4h', 4w')."""
+    h_a = nn.Sequential(nn.Conv2d(m, c, 3, 1, 1), nn.ReLU(), nn.Conv2d(c, c, 5, 2, 2), nn.ReLU(),
+                        nn.Conv2d(c, nz, 5, 2, 2))
+    h_s = nn.Sequential(nn.ConvTranspose2d(nz, c, 5, 2, 2, output_padding=1), nn.ReLU(),
+                        nn.ConvTranspose2d(c, c, 5, 2, 2, output_padding=1), nn.ReLU(), nn.Conv2d(c, m, 3, 1, 1))
+    return h_a, h_s
 
 
-def _act(kind: str, channels: int, inverse: bool) -> nn.Module:
-    return GDN(channels, inverse=inverse) if kind == "gdn" else nn.ReLU()
-
-
-class FactorizedDensity(nn.Module):
-    """One learned univariate density per channel (Ballé et al. 2018, appendix 6.1).
-
-    The CDF is sigmoid(f_c(y)) with f_c a small monotone network (positive matrices via softplus,
-    tanh gates bounded below by -1); the likelihood of y_hat under noise or rounding is
-    P(y_hat) = CDF(y_hat + 1/2) - CDF(y_hat - 1/2)."""
-
-    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
-        super().__init__()
-        dims = (1, *filters, 1)
-        scale = init_scale ** (1 / (len(filters) + 1))
-        self.matrices, self.biases, self.factors = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
-        for k in range(len(filters) + 1):
-            init = float(np.log(np.expm1(1 / scale / dims[k + 1])))
-            self.matrices.append(nn.Parameter(torch.full((channels, dims[k + 1], dims[k]), init)))
-            self.biases.append(nn.Parameter(torch.rand(channels, dims[k + 1], 1) - 0.5))
-            if k < len(filters):
-                self.factors.append(nn.Parameter(torch.zeros(channels, dims[k + 1], 1)))
-
-    def logits_cdf(self, v: Tensor) -> Tensor:
-        """v (C, 1, K) -> logits of the CDF (C, 1, K). Elementwise products and sums over <= 3
-        terms (no BLAS), so the float64 tables are reproducible."""
-        for k, (m, b) in enumerate(zip(self.matrices, self.biases, strict=True)):
-            w = F.softplus(m.to(v.dtype))  # (C, out, in)
-            v = (w[:, :, :, None] * v[:, None, :, :]).sum(2) + b.to(v.dtype)  # (C, out, K)
-            if k < len(self.factors):
-                v = v + torch.tanh(self.factors[k].to(v.dtype)) * torch.tanh(v)
-        return v
-
-    def likelihood(self, y: Tensor) -> Tensor:
-        """y (N, C, *spatial) -> P(y - 1/2 < Y < y + 1/2), same shape, bounded below by 1e-9."""
-        c = y.shape[1]
-        v = y.transpose(0, 1).reshape(c, 1, -1)  # (C, 1, N*S)
-        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper).detach()  # work on the far tail of the sigmoid
-        p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
-        p = p.reshape(c, y.shape[0], *y.shape[2:]).transpose(0, 1)
-        return p.clamp_min(1e-9)
-
-    @torch.no_grad()
-    def integer_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lo (C,) int64, pmf (C, K) int64): channel c codes y_hat in lo_c .. lo_c + K_c - 1 with
-        pmf[c, :K_c] (>= 1 each, summing to 2**PMF_BITS; zero-padded past K_c)."""
-        grid = torch.arange(-MAX_HALF_WIDTH - 1, MAX_HALF_WIDTH + 1, dtype=torch.float64) + 0.5
-        c = self.matrices[0].shape[0]
-        cdf = torch.sigmoid(self.logits_cdf(grid.expand(c, 1, -1))).squeeze(1).numpy()  # (C, 2R+2)
-        values = np.arange(-MAX_HALF_WIDTH, MAX_HALF_WIDTH + 1)
-        los, pmfs = [], []
-        for row in cdf:  # row[i] = CDF(values[i] - 1/2); row[i + 1] = CDF(values[i] + 1/2)
-            keep = (row[1:] > TAIL_MASS) & (row[:-1] < 1 - TAIL_MASS)
-            idx = np.flatnonzero(keep)
-            a, b = (idx[0], idx[-1]) if len(idx) else (MAX_HALF_WIDTH, MAX_HALF_WIDTH)
-            p = np.diff(row[a:b + 2]).clip(0)  # (K,)
-            p[0] += row[a]
-            p[-1] += 1 - row[b + 1]  # the tails fold into the end symbols
-            los.append(values[a])
-            pmfs.append(quantize_pmf(p))
-        width = max(len(p) for p in pmfs)
-        table = np.zeros((c, width), dtype=np.int64)
-        for i, p in enumerate(pmfs):
-            table[i, :len(p)] = p
-        return np.array(los, dtype=np.int64), table
-
-
-def quantize_pmf(p: np.ndarray, bits: int = PMF_BITS) -> np.ndarray:
-    """Float PMF (K,) -> integers >= 1 summing to 2**bits; leftovers go to the largest entries."""
-    total = 1 << bits
-    p = np.asarray(p, dtype=np.float64)
-    p = p / p.sum()
-    q = np.floor(p * (total - len(p))).astype(np.int64) + 1
-    rest = total - int(q.sum())
-    order = np.argsort(-p, kind="stable")
-    q[order[: rest % len(p)]] += 1
-    q += rest // len(p)
-    return q
-
-
-@MODELS.register("codec", help="learned image codec: Ballé 2017 factorized prior, rate + lambda*MSE")
+@MODELS.register("codec", help="learned image codec: Ballé 2017 factorized prior or 2018 hyperprior, rate + lambda*MSE")
 class Codec(GenerativeModel):
     Config = CodecConfig
+    default_eval_metrics = ("rd_loss", "bpp", "psnr")  # its prior's samples are textures: no FD
 
     def __init__(self, config: CodecConfig, data_info: DataInfo):
         super().__init__(config, data_info)
         for name, value, choices in (("arch", config.arch, ("conv", "mlp")),
-                                     ("nonlinearity", config.nonlinearity, ("gdn", "relu"))):
+                                     ("nonlinearity", config.nonlinearity, ("gdn", "relu")),
+                                     ("entropy", config.entropy, ("auto", "factorized", "hyperprior"))):
             if value not in choices:
                 raise GenlabError(f"model.{name}={value!r} is not one of {', '.join(choices)}")
         shape, m = data_info.shape, config.latent_dim
         self.conv = config.arch == "conv" and self.is_image
         if config.arch == "conv" and not self.is_image:
             raise GenlabError("a conv codec needs images; use --set model.arch=mlp for points")
+        entropy = ("hyperprior" if self.conv else "factorized") if config.entropy == "auto" else config.entropy
+        if entropy == "hyperprior" and not self.conv:
+            raise GenlabError("model.entropy=hyperprior needs the conv codec (a spatial latent)")
         if self.conv:
             ch, act = (shape[0], *config.channels), config.nonlinearity
             enc, dec = [], []
             for i in range(len(config.channels)):
-                enc += [nn.Conv2d(ch[i], ch[i + 1], 5, 2, 2)] + ([_act(act, ch[i + 1], False)])
+                enc += [nn.Conv2d(ch[i], ch[i + 1], 5, 2, 2), gdn_or_relu(act, ch[i + 1], False)]
                 dec = [nn.ConvTranspose2d(ch[i + 1], ch[i], 5, 2, 2, output_padding=1)] + (
-                    [_act(act, ch[i], True)] if i > 0 else []) + dec
+                    [gdn_or_relu(act, ch[i], True)] if i > 0 else []) + dec
             self.g_a = nn.Sequential(*enc, nn.Conv2d(ch[-1], m, 3, 1, 1))
-            self.g_s = nn.Sequential(nn.Conv2d(m, ch[-1], 3, 1, 1), _act(act, ch[-1], True), *dec)
+            self.g_s = nn.Sequential(nn.Conv2d(m, ch[-1], 3, 1, 1), gdn_or_relu(act, ch[-1], True), *dec)
             self.stride = 2 ** len(config.channels)
         else:
-            d = int(np.prod(shape))
-            widths = (d, *config.hidden, m)
+            widths = (int(np.prod(shape)), *config.hidden, m)
             enc = []
             for a, b in zip(widths[:-1], widths[1:], strict=True):
                 enc += [nn.Linear(a, b), nn.ReLU()]
@@ -193,7 +114,12 @@ class Codec(GenerativeModel):
             self.g_a = nn.Sequential(nn.Flatten(), *enc[:-1])
             self.g_s = nn.Sequential(*dec[:-1], nn.Unflatten(1, tuple(shape)))
             self.stride = 1
-        self.density = FactorizedDensity(m)
+        self.hyper = entropy == "hyperprior"
+        if self.hyper:
+            self.h_a, self.h_s = _hyper_nets(m, config.hyper_channels, config.hyper_latent)
+            self.density = FactorizedDensity(config.hyper_latent)  # of z
+        else:
+            self.density = FactorizedDensity(m)  # of y
         self._tables: tuple | None = None
         self._tables_key: tuple | None = None
 
@@ -225,22 +151,82 @@ class Codec(GenerativeModel):
             x = x[..., :h, :w]
         return x
 
-    # --- quantisation and the coding tables ---------------------------------------------------
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """y (N, M, h, w) -> z (N, Nz, ceil(h/4), ceil(w/4))."""
+        ph, pw = (-y.shape[-2]) % 4, (-y.shape[-1]) % 4
+        return self.h_a(F.pad(y.abs(), (0, pw, 0, ph)))
+
+    def scales(self, z: Tensor, size: tuple[int, int], *, exact: bool = False) -> Tensor:
+        """z (N, Nz, h', w') -> sigma (N, M, *size). ``exact``: float64, one image at a time, so the
+        coder's table ids do not depend on batching or on the kernels chosen for a batch size."""
+        if not exact:
+            return F.softplus(self.h_s(z))[..., :size[0], :size[1]]
+        params = {k: v.double() for k, v in self.h_s.named_parameters()}
+        out = [functional_call(self.h_s, params, (zi[None].double(),)) for zi in z]
+        return F.softplus(torch.cat(out))[..., :size[0], :size[1]]
+
+    # --- the coding tables and the symbols ----------------------------------------------------
     def coding_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lo (M,), pmf (M, K)) integer tables, recomputed only when the density's weights change."""
+        """(lo (T,), pmf (T, K)): the learned density's channels, then (hyperprior) the Gaussian
+        scale tables; recomputed only when the density's weights change."""
         key = tuple((p.data_ptr(), p._version) for p in self.density.parameters())
         if self._tables is None or key != self._tables_key:
-            self._tables, self._tables_key = self.density.integer_tables(), key
+            lo, pmf = self.density.integer_tables()
+            if self.hyper:
+                g_lo, g_pmf = GaussianScales.integer_tables()
+                width = max(pmf.shape[1], g_pmf.shape[1])
+                pad = lambda t: np.pad(t, ((0, 0), (0, width - t.shape[1])))  # noqa: E731
+                lo, pmf = np.concatenate([lo, g_lo]), np.concatenate([pad(pmf), pad(g_pmf)])
+            self._tables, self._tables_key = (lo, pmf), key
         return self._tables
 
+    def _channel_ids(self, v: Tensor) -> Tensor:
+        shape = (1, -1) + (1,) * (v.dim() - 2)
+        return torch.arange(v.shape[1], device=v.device).view(shape).expand_as(v)
+
+    @torch.no_grad()
+    def quantize(self, x: Tensor) -> dict[str, Tensor]:
+        """x -> {"y_hat", "y_ids"[, "z_hat", "z_ids"]}: rounded latents clamped to their tables' support
+        (float, integral) and the table each element is coded with."""
+        tables = self.coding_tables()
+        y = self.analysis(x)
+        if not self.hyper:
+            ids = self._channel_ids(y)
+            return {"y_hat": clamp_to_tables(torch.round(y), tables, ids), "y_ids": ids}
+        z = self.hyper_analysis(y)
+        z_ids = self._channel_ids(z)
+        z_hat = clamp_to_tables(torch.round(z), tables, z_ids)
+        y_ids = self.density_count + GaussianScales.index(self.scales(z_hat, y.shape[-2:], exact=True))
+        y_hat = clamp_to_tables(torch.round(y), tables, y_ids.to(y.device))
+        return {"y_hat": y_hat, "y_ids": y_ids, "z_hat": z_hat, "z_ids": z_ids}
+
+    @property
+    def density_count(self) -> int:
+        return self.density.matrices[0].shape[0]
+
     def quantized_latents(self, x: Tensor) -> Tensor:
-        """x -> y_hat: round(g_a(x)), clamped to each channel's coding support (float, integral)."""
-        lo, pmf = self.coding_tables()
-        hi = lo + (pmf > 0).sum(1) - 1
-        shape = (1, -1) + (1,) * (2 if self.conv else 0)
-        lo_t = torch.as_tensor(lo, dtype=torch.float32, device=x.device).view(shape)
-        hi_t = torch.as_tensor(hi, dtype=torch.float32, device=x.device).view(shape)
-        return torch.round(self.analysis(x)).clamp(lo_t, hi_t)
+        return self.quantize(x)["y_hat"]
+
+    def symbol_stages(self, x: Tensor) -> list[list[Stage]]:
+        """Per image, its coding stages: [(ids, values) of z_hat,] (ids, values) of y_hat, channel-major."""
+        q = {k: v.cpu().to(torch.int64) for k, v in self.quantize(x).items()}
+        names = ("z", "y") if self.hyper else ("y",)
+        return [[(q[f"{n}_ids"][i].flatten().numpy(), q[f"{n}_hat"][i].flatten().numpy()) for n in names]
+                for i in range(len(x))]
+
+    def decode_stages(self, size: tuple[int, ...], read) -> Tensor:
+        """The inverse of ``symbol_stages`` for one image of ``size``: ``read(ids) -> values`` gives the
+        next stage's integers; returns y_hat (M, h, w) (or (M,))."""
+        shape = self.latent_shape(size)
+        if not self.hyper:
+            ids = self._channel_ids(torch.zeros(1, *shape))[0]
+            return torch.from_numpy(read(ids.flatten().numpy())).float().reshape(shape)
+        zs = (self.config.hyper_latent, *(-(-s // 4) for s in shape[1:]))
+        z_ids = self._channel_ids(torch.zeros(1, *zs))[0]
+        z_hat = torch.from_numpy(read(z_ids.flatten().numpy())).float().reshape(zs)
+        sigma = self.scales(z_hat[None].to(self.device), shape[1:], exact=True)[0]
+        y_ids = self.density_count + GaussianScales.index(sigma).cpu()
+        return torch.from_numpy(read(y_ids.flatten().numpy())).float().reshape(shape)
 
     def output(self, x_hat: Tensor) -> Tensor:
         return x_hat.clamp(0, 1) if self.is_image else x_hat
@@ -252,21 +238,40 @@ class Codec(GenerativeModel):
 
     @torch.no_grad()
     def estimated_bits(self, x: Tensor) -> Tensor:
-        """-log2 p(y_hat) per example (N,): the rate the model claims for its rounded latents."""
-        y_hat = self.quantized_latents(x)
-        return -torch.log2(self.density.likelihood(y_hat)).flatten(1).sum(1)
+        """Ideal code length of each example's integers under the coding tables, (N,)."""
+        tables = self.coding_tables()
+        bits = [sum(table_bits(tables, ids, v) for ids, v in stages) for stages in self.symbol_stages(x)]
+        return torch.tensor(bits, dtype=torch.float32)
+
+    @torch.no_grad()
+    def rd_loss(self, x: Tensor) -> Tensor:
+        """The training objective at test time, per example (N,): rounded latents, real rate.
+        Validation picks best.pt by its mean (``default_eval_metrics`` starts with it)."""
+        bits = self.estimated_bits(x).to(x.device)
+        mse = (self.reconstruct(x) - x).pow(2).flatten(1).mean(1)
+        return bits / self.pixels(x) + self.config.lmbda * self._mse_scale * mse
+
+    @property
+    def _mse_scale(self) -> float:
+        return 255.0 ** 2 if self.is_image else 1.0
 
     # --- training -----------------------------------------------------------------------------
     def loss(self, phase, batch, *, step=0):
         x = batch["x"]
         y = self.analysis(x)
-        y_tilde = y + torch.rand_like(y) - 0.5 if self.training else torch.round(y)
+        noisy = self.training
+        y_tilde = y + torch.rand_like(y) - 0.5 if noisy else torch.round(y)
+        if self.hyper:
+            z = self.hyper_analysis(y)
+            z_tilde = z + torch.rand_like(z) - 0.5 if noisy else torch.round(z)
+            p_y = GaussianScales.likelihood(y_tilde, self.scales(z_tilde, y.shape[-2:]))
+            bits = -torch.log2(p_y).flatten(1).sum(1) - torch.log2(self.density.likelihood(z_tilde)).flatten(1).sum(1)
+        else:
+            bits = -torch.log2(self.density.likelihood(y_tilde)).flatten(1).sum(1)  # (N,)
         x_hat = self.synthesize(y_tilde, tuple(x.shape[1:]))
-        bits = -torch.log2(self.density.likelihood(y_tilde)).flatten(1).sum(1)  # (N,)
         bpp = bits.mean() / self.pixels(x)
         mse = (x_hat - x).pow(2).mean()
-        scale = 255.0 ** 2 if self.is_image else 1.0
-        out = {"loss": bpp + self.config.lmbda * scale * mse, "bpp": bpp.detach(), "mse": mse.detach()}
+        out = {"loss": bpp + self.config.lmbda * self._mse_scale * mse, "bpp": bpp.detach(), "mse": mse.detach()}
         if self.is_image:
             out["psnr"] = (10 * torch.log10(1 / mse.clamp_min(1e-10))).detach()
         return out
@@ -274,12 +279,15 @@ class Codec(GenerativeModel):
     # --- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def sample_with_latents(self, n, *, y=None, generator=None):
-        """y_hat drawn symbol by symbol from the integer coding tables (the learned prior), decoded."""
+        """Decoding with random symbols: each integer drawn from its coding table (the learned prior,
+        z first for a hyperprior), then synthesised."""
         lo, pmf = self.coding_tables()
-        shape = self.latent_shape(self.data_info.shape)
-        positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        probs = torch.as_tensor(pmf, dtype=torch.float64)  # (M, K)
-        idx = torch.multinomial(probs, n * positions, replacement=True, generator=generator)  # (M, n*P)
-        z = (idx + torch.as_tensor(lo)[:, None]).float().view(shape[0], n, *shape[1:]).transpose(0, 1)
-        z = z.contiguous().to(self.device)
+        probs = torch.as_tensor(pmf, dtype=torch.float64)  # (T, K)
+
+        def read(ids: np.ndarray) -> np.ndarray:
+            idx = torch.multinomial(probs[torch.from_numpy(ids)], 1, generator=generator)[:, 0]
+            return idx.numpy() + lo[ids]
+
+        z = torch.stack([self.decode_stages(tuple(self.data_info.shape), read) for _ in range(n)])
+        z = z.to(self.device)
         return {"x": self.output(self.synthesize(z)), "z": z}

@@ -15,6 +15,8 @@ its [0, 1] input to [-1, 1] first. Conv nets are DCGAN-shaped (Radford et al. 20
 G, none in D (the gradient penalty is per example). Points: G outputs coordinates, D reads them.
 Default widths (32, 64): on mnist5k with one CPU thread they ran 1,470 img/s and reached FD 24 in
 150 s, where (64, 128) ran 560 img/s and reached FD 43 (FD with our own feature net).
+``critic``, ``generator_loss`` and ``generator_sample`` are the capabilities ``genlab.adversarial``
+reads to draw D's field and G's gradient arrows on 2-D points.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def _twice(y: Tensor | None) -> Tensor | None:
 class GAN(GenerativeModel):
     Config = GANConfig
     embed_dim = 0  # width of the label embedding fed to G (conditional subclasses)
+    # fd picks best.pt; on toy 2-D sets the modes metrics are logged too (beside the critic's gap)
+    default_eval_metrics = ("fd", "hq", "modes")
 
     def __init__(self, config: GANConfig, data_info: DataInfo):
         config = config.resolved(data_info.kind)  # "auto" (None) fields by the data's kind
@@ -204,6 +208,8 @@ class GAN(GenerativeModel):
             # one critic pass over real and fake (D has no batch statistics, so this is exact)
             d_real, d_fake = self.critic(torch.cat([x, fake]), _twice(y)).chunk(2)  # (N,) each
             loss = losses.gan_d_loss(c.loss, d_real, d_fake, smoothing=c.label_smoothing)
+            # critic_gap = E[D(real)] - E[D(fake)]: with the Wasserstein loss, the critic's estimate of
+            # W1(real, fake) (up to its Lipschitz constant); with the others, a gap in logits / margins
             out = {"d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach(),
                    "critic_gap": (d_real.mean() - d_fake.mean()).detach()}
             if c.loss != "wasserstein":  # logits / margins: the sign is D's decision
@@ -215,8 +221,18 @@ class GAN(GenerativeModel):
             return {"loss": loss, **out}
         if phase == "generator":
             d_fake = self.critic(self.generator(z, y), y)  # (N,)
-            return {"loss": losses.gan_g_loss(c.loss, d_fake), "d_fake": d_fake.mean().detach()}
+            return {"loss": self.generator_loss(d_fake), "d_fake": d_fake.mean().detach()}
         raise ValueError(f"GAN has no phase {phase!r}")
+
+    # --- what the critic sees (genlab.adversarial draws it) ---------------------------------------
+    def generator_loss(self, d_fake: Tensor) -> Tensor:
+        """G's loss from D's outputs on its samples, (N,) -> (): the batch mean of this model's loss."""
+        return losses.gan_g_loss(self.config.loss, d_fake)
+
+    @property
+    def critic_is_logit(self) -> bool:
+        """D's output is the logit of P(real) (minimax, nonsaturating), not a free critic value."""
+        return self.config.loss in ("minimax", "nonsaturating")
 
     # --- sampling --------------------------------------------------------------------------------
     @property
@@ -240,6 +256,12 @@ class GAN(GenerativeModel):
         with torch.no_grad():
             x = self.sampling_generator(z, labels)
         return {"x": x, "z": z} if labels is None else {"x": x, "z": z, "y": labels}
+
+    @torch.no_grad()
+    def generator_sample(self, n: int, *, y: Tensor | None = None,
+                         generator: torch.Generator | None = None) -> Tensor:
+        """n samples of G itself (not its moving average): the points G's loss moves, (n, *shape)."""
+        return self.generator(self.prior_sample(n, generator), self.sample_labels(n, y))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -114,3 +115,26 @@ def make_decoder(arch: str, in_features: int, shape: Sequence[int], *, hidden: S
     if arch == "conv" and len(shape) == 3:
         return ConvDecoder(in_features, shape, channels)
     return Flat(mlp([in_features, *reversed(hidden), math.prod(shape)]), out_shape=shape)
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé, Laparra, Simoncelli 2016):
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); ``inverse=True`` multiplies (IGDN).
+
+    beta and gamma are kept non-negative by storing their square roots."""
+
+    def __init__(self, channels: int, *, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_sqrt = nn.Parameter(torch.ones(channels))
+        self.gamma_sqrt = nn.Parameter((0.1 * torch.eye(channels)).sqrt())
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W)
+        beta = self.beta_sqrt.pow(2) + 1e-6
+        gamma = self.gamma_sqrt.pow(2)[:, :, None, None]  # (C, C, 1, 1)
+        norm = F.conv2d(x.pow(2), gamma, beta).sqrt()
+        return x * norm if self.inverse else x / norm
+
+
+def gdn_or_relu(kind: str, channels: int, inverse: bool) -> nn.Module:
+    return GDN(channels, inverse=inverse) if kind == "gdn" else nn.ReLU()

@@ -55,10 +55,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
 
 
-def new_run(root: Path, model: str, data: str) -> Run:
-    """Create the next numbered run folder under ``root``: 0001-vae-mnist5k, 0002-..."""
+def new_run(root: Path, model: str, data: str, *, name: str | None = None) -> Run:
+    """Create the next numbered run folder under ``root``: 0001-vae-mnist5k, 0002-...; or the
+    folder ``root/name`` when a name is given (a quality of a codec ladder), which must not exist."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if name is not None:
+        try:
+            (root / name).mkdir()
+        except FileExistsError:
+            raise GenlabError(f"run folder {root / name} already exists") from None
+        return Run(root / name)
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{4,})-", p.name))]
     number = max(numbers, default=0) + 1
     while True:

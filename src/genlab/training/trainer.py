@@ -2,8 +2,9 @@
 
 Per step, each phase runs ``repeat`` times on fresh batches: loss -> backward -> (clip) -> step
 -> ``after_step``. Around that loop: the budget (steps, epochs or wall-clock), a progress bar
-with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids,
-atomic checkpoints that resume exactly, Ctrl-C that saves, and a NaN guard.
+with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids
+(and, for a model with a critic on 2-D points, D-field pictures: ``genlab.adversarial``), atomic
+checkpoints that resume exactly, Ctrl-C that saves, and a NaN guard.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model.to(self.device)
         self.phases = model.phases()
+        self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
+                             else getattr(model, "default_eval_metrics", ()))
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
         self.loader = Loader(data, "train", batch_size=config.batch_size, seed=config.seed)
         self.step, self.elapsed = 0, 0.0
@@ -186,13 +189,13 @@ class Trainer:
         choice = self.cfg.select_metric
         if choice != "auto":
             return choice if choice in values else None
-        return next((m for m in self.cfg.eval_metrics if m in values), None)
+        return next((m for m in self.eval_metrics if m in values), None)
 
     def evaluate(self, bar) -> dict[str, float]:
         """Validation metrics; the selection metric's best value keeps its weights in best.pt."""
         from ..evaluation import evaluate
 
-        names = [m for m in self.cfg.eval_metrics if m in METRICS]
+        names = [m for m in self.eval_metrics if m in METRICS]
         # evaluation draws its own random numbers: fork the RNG so training is unaffected by it
         with torch.random.fork_rng(devices=[]):
             result = evaluate(self.model, self.data, split="val", metrics=names, n=self.cfg.eval_n,
@@ -224,4 +227,14 @@ class Trainer:
         self.model.train()
         # conditional models cycle their labels 0..K-1: K columns put one class in each column
         nrow = getattr(self.model, "num_classes", None)
+        self.save_dfield(folder)
         return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
+
+    def save_dfield(self, folder: Path) -> Path | None:
+        """A model with a critic on 2-D points: D's field and G's gradient arrows at this step."""
+        from ..adversarial import dfield_applies, dfield_picture
+
+        if not dfield_applies(self.model, self.data):
+            return None
+        return dfield_picture(self.model, self.data, folder / f"dfield-{self.step:07d}.png",
+                              seed=self._sample_generator_seed, title=f"step {self.step}")
