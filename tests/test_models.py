@@ -100,3 +100,11 @@ def test_sample_with_latents_returns_the_codes(case):
     if hasattr(model, "decode"):  # a class-conditional model decodes z with the labels it drew
         decoded = model.decode(out["z"], out["y"]) if "y" in out else model.decode(out["z"])
         assert torch.allclose(decoded, out["x"]) or model.data_info.kind == "points"
+
+
+@pytest.mark.parametrize("size", [8, 12, 28, 32])
+@pytest.mark.parametrize("widths", [(8,), (8, 16), (8, 16, 32)])
+def test_conv_decoder_reaches_the_image_size_with_fewer_widths(size, widths):
+    from genlab.nn.blocks import ConvDecoder
+
+    assert ConvDecoder(4, (1, size, size), widths)(torch.zeros(2, 4)).shape == (2, 1, size, size)

@@ -139,10 +139,14 @@ def test_trained_m2_with_few_labels_classifies_better_than_untrained():
     assert after > max(0.5, before + 0.3), (before, after)
 
 
-def test_cvae_classifies_by_bayes_rule():
+def test_cvae_classifies_by_bayes_rule_and_its_bounds_are_ordered():
     data = blobs(240)
-    cvae = model("cvae", data, latent_dim=2)
-    assert _accuracy(_train(cvae, data, 150), data) > 0.9
+    cvae = _train(model("cvae", data, latent_dim=2), data, 150)
+    assert _accuracy(cvae, data) > 0.9
+    x = cvae.eval_targets(data.x[:64], torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        elbo, iwae = cvae.elbo(x).mean(), cvae.iwae_bound(x, 30).mean()
+    assert elbo <= iwae <= 0  # log p(x) >= IWAE_30 >= ELBO (binary pixels: log p(x) <= 0)
 
 
 # --- the CLI ----------------------------------------------------------------------------------------
@@ -171,9 +175,9 @@ def test_train_m2_records_its_labels(m2_run):
 
 def test_m2_run_evaluate_sample_and_analogies(m2_run, tmp_path):
     js = tmp_path / "m.json"
-    assert main(["evaluate", str(m2_run), "--metrics", "accuracy,elbo", "--json", str(js)]) == 0
+    assert main(["evaluate", str(m2_run), "--metrics", "accuracy,elbo,nll", "--nll-k", "20", "--json", str(js)]) == 0
     values = json.loads(js.read_text())["values"]
-    assert 0 <= values["accuracy"] <= 1 and "elbo" in values
+    assert 0 <= values["accuracy"] <= 1 and values["nll"] <= -values["elbo"] + 1e-3
     assert main(["sample", str(m2_run), "--label", "3", "-n", "5", "-o", str(tmp_path / "s.npz")]) == 0
     assert (__import__("numpy").load(tmp_path / "s.npz")["y"] == 3).all()
     out = tmp_path / "a.png"

@@ -11,8 +11,9 @@ L(x, y) = -E_q log p(x|z,y) + beta * KL(q(z|x,y) || N(0, I)) - log p(y), likelih
 The model has no classifier of its own; ``classify`` is Bayes' rule through the ELBO:
 logits_y = ELBO(x, y) + log p(y), with z at the posterior mean (a deterministic ELBO), so that
 argmax_y is the class whose decoder explains x best. ``elbo(x)`` without a label is the bound
-log p(x) >= logsumexp_y [ELBO(x, y) + log p(y)]; ``iwae_bound`` does the same with k importance
-samples per class. ``encode(x, y=None)`` infers y by ``classify`` when it is not given;
+sum_y q(y|x) [ELBO(x, y) + log p(y) - log q(y|x)] with q(y|x) = softmax of those logits;
+``iwae_bound`` is logsumexp_y [log p(y) + IWAE_k(x | y)], with k importance samples per class.
+``encode(x, y=None)`` infers y by ``classify`` when it is not given;
 ``decode(z, y)`` takes labels (N,) or class probabilities (N, K) (y=None: the marginal mean over
 a uniform y). Keeping z and changing y is the "analogies" picture (``genlab analogies``).
 """
@@ -159,8 +160,15 @@ class CVAE(VAE):
 
     # --- likelihood ----------------------------------------------------------------------------
     def elbo(self, x: Tensor) -> Tensor:
-        """log p(x) >= logsumexp_y [ELBO(x, y) + log p(y)], one z per class, (N,) nats."""
-        return torch.logsumexp(self.class_elbos(x), dim=1)
+        """sum_y q(y|x) [ELBO(x, y) + log p(y) - log q(y|x)], one z per class, (N,) nats, with
+        q(y|x) = softmax(classify(x)): Bayes' rule for the cvae, the classifier for m2.
+
+        A bound on log p(x) for any q(y|x) that does not see the z noise; the tightest is the true
+        p(y|x), where it is logsumexp_y of the ELBOs. (logsumexp_y of *sampled* ELBOs is not a
+        bound: its convexity turns the sampling noise into an upward bias.)
+        """
+        log_q = F.log_softmax(self.classify(x), dim=1)  # (N, K)
+        return (log_q.exp() * (self.class_elbos(x) - log_q)).sum(1)
 
     def iwae_bound(self, x: Tensor, k: int, *, chunk: int = 100) -> Tensor:
         """log p(x) >= logsumexp_y [log p(y) + IWAE_k(x | y)], (N,) nats: y summed out exactly,

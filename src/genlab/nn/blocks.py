@@ -61,7 +61,7 @@ class ConvDecoder(nn.Module):
                  batchnorm: bool = False):
         super().__init__()
         c, h, w = shape
-        n = _num_downsamples(h, w)
+        n = min(_num_downsamples(h, w), len(channels))  # one upsampling per given width
         chans = list(reversed(channels[:n]))  # e.g. [64, 32] for 28x28
         self.start = (chans[0], math.ceil(h / 2**n), math.ceil(w / 2**n))
         self.shape = (c, h, w)
