@@ -15,7 +15,6 @@ from genlab.config import RunConfig, TrainConfig
 from genlab.evaluation.clustering import balanced_subset, cluster_acc, cluster_scores, kmeans, majority_acc
 from genlab.models import build_model
 from genlab.models.gmvae import GMVAEConfig
-from genlab.registry import MODELS
 
 from conftest import blobs, info
 
@@ -174,15 +173,3 @@ def test_cluster_gmvae_run_scores_its_own_clusters(tmp_path, capsys):
     result = json.loads(js.read_text())
     assert _in_range(result["model"]) and result["info"]["model_components"] == 10
     assert "clusters by itself" in capsys.readouterr().out
-
-
-@pytest.mark.skipif("gan" not in MODELS, reason="no gan model registered")
-def test_cluster_a_gan_run_is_a_one_line_error(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    assert main(["-q", "train", "gan", "--data", "digits", "--steps", "2", "--runs", str(runs),
-                 "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--no-final"]) == 0
-    (run,) = runs.iterdir()
-    capsys.readouterr()
-    assert main(["cluster", str(run), "-o", str(tmp_path / "c.png")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "genlab: error: a 'gan' model has no encoder, so it cannot cluster"

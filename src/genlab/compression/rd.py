@@ -199,6 +199,7 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
 
     picks = np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int)  # spread over the set
     images = [images[i] for i in picks]
+    models = sorted(models, key=lambda m: m.config.quality)
     originals = [to_uint8(x) for x in images]
     rows = [("original", [(a, "") for a in originals])]
     records = []

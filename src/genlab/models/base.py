@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DataInfo, ModelConfig
+from ..errors import GenlabError
 
 
 @dataclass
@@ -88,3 +89,16 @@ class GenerativeModel(nn.Module):
 def _fast_kernels(params: list[nn.Parameter]) -> dict:
     """Fused Adam (one kernel for all parameters) where this torch supports it on the device."""
     return {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}
+
+
+def class_labels(n: int, y: Tensor | int | None, classes: int, device: torch.device) -> Tensor:
+    """(n,) labels: the given ones (an int or n of them), or 0, 1, ..., K-1, 0, 1, ... ."""
+    if y is None:
+        return torch.arange(n, device=device) % classes
+    y = torch.as_tensor(y, dtype=torch.long)
+    y = (y.expand(n) if y.dim() == 0 else y).to(device)
+    if y.shape != (n,):
+        raise GenlabError(f"expected one label or {n} labels, got a tensor of shape {tuple(y.shape)}")
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        raise GenlabError(f"labels must be in 0..{classes - 1}, got {y.min().item()}..{y.max().item()}")
+    return y

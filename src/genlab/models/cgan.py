@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from ..config import DataInfo
 from ..errors import GenlabError
 from ..registry import MODELS
+from .base import class_labels
 from .gan import GAN, GANConfig
 
 
@@ -54,13 +54,4 @@ class CGAN(GAN):
 
     def sample_labels(self, n: int, y: Tensor | int | None) -> Tensor:
         """(n,) labels: the given ones (an int or a tensor of n), or 0, 1, ..., K-1, 0, 1, ... ."""
-        k = self.num_classes
-        if y is None:
-            return torch.arange(n, device=self.device) % k
-        y = torch.as_tensor(y, dtype=torch.long)
-        y = (y.expand(n) if y.dim() == 0 else y).to(self.device)
-        if y.shape != (n,):
-            raise GenlabError(f"expected one label or {n} labels, got a tensor of shape {tuple(y.shape)}")
-        if len(y) and (y.min() < 0 or y.max() >= k):
-            raise GenlabError(f"labels must be in 0..{k - 1}, got {y.min().item()}..{y.max().item()}")
-        return y
+        return class_labels(n, y, self.num_classes, self.device)

@@ -34,6 +34,7 @@ from ..losses import iwae_log_weights_to_bound, kl_normal
 from ..nn import make_decoder
 from ..nn.blocks import ConvEncoder, Flat, mlp
 from ..registry import MODELS
+from .base import class_labels
 from .vae import VAE, VAEConfig
 
 
@@ -48,19 +49,6 @@ def make_trunk(arch: str, shape: tuple[int, ...], hidden: tuple[int, ...], chann
     if arch == "conv" and len(shape) == 3:
         return nn.Sequential(ConvEncoder(shape, hidden[-1], channels), nn.LeakyReLU(0.2))
     return Flat(mlp([math.prod(shape), *hidden], final_act=True))
-
-
-def class_labels(n: int, y: Tensor | int | None, classes: int, device: torch.device) -> Tensor:
-    """(n,) labels: the given ones (an int or n of them), or 0, 1, ..., K-1, 0, 1, ... ."""
-    if y is None:
-        return torch.arange(n, device=device) % classes
-    y = torch.as_tensor(y, dtype=torch.long)
-    y = (y.expand(n) if y.dim() == 0 else y).to(device)
-    if y.shape != (n,):
-        raise GenlabError(f"expected one label or {n} labels, got a tensor of shape {tuple(y.shape)}")
-    if len(y) and (y.min() < 0 or y.max() >= classes):
-        raise GenlabError(f"labels must be in 0..{classes - 1}, got {y.min().item()}..{y.max().item()}")
-    return y
 
 
 @MODELS.register("cvae", help="conditional VAE: label into encoder and decoder; fully supervised")
