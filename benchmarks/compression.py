@@ -6,7 +6,7 @@
 Rate–distortion points come from ``genlab.compression.rd`` (per image averaged bpp and 8-bit
 PSNR); speed is images per second for encode (g_a + range coding) and decode (range decoding +
 g_s) of the whole set in one .glc file, beside Pillow's JPEG at quality 75 on the same images.
-Speeds on a shared machine are noisy: medians of 3 repeats, with the min and max. ``--picture``
+Speeds on a shared machine are noisy: medians of 3 repeats, with the min and max; one torch thread. ``--picture``
 draws the same images at matched bits per image, genlab vs JPEG (entropy-coded segment).
 """
 
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--picture", default=None, help="PNG: the same images at matched bits, JPEG vs genlab")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # one thread, as Pillow codes; more threads only add contention on small images
     models = [_load_codec(str(r)) for path in args.runs for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)
     x, _ = data.tensors("test" if "test" in data.splits else "all", limit=args.n)
@@ -71,7 +72,9 @@ def main() -> None:
     anchors = {"vs_jpeg_ecs": "jpeg_ecs", "vs_jpeg_file": "jpeg", "vs_webp": "webp"}
     bd = {k: bd_rate(genlab, curves[a]) for k, a in anchors.items()}
     ranges = {k: common_psnr_range(genlab, curves[a]) for k, a in anchors.items()}
-    matched = plot_matched([m for m, _ in models], images, args.picture) if args.picture else None
+    ladder = sorted((m for m, _ in models), key=lambda m: m.config.quality)
+    shown = [ladder[0], ladder[len(ladder) // 2], ladder[-1]] if len(ladder) > 3 else ladder  # lowest, middle, highest
+    matched = plot_matched(shown, images, args.picture) if args.picture else None
     print(f"{len(images)} images of {data.name}, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'codec':<12}{'q':>6}{'bpp':>8}{'PSNR':>8}")

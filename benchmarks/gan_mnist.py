@@ -154,6 +154,7 @@ def train_genlab(name: str, seconds: float, seed: int, runs: Path):
     from genlab.cli import main as genlab
     from genlab.training import load_checkpoint, load_model, open_run
 
+    runs = runs / f"{name}-seed{seed}"  # one folder per worker: parallel workers never see each other's runs
     argv = ["-q", "train", name, "--data", "mnist5k", "--time", f"{seconds}s", "--seed", str(seed),
             "--runs", str(runs), "--no-final", "--set", "train.threads=1", "--set", "train.eval_every=0",
             "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0"]
@@ -291,6 +292,8 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time, one process and thread each")
     ap.add_argument("--runs", default=None, help="keep genlab's run folders here (default: a temporary folder)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--rows-from", nargs="+", default=[], metavar="JSON",
+                    help="keep the finished runs of earlier result files and run only the missing (model, seed)")
     args = ap.parse_args()
     import genlab.evaluation  # noqa: F401
     from genlab.data import load_data
@@ -299,12 +302,14 @@ def main() -> None:
     feature_extractor(load_data("mnist5k"))  # trained (or loaded) once here, not by two workers at once
     seconds = args.minutes * 60
     runs = str(Path(args.runs).resolve()) if args.runs else None
-    jobs = [(m, s, seconds, runs) for s in args.seeds for m in args.models]
+    kept = [r for f in args.rows_from for r in json.loads(Path(f).read_text())["rows"] if "error" not in r]
+    done = {(r["model"], r["seed"]) for r in kept}
+    jobs = [(m, s, seconds, runs) for s in args.seeds for m in args.models if (m, s) not in done]
     print(f"{len(jobs)} runs of {args.minutes:g} min, {args.parallel} at a time", flush=True)
     busy0, kids0, me0, t0 = busy_cpu_seconds(), own_cpu_seconds(resource.RUSAGE_CHILDREN), own_cpu_seconds(), \
         time.perf_counter()
     with ThreadPoolExecutor(args.parallel) as pool:
-        rows = list(pool.map(_spawn, jobs))
+        rows = kept + list(pool.map(_spawn, jobs))
     wall = time.perf_counter() - t0
     ours = own_cpu_seconds(resource.RUSAGE_CHILDREN) - kids0 + own_cpu_seconds() - me0
     other = max(0.0, busy_cpu_seconds() - busy0 - ours) / wall

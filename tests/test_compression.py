@@ -250,3 +250,17 @@ def test_hyperprior_spends_fewer_bits_on_a_blank_image(tmp_path):
     model = _train_hyper(data, 0.01, 150, tmp_path)
     bits = model.estimated_bits(torch.stack([torch.zeros(1, 12, 12), data.x[0]]))
     assert bits[0] < bits[1]
+
+
+def test_a_channel_that_always_says_zero_still_codes():
+    from genlab.models.entropy import tables_from_cdfs
+
+    grid = np.arange(-4, 5) + 0.5  # CDF at the half-integers of values -4..4
+    point_mass = (grid > 0).astype(np.float64)  # all mass on 0
+    lo, pmf = tables_from_cdfs(np.concatenate([[0.0], point_mass])[None])
+    row = pmf[0][pmf[0] > 0]
+    assert len(row) == 2 and row.sum() == 1 << 16 and row.max() > 65000
+    model = constriction.stream.model.Categorical(row / (1 << 16), perfect=False)
+    enc = constriction.stream.queue.RangeEncoder()
+    enc.encode(np.full(100, 0 - lo[0], dtype=np.int32), model)  # the symbol index of the value 0
+    assert 32 * len(enc.get_compressed()) <= 64  # 100 certain zeros cost next to nothing

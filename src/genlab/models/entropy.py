@@ -53,6 +53,8 @@ def tables_from_cdfs(cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = (row[1:] > TAIL_MASS) & (row[:-1] < 1 - TAIL_MASS)
         idx = np.flatnonzero(keep)
         a, b = (idx[0], idx[-1]) if len(idx) else (half, half)
+        if a == b:  # a one-symbol table (a channel that always says 0): keep a neighbour, coders need two
+            a, b = (a, b + 1) if b + 1 < len(values) else (a - 1, b)
         p = np.diff(row[a:b + 2]).clip(0)  # (K,)
         p[0] += row[a]
         p[-1] += 1 - row[b + 1]
