@@ -57,6 +57,19 @@ def own_cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     return r.ru_utime + r.ru_stime
 
 
+def run_pool(spawn, jobs: list, parallel: int) -> tuple[list[dict], float, float, float]:
+    """Run ``spawn(job)`` for every job, ``parallel`` at a time: (rows, wall seconds, CPU seconds per
+    second of this benchmark and its workers, of every other process on the machine)."""
+    busy0, kids0, me0, t0 = busy_cpu_seconds(), own_cpu_seconds(resource.RUSAGE_CHILDREN), own_cpu_seconds(), \
+        time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        rows = list(pool.map(spawn, jobs))
+    wall = time.perf_counter() - t0
+    ours = own_cpu_seconds(resource.RUSAGE_CHILDREN) - kids0 + own_cpu_seconds() - me0
+    other = max(0.0, busy_cpu_seconds() - busy0 - ours) / wall
+    return rows, wall, ours, other
+
+
 def run_one(model_key: str, data_spec: str, seed: int, seconds: float) -> dict:
     """Train one model for ``seconds`` on one thread and score it; runs inside a worker process."""
     import torch
@@ -153,13 +166,7 @@ def main() -> None:
     args = ap.parse_args()
     jobs = [(m, d, s, args.seconds) for d in args.data for m in args.models for s in args.seeds]
     print(f"{len(jobs)} runs of {args.seconds:.0f} s, {args.parallel} at a time", flush=True)
-    busy0, kids0, me0, t0 = busy_cpu_seconds(), own_cpu_seconds(resource.RUSAGE_CHILDREN), own_cpu_seconds(), \
-        time.perf_counter()
-    with ThreadPoolExecutor(args.parallel) as pool:
-        rows = list(pool.map(_spawn, jobs))
-    wall = time.perf_counter() - t0
-    ours = own_cpu_seconds(resource.RUSAGE_CHILDREN) - kids0 + own_cpu_seconds() - me0
-    other = max(0.0, busy_cpu_seconds() - busy0 - ours) / wall
+    rows, wall, ours, other = run_pool(_spawn, jobs, args.parallel)
     for r in rows:
         if "error" in r:
             print(f"FAILED {r['data']} {r['model']} seed {r['seed']}: {r['error']}", file=sys.stderr)

@@ -37,20 +37,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gan import busy_cpu_seconds, own_cpu_seconds  # benchmarks/gan.py: the machine-load helpers
+from gan import own_cpu_seconds, run_pool  # benchmarks/gan.py: the machine-load helpers and worker pool
 
 MODELS = ("reference", "gan", "wgan-gp", "cgan")
 BEAT_REFERENCE = ("gan", "wgan-gp")  # issue 3: their FD must be below the reference's
@@ -306,13 +304,8 @@ def main() -> None:
     done = {(r["model"], r["seed"]) for r in kept}
     jobs = [(m, s, seconds, runs) for s in args.seeds for m in args.models if (m, s) not in done]
     print(f"{len(jobs)} runs of {args.minutes:g} min, {args.parallel} at a time", flush=True)
-    busy0, kids0, me0, t0 = busy_cpu_seconds(), own_cpu_seconds(resource.RUSAGE_CHILDREN), own_cpu_seconds(), \
-        time.perf_counter()
-    with ThreadPoolExecutor(args.parallel) as pool:
-        rows = kept + list(pool.map(_spawn, jobs))
-    wall = time.perf_counter() - t0
-    ours = own_cpu_seconds(resource.RUSAGE_CHILDREN) - kids0 + own_cpu_seconds() - me0
-    other = max(0.0, busy_cpu_seconds() - busy0 - ours) / wall
+    rows, wall, ours, other = run_pool(_spawn, jobs, args.parallel)
+    rows = kept + rows
     for r in rows:
         if "error" in r:
             print(f"FAILED {r['model']} seed {r['seed']}: {r['error']}", file=sys.stderr)
