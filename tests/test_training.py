@@ -145,3 +145,21 @@ def test_trained_vae_beats_the_untrained_one_on_elbo(tmp_path):
     trained = t.model.eval().elbo(x).mean().item()
     assert trained > untrained + 200, (untrained, trained)  # nats per image
     assert trained > -300  # measured: about -545 untrained, about -207 after 20 s on a busy machine
+
+
+def test_ctrl_c_mid_step_finishes_the_step_then_saves(tmp_path):
+    """SIGINT during a loss computation does not raise there: the step completes, then the run saves."""
+    data = blobs(200)
+    trainer, run = make(tmp_path, data, replace(QUICK, steps=1000))
+    loss = trainer.model.loss
+
+    def loss_with_ctrl_c(phase, batch, *, step=0):
+        if trainer.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered while this step's loss is being computed
+        return loss(phase, batch, step=step)
+
+    trainer.model.loss = loss_with_ctrl_c
+    result = trainer.fit()
+    assert result.interrupted and result.step == 8  # step 7 ran to its end
+    assert load_checkpoint(run.checkpoint)["step"] == 8
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,10 +151,13 @@ class Trainer:
         bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
                    dynamic_ncols=True, desc=self.run.path.name)
         running: dict[str, float] = {}
+        stop = _StopOnSigint()  # Ctrl-C ends the step in progress, then saves (no exception mid-step)
         try:
             while target is None or self.step < target:
                 if time_limit is not None and time.perf_counter() - start >= time_limit:
                     break
+                if stop.requested:
+                    raise KeyboardInterrupt
                 values = self.train_step()
                 for k, v in values.items():
                     running[k] = running.get(k, 0.0) + v
@@ -174,6 +179,7 @@ class Trainer:
             interrupted = True
             log.warning("interrupted at step %d: saving a checkpoint", self.step)
         finally:
+            stop.restore()
             bar.close()
         if not interrupted and (self.best is None or self.best.get("step") != self.step):
             self.evaluate(None)
@@ -238,3 +244,26 @@ class Trainer:
             return None
         return dfield_picture(self.model, self.data, folder / f"dfield-{self.step:07d}.png",
                               seed=self._sample_generator_seed, title=f"step {self.step}")
+
+
+class _StopOnSigint:
+    """While training, SIGINT sets a flag that the loop reads between steps, instead of raising
+    KeyboardInterrupt wherever the main thread happens to be: an exception inside a library's locked
+    region (e.g. TensorBoard's event queue) can leave a lock held and hang the final save. A second
+    Ctrl-C raises at once. Only the main thread can install signal handlers; elsewhere this does nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
