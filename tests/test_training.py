@@ -159,7 +159,8 @@ def test_ctrl_c_mid_step_finishes_the_step_then_saves(tmp_path):
         return loss(phase, batch, step=step)
 
     trainer.model.loss = loss_with_ctrl_c
+    before = signal.getsignal(signal.SIGINT)
     result = trainer.fit()
     assert result.interrupted and result.step == 8  # step 7 ran to its end
     assert load_checkpoint(run.checkpoint)["step"] == 8
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is put back
