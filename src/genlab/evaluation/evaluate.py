@@ -117,7 +117,8 @@ for _m in (
            False, "encoder", lambda m: hasattr(m, "estimated_bits"),
            lambda run: float((run.codec_bits / run.pixels).mean())),
     Metric("rd_loss", "the codec's objective on held-out data: bits per pixel + lambda * 255^2 * MSE",
-           False, "encoder", lambda m: hasattr(m, "rd_loss"), lambda run: float(run.rd_losses.mean())),
+           False, "encoder", lambda m: hasattr(m, "rd_objective"),
+           lambda run: float(run.model.rd_objective(run.codec_bits / run.pixels, run.recon_errors).mean())),
     Metric("accuracy", "share of held-out items whose label the model's classify(x) predicts (m2: q(y|x))",
            True, "labels", lambda m: hasattr(m, "classify"),
            lambda run: float((run.predictions == run.y.double()).double().mean()),
@@ -210,10 +211,6 @@ class _ModelRun:
     @cached_property
     def codec_bits(self) -> Tensor:
         return self._map(self.model.estimated_bits, self.x, self.batch_size, "rate")
-
-    @cached_property
-    def rd_losses(self) -> Tensor:
-        return self._map(self.model.rd_loss, self.x, self.batch_size, "rate-distortion")
 
     @cached_property
     def elbos(self) -> Tensor:

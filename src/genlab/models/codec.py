@@ -243,17 +243,11 @@ class Codec(GenerativeModel):
         bits = [sum(table_bits(tables, ids, v) for ids, v in stages) for stages in self.symbol_stages(x)]
         return torch.tensor(bits, dtype=torch.float32)
 
-    @torch.no_grad()
-    def rd_loss(self, x: Tensor) -> Tensor:
-        """The training objective at test time, per example (N,): rounded latents, real rate.
-        Validation picks best.pt by its mean (``default_eval_metrics`` starts with it)."""
-        bits = self.estimated_bits(x).to(x.device)
-        mse = (self.reconstruct(x) - x).pow(2).flatten(1).mean(1)
-        return bits / self.pixels(x) + self.config.lmbda * self._mse_scale * mse
-
-    @property
-    def _mse_scale(self) -> float:
-        return 255.0 ** 2 if self.is_image else 1.0
+    def rd_objective(self, bpp: Tensor, mse: Tensor) -> Tensor:
+        """Rate + lambda * distortion from bits per pixel and the MSE on [0, 1] (any matching shapes):
+        the training loss, and the ``rd_loss`` metric that picks best.pt (``default_eval_metrics``)."""
+        scale = 255.0 ** 2 if self.is_image else 1.0  # CompressAI's convention: MSE on the 8-bit scale
+        return bpp + self.config.lmbda * scale * mse
 
     # --- training -----------------------------------------------------------------------------
     def loss(self, phase, batch, *, step=0):
@@ -271,7 +265,7 @@ class Codec(GenerativeModel):
         x_hat = self.synthesize(y_tilde, tuple(x.shape[1:]))
         bpp = bits.mean() / self.pixels(x)
         mse = (x_hat - x).pow(2).mean()
-        out = {"loss": bpp + self.config.lmbda * self._mse_scale * mse, "bpp": bpp.detach(), "mse": mse.detach()}
+        out = {"loss": self.rd_objective(bpp, mse), "bpp": bpp.detach(), "mse": mse.detach()}
         if self.is_image:
             out["psnr"] = (10 * torch.log10(1 / mse.clamp_min(1e-10))).detach()
         return out
