@@ -7,6 +7,7 @@ Every choice comes from the registries. Bad input prints one line and exits with
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -31,6 +32,18 @@ def _add_data_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--data", default=None, help=f"data to {what} (default: the run's own data set)")
     p.add_argument("--split", default=None, help="train, val, test or all (default: test for the run's data, "
                                                  "all for other data)")
+
+
+# sub-command groups that live beside the code they drive: each module has ``add_parsers(sub, common)``
+# and sets ``handler="module:function"`` on its parsers (imported only when that command runs)
+PARSER_MODULES: tuple[str, ...] = ("genlab.latent.cli",)
+
+
+class CommonArgs:
+    """The argument helpers shared by every sub-command group."""
+
+    run = staticmethod(lambda p: _add_run_args(p))
+    data = staticmethod(lambda p, what: _add_data_arg(p, what))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="PNG plot")
     p.add_argument("--json", default=None, help="also write the curves here")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    for name in PARSER_MODULES:
+        importlib.import_module(name).add_parsers(sub, CommonArgs)
     return parser
+
+
+def _handler(args):
+    """The function that runs the parsed command: its group's ``handler`` or ``commands.cmd_<name>``."""
+    if getattr(args, "handler", None):
+        module, function = args.handler.split(":")
+        return getattr(importlib.import_module(module), function)
+    from . import commands
+
+    return getattr(commands, f"cmd_{args.command}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(message)s", stream=sys.stderr)
-        from . import commands
-
-        return getattr(commands, f"cmd_{args.command}")(args) or 0
+        return _handler(args)(args) or 0
     except (GenlabError, TrainingDiverged) as err:
         if debug:
             raise
