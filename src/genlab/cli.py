@@ -90,14 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32)
     p.add_argument("-o", "--output", required=True)
 
-    p = sub.add_parser("interpolate", help="strips between pairs of held-out images")
-    _add_run_args(p)
-    _add_data_arg(p, "take the pairs from")
-    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
-    p.add_argument("--pairs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("-o", "--output", required=True)
-
     p = sub.add_parser("encode", help="latent codes (posterior means) of a data set -> .npz (z, y)")
     _add_run_args(p)
     _add_data_arg(p, "encode")

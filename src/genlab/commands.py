@@ -265,16 +265,6 @@ def cmd_reconstruct(args) -> int:
     return 0
 
 
-def cmd_interpolate(args) -> int:
-    from .artifacts import interpolation_picture
-
-    out, model, _, data = _encoder_job(args, "interpolate between real images")
-    interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp,
-                          split=_split(args, args.data is None))
-    _out(f"wrote {out}")
-    return 0
-
-
 def cmd_encode(args) -> int:
     out, model, _, data = _encoder_job(args, "encode", (".npz",))
     index = data.indices(_split(args, args.data is None))
