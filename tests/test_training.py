@@ -164,3 +164,11 @@ def test_ctrl_c_mid_step_finishes_the_step_then_saves(tmp_path):
     assert result.interrupted and result.step == 8  # step 7 ran to its end
     assert load_checkpoint(run.checkpoint)["step"] == 8
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is put back
+
+
+def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
+    trainer, _ = make(tmp_path, blobs(), train=replace(QUICK, cpu_time=0.5))
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = trainer.fit()
+    used = time.process_time() - cpu
+    assert result.step > 0 and 0.5 <= used < 5.0 and time.perf_counter() - wall > 0

@@ -66,6 +66,7 @@ def _split(args, own_data: bool) -> str:
 # --- train -----------------------------------------------------------------------------------
 def _train_config(args, train: TrainConfig) -> TrainConfig:
     budget = {"time": parse_duration(args.time) if args.time else None, "epochs": args.epochs,
+              "cpu_time": parse_duration(args.cpu_time) if getattr(args, "cpu_time", None) else None,
               "steps": args.steps}
     if args.seed is not None:
         budget["seed"] = args.seed
@@ -95,10 +96,10 @@ def cmd_train(args) -> int:
             raise GenlabError(f"{run.path} was trained with a labels budget of {config.data.labels}, "
                               f"not {args.labels}")
         train = apply_overrides({"train": config.train}, args.sets)["train"]
-        # --time counts this invocation, --steps/--epochs the total; with none given, the run's own
-        # budget stands (its steps/epochs target, or its time once more)
-        if args.time or args.epochs is not None or args.steps is not None:
-            train = replace(train, time=None, steps=None, epochs=None)
+        # --time / --cpu-time count this invocation, --steps/--epochs the total; with none given, the
+        # run's own budget stands (its steps/epochs target, or its time once more)
+        if args.time or args.cpu_time or args.epochs is not None or args.steps is not None:
+            train = replace(train, time=None, cpu_time=None, steps=None, epochs=None)
         config = replace(config, train=_train_config(args, train))
     else:
         parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),

@@ -313,7 +313,7 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
             if model_ms:
                 x, y = data.tensors(split, limit=n, seed=seed)
                 run = _ModelRun(model, x, y=y, seed=seed, nll_k=nll_k, batch_size=batch_size)
-                run.features, run.n_samples = features, n_sample
+                run.features, run.n_samples = features, n or DEFAULT_N  # generated: not capped by the split
                 values.update({m.name: m.compute(run) for m in model_ms})
                 info["n_model"] = len(x)
                 if any(m.name == "nll" for m in model_ms):

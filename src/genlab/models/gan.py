@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import DataInfo, ModelConfig
 from ..errors import GenlabError
+from ..nn.augment import AUGMENTATIONS, augment
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
 from .autoencoder import _check_choice
@@ -60,6 +61,7 @@ class GANConfig(ModelConfig):
     ema: float | None = None  # decay of the moving average of G used for sampling (0: off; e.g. 0.999)
     spectral_norm: bool = False  # spectral normalisation of every critic layer
     label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax / nonsaturating)
+    augment: str = "none"  # differentiable augmentation of everything D sees: "none" or "translation"
 
     #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
@@ -135,6 +137,7 @@ class GAN(GenerativeModel):
         _check_choice("arch", config.arch, ("auto", "mlp", "conv"))
         _check_choice("loss", config.loss, losses.GAN_LOSSES)
         _check_choice("optimizer", config.optimizer, ("adam", "rmsprop"))
+        _check_choice("augment", config.augment, AUGMENTATIONS)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.ema < 1.0:
@@ -224,7 +227,7 @@ class GAN(GenerativeModel):
             with torch.no_grad():
                 fake = self.generator(z, y)  # (N, *shape), no graph into G
             # one critic pass over real and fake (D has no batch statistics, so this is exact)
-            d, h = self.critic(torch.cat([x, fake]), _twice(y), features=True)
+            d, h = self.critic(augment(c.augment, torch.cat([x, fake])), _twice(y), features=True)
             d_real, d_fake = d.chunk(2)  # (N,) each
             loss = losses.gan_d_loss(c.loss, d_real, d_fake, smoothing=c.label_smoothing)
             # critic_gap = E[D(real)] - E[D(fake)]: with the Wasserstein loss, the critic's estimate of
@@ -239,7 +242,7 @@ class GAN(GenerativeModel):
                 out["gp"] = gp.detach()
             return _with_auxiliary({"loss": loss, **out}, self.auxiliary_loss(h[len(x):], latents))
         if phase == "generator":
-            d_fake, h = self.critic(self.generator(z, y), y, features=True)  # (N,), (N, F)
+            d_fake, h = self.critic(augment(c.augment, self.generator(z, y)), y, features=True)  # (N,), (N, F)
             out = {"loss": self.generator_loss(d_fake), "d_fake": d_fake.mean().detach()}
             return _with_auxiliary(out, self.auxiliary_loss(h, latents))
         raise ValueError(f"GAN has no phase {phase!r}")

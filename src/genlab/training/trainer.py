@@ -141,11 +141,11 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         target = self.target_steps()
-        time_limit = self.cfg.time
-        if target is None and time_limit is None:
+        time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
+        if target is None and time_limit is None and cpu_limit is None:
             target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
         self._batches = iter(self.loader)
-        start, start_elapsed = time.perf_counter(), self.elapsed
+        start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
         interrupted = False
         # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
         bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
@@ -155,6 +155,8 @@ class Trainer:
         try:
             while target is None or self.step < target:
                 if time_limit is not None and time.perf_counter() - start >= time_limit:
+                    break
+                if cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit:
                     break
                 if stop.requested:
                     raise KeyboardInterrupt
