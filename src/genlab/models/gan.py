@@ -153,6 +153,8 @@ class GAN(GenerativeModel):
         self.critic = Discriminator(body, features, image=self.is_image, num_classes=classes)
         if config.spectral_norm:
             spectral_normed(self.critic)
+        # a critic with batch normalisation sees real and fake batches in separate passes
+        self.critic_batch_stats = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.critic.modules())
         # the moving average of G: a module (so it is in the state_dict) outside every phase
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema else None
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
@@ -226,9 +228,12 @@ class GAN(GenerativeModel):
         if phase == "critic":
             with torch.no_grad():
                 fake = self.generator(z, y)  # (N, *shape), no graph into G
-            # one critic pass over real and fake (D has no batch statistics, so this is exact)
-            d, h = self.critic(augment(c.augment, torch.cat([x, fake])), _twice(y), features=True)
-            d_real, d_fake = d.chunk(2)  # (N,) each
+            if self.critic_batch_stats:  # real and fake normalised apart, as G's phase sees fakes alone
+                d_real = self.critic(augment(c.augment, x), y)
+                d_fake, h_fake = self.critic(augment(c.augment, fake), y, features=True)
+            else:  # one pass over both (no batch statistics, so this is exact)
+                d, h = self.critic(augment(c.augment, torch.cat([x, fake])), _twice(y), features=True)
+                (d_real, d_fake), h_fake = d.chunk(2), h[len(x):]  # (N,) each; (N, F)
             loss = losses.gan_d_loss(c.loss, d_real, d_fake, smoothing=c.label_smoothing)
             # critic_gap = E[D(real)] - E[D(fake)]: with the Wasserstein loss, the critic's estimate of
             # W1(real, fake) (up to its Lipschitz constant); with the others, a gap in logits / margins
@@ -240,7 +245,7 @@ class GAN(GenerativeModel):
                 gp = losses.gradient_penalty(lambda v: self.critic(v, y), x, fake)
                 loss = loss + c.gp_weight * gp
                 out["gp"] = gp.detach()
-            return _with_auxiliary({"loss": loss, **out}, self.auxiliary_loss(h[len(x):], latents))
+            return _with_auxiliary({"loss": loss, **out}, self.auxiliary_loss(h_fake, latents))
         if phase == "generator":
             d_fake, h = self.critic(augment(c.augment, self.generator(z, y)), y, features=True)  # (N,), (N, F)
             out = {"loss": self.generator_loss(d_fake), "d_fake": d_fake.mean().detach()}

@@ -31,6 +31,7 @@ from ..config import DataInfo
 from ..errors import GenlabError
 from ..registry import MODELS
 from .base import Phase
+from ..nn.blocks import ConvDecoder, ConvEncoder
 from .gan import GAN, GANConfig
 
 
@@ -45,9 +46,12 @@ class InfoGANConfig(GANConfig):
     info_weight: float = 1.0  # λ of the categorical part of L_I
     cont_weight: float = 0.1  # λ of the continuous part
     q_hidden: int = 128  # width of Q's hidden layer on top of D's trunk
+    # the paper's MNIST nets (its Table 1): batch norm in D's trunk, a 1024-wide layer in G and D
+    d_batchnorm: bool = True  # batch statistics in D (not with a gradient penalty: it is per example)
+    g_fc: int = 1024  # a hidden fully connected layer at G's input (0: none)
 
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
-        "image": {**GANConfig.AUTO["image"], "latent_dim": 62},
+        "image": {**GANConfig.AUTO["image"], "latent_dim": 62, "hidden": (1024,), "lr_g": 1e-3},
         "points": {**GANConfig.AUTO["points"], "latent_dim": 4},
     }
 
@@ -94,12 +98,30 @@ class InfoGAN(GAN):
             raise GenlabError(f"model.categories={config.categories} must be at least 2")
         if min(config.cat_codes, config.cont_codes) < 0 or config.cat_codes + config.cont_codes < 1:
             raise GenlabError("infogan needs at least one code: set model.cat_codes or model.cont_codes >= 1")
+        if config.d_batchnorm and config.gp_weight:
+            raise GenlabError("model.gp_weight needs a critic without batch statistics: set model.d_batchnorm=false")
         super().__init__(config, data_info)
         c = self.config  # resolved
         self.code_layout = CodeLayout(c.latent_dim, c.categories, c.cat_codes, c.cont_codes)
         features = c.hidden[-1]  # the width of D's trunk output
         self.q = nn.Sequential(nn.Linear(features, c.q_hidden), nn.LeakyReLU(0.2),
                                nn.Linear(c.q_hidden, c.cat_codes * c.categories + 2 * c.cont_codes))
+
+    def _g_net(self, conv: bool) -> nn.Module:
+        c = self.config
+        if not (conv and c.g_fc):
+            return super()._g_net(conv)
+        z_dim = c.latent_dim + self.embed_dim
+        return nn.Sequential(nn.Linear(z_dim, c.g_fc, bias=False), nn.BatchNorm1d(c.g_fc), nn.ReLU(),
+                             ConvDecoder(c.g_fc, self.data_info.shape, c.channels, batchnorm=True))
+
+    def _d_body(self, conv: bool) -> tuple[nn.Module, int]:
+        c = self.config
+        if not (conv and c.d_batchnorm):
+            return super()._d_body(conv)
+        width = c.hidden[-1]
+        return nn.Sequential(ConvEncoder(self.data_info.shape, width, c.channels, batchnorm=True),
+                             nn.BatchNorm1d(width), nn.LeakyReLU(0.2)), width
 
     @property
     def embed_dim(self) -> int:  # G's input beyond the noise: the codes
