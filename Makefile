@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
-DEMO_TIME ?= 4m
+DEMO_MINUTES ?= 10
 
 .PHONY: demo test setup lint clean
 
@@ -17,7 +17,7 @@ $(BIN)/genlab: pyproject.toml
 setup: $(BIN)/genlab
 
 demo: setup
-	$(BIN)/genlab train vae --data mnist5k --time $(DEMO_TIME) --runs demo
+	$(BIN)/genlab tour --minutes $(DEMO_MINUTES) -o demo
 
 test: setup
 	$(BIN)/python -m pytest

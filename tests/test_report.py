@@ -65,6 +65,7 @@ def tour(tmp_path_factory):
     return out
 
 
+@pytest.mark.timeout(900)  # ten tiny trainings with their final evaluations: ~2 CPU minutes
 def test_tiny_tour_writes_a_whole_report(tour):
     page = parse(tour / "index.html")
     assert [h.split(".")[0] for h in page.headings[:8]] == [str(i) for i in range(1, 9)]
@@ -77,6 +78,7 @@ def test_tiny_tour_writes_a_whole_report(tour):
     assert len(numbers) >= 30 and all(math.isfinite(v) for v in numbers)
 
 
+@pytest.mark.timeout(900)
 def test_report_of_runs_side_by_side(tour, tmp_path):
     runs = sorted((tour / "runs").iterdir())[:2]
     out = tmp_path / "r.html"
