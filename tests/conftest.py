@@ -74,8 +74,8 @@ def explore_runs(tmp_path_factory) -> dict:
     out = {}
     for name, sets in EXPLORE_RUNS.items():
         runs = root / name
-        args = ["-q", "train", name, "--data", "digits", "--steps", "5", "--runs", str(runs), "--no-final",
-                "--set", "train.eval_every=1000", "--set", "train.eval_metrics=", "--set", "train.sample_every=1000", *sets]
+        args = ["-q", "train", name, "--data", "digits", "--steps", "5", "--runs", str(runs), "--no-final", *sets,
+                "--set", "train.eval_every=1000", "--set", "train.eval_metrics=", "--set", "train.sample_every=1000"]
         assert main(args) == 0
         (out[name],) = runs.iterdir()
     return out

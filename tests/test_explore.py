@@ -216,3 +216,26 @@ def test_slow_work_does_not_block_other_requests(explore_runs):
         assert busy and quick < 1.0, (busy, quick)
     finally:
         srv.stop()
+
+
+def test_the_command_binds_loopback_prints_the_url_and_warns_for_other_hosts(explore_runs, monkeypatch, capsys,
+                                                                             caplog):
+    import uvicorn
+
+    from genlab.cli import main
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(sockets[0].getsockname()))
+    assert main(["explore", str(explore_runs["vae"]), str(explore_runs["gan"]), "--port", "0"]) == 0
+    assert served[0][0] == "127.0.0.1"
+    assert f"http://127.0.0.1:{served[0][1]}/" in capsys.readouterr().out
+    assert not any("warning" in r.message for r in caplog.records)
+    assert main(["explore", str(explore_runs["vae"]), "--port", "0", "--host", "0.0.0.0"]) == 0
+    assert served[1][0] == "0.0.0.0" and any("anyone who can reach" in r.message for r in caplog.records)
+
+
+def test_the_command_refuses_what_it_cannot_serve(tmp_path, capsys):
+    from genlab.cli import main
+
+    assert main(["explore", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

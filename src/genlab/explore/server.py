@@ -75,9 +75,13 @@ class Background:
 
 def cmd_explore(args) -> int:
     import torch
-    import uvicorn
 
-    from .app import create_app
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as err:
+        raise GenlabError(f"genlab explore needs {err.name}: pip install 'genlab[explore]'") from None
     from .session import RunSession
 
     if args.threads:

@@ -113,7 +113,7 @@ const send = latest(async (blob, centre) => {
   $("draw-code").textContent = `z (${drawn.z.length}): ${z}${drawn.z.length > 16 ? " …" : ""}`;
   $("draw-neighbours").replaceChildren(...(drawn.neighbours || []).map((src) => image(src, "cell")));
   if (drawn.neighbours) $("draw-neighbours").prepend(el("span", { class: "muted" }, "nearest training images: "));
-}, null);
+}, $("draw-error"));
 
 // --- map ----------------------------------------------------------------------------------------
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
