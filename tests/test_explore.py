@@ -200,42 +200,20 @@ def test_record_has_curves_and_config(server, explore_runs):
 
 
 def test_slow_work_does_not_block_other_requests(explore_runs):
-    session = RunSession(explore_runs["gan"], project_steps=400, project_starts=8)
+    session = RunSession(explore_runs["gan"], project_steps=300, project_starts=8)  # seconds of projection
     srv = Background(create_app([session]))
     try:
-        with httpx.Client(base_url=srv.url, timeout=120) as client:
+        with httpx.Client(base_url=srv.url, timeout=120) as client, httpx.Client(base_url=srv.url) as other:
             z = codes(client, 0, 1)[0]
             slow = threading.Thread(target=client.post, args=("/api/runs/0/image",), kwargs={"content": png(digit())})
             slow.start()
-            time.sleep(0.3)
-            t = time.perf_counter()
-            ok(client.post("/api/runs/0/decode", json={"z": z}))
-            quick = time.perf_counter() - t
-            busy = slow.is_alive()
+            waits = []
+            while slow.is_alive():  # slider moves from another connection meanwhile
+                t = time.perf_counter()
+                ok(other.post("/api/runs/0/decode", json={"z": z}))
+                if slow.is_alive():
+                    waits.append(time.perf_counter() - t)
             slow.join()
-        assert busy and quick < 1.0, (busy, quick)
+        assert len(waits) >= 3 and max(waits) < 1.0, waits
     finally:
         srv.stop()
-
-
-def test_the_command_binds_loopback_prints_the_url_and_warns_for_other_hosts(explore_runs, monkeypatch, capsys,
-                                                                             caplog):
-    import uvicorn
-
-    from genlab.cli import main
-
-    served = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(sockets[0].getsockname()))
-    assert main(["explore", str(explore_runs["vae"]), str(explore_runs["gan"]), "--port", "0"]) == 0
-    assert served[0][0] == "127.0.0.1"
-    assert f"http://127.0.0.1:{served[0][1]}/" in capsys.readouterr().out
-    assert not any("warning" in r.message for r in caplog.records)
-    assert main(["explore", str(explore_runs["vae"]), "--port", "0", "--host", "0.0.0.0"]) == 0
-    assert served[1][0] == "0.0.0.0" and any("anyone who can reach" in r.message for r in caplog.records)
-
-
-def test_the_command_refuses_what_it_cannot_serve(tmp_path, capsys):
-    from genlab.cli import main
-
-    assert main(["explore", str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err

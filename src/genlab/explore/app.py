@@ -224,7 +224,10 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> St
            ("/runs/{run:int}/map", map_points, "GET"), ("/runs/{run:int}/map/{k:int}", map_item, "GET"),
            ("/runs/{run:int}/map/decode", map_decode, "POST"), ("/runs/{run:int}/record", record, "GET"),
            ("/runs", runs, "GET")]
-    routes = [Route("/", page), Route("/static/{name}", page)]
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [Route("/", page), Route("/static/{name}", page), Route("/favicon.ico", no_icon)]
     routes += [Route("/api" + path, endpoint(fn), methods=[method]) for path, fn, method in api]
     return Starlette(routes=routes)
 

@@ -190,7 +190,7 @@ function setupMap() {
 
 // --- run: curves, config, two runs side by side ---------------------------------------------------
 function chart(name, s) {
-  const w = 260, h = 120, pad = 4;
+  const w = 240, h = 110, pad = 4;
   const xs = s.step, ys = s.value;
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
