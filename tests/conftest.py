@@ -53,3 +53,29 @@ def image_data() -> DataSet:
 @pytest.fixture
 def point_data() -> DataSet:
     return points()
+
+
+# --- runs for the explorer's tests: tiny models trained for a few steps on the 8x8 digits ---------
+EXPLORE_RUNS = {
+    "vae": ["--set", "model.latent_dim=12", "--set", "model.hidden=32"],
+    "gan": ["--set", "model.latent_dim=6", "--set", "model.hidden=32"],
+    "infogan": ["--set", "model.latent_dim=4", "--set", "model.hidden=32", "--set", "model.g_fc=0"],
+    "cgan": ["--set", "model.latent_dim=4", "--set", "model.hidden=32"],
+    "stackgan": [],
+}
+
+
+@pytest.fixture(scope="session")
+def explore_runs(tmp_path_factory) -> dict:
+    """{model name: run folder} of the runs in ``EXPLORE_RUNS``, trained for 5 steps each."""
+    from genlab.cli import main
+
+    root = tmp_path_factory.mktemp("explore-runs")
+    out = {}
+    for name, sets in EXPLORE_RUNS.items():
+        runs = root / name
+        args = ["-q", "train", name, "--data", "digits", "--steps", "5", "--runs", str(runs), "--no-final", *sets,
+                "--set", "train.eval_every=1000", "--set", "train.eval_metrics=", "--set", "train.sample_every=1000"]
+        assert main(args) == 0
+        (out[name],) = runs.iterdir()
+    return out

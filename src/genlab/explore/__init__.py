@@ -1,0 +1,1 @@
+"""`genlab explore`: a local web page over the latent spaces of trained runs (see ``app``, ``session``)."""

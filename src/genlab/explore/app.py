@@ -1,0 +1,238 @@
+"""The explorer's web app: a static page and a JSON API over the runs named on the command line.
+
+Runs are addressed by their position in that list (``/api/runs/0/...``), never by a path, and the
+page's files come from a fixed table read at start-up, so no request reaches the file system.
+Model work runs in a thread pool, so the event loop (and the page) never waits for a decode.
+Every error is JSON ``{"error": message}`` with a 4xx status (5xx for a bug), shown on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import GenlabError
+from .images import BadImage, data_url, data_urls, decode_upload
+from .session import RunSession
+
+log = logging.getLogger("genlab")
+
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "core.js": "text/javascript",
+          "panels.js": "text/javascript",
+          "style.css": "text/css"}
+MAX_JSON = 256 * 1024  # bytes of a JSON request
+MAX_BATCH = 64  # images per request
+MAX_ABS = 1e3  # largest |value| in a code
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+# --- request parsing ----------------------------------------------------------------------------
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (by its header or while reading)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(f"the upload is larger than the limit of {limit / 1e6:.1f} MB", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = json.loads(await _body(request, MAX_JSON) or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError("the request body must be a JSON object")
+    return body
+
+
+def _int(body: dict, key: str, default: int | None, lo: int, hi: int) -> int | None:
+    v = body.get(key, default)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ApiError(f"{key} must be an integer in {lo}..{hi}")
+    return v
+
+
+def _float(body: dict, key: str, default: float | None = None) -> float:
+    v = body.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or abs(v) > MAX_ABS:
+        raise ApiError(f"{key} must be a finite number")
+    return float(v)
+
+
+def _code(body: dict, key: str) -> list:
+    """A code (D numbers) or a batch of codes, checked for type, size and finiteness."""
+    v = body.get(key)
+    rows = v if isinstance(v, list) and v and isinstance(v[0], list) else [v]
+    if not isinstance(v, list) or len(rows) > MAX_BATCH or not all(
+            isinstance(r, list) and r and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                              and math.isfinite(x) and abs(x) <= MAX_ABS for x in r)
+            for r in rows):
+        raise ApiError(f"{key} must be a list of finite numbers (or at most {MAX_BATCH} such lists)")
+    return v
+
+
+def _labels(body: dict, key: str = "y"):
+    v = body.get(key)
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    if isinstance(v, list) and len(v) <= MAX_BATCH and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return v
+    raise ApiError(f"{key} must be an integer or a list of integers")
+
+
+def _named(body: dict, key: str) -> dict:
+    v = body.get(key) or {}
+    if not isinstance(v, dict) or len(v) > 64:
+        raise ApiError(f"{key} must be an object of names to numbers")
+    return {k: _float(v, k) for k in v}
+
+
+# --- the app ------------------------------------------------------------------------------------
+def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> Starlette:
+    static = {name: resources.files("genlab.explore").joinpath("static", name).read_bytes() for name in STATIC}
+
+    def session(request: Request) -> RunSession:
+        i = request.path_params["run"]
+        if not 0 <= i < len(sessions):
+            raise ApiError(f"no run {i}: this explorer shows runs 0..{len(sessions) - 1}", 404)
+        return sessions[i]
+
+    def endpoint(fn):
+        async def handle(request: Request) -> Response:
+            try:
+                return JSONResponse(await fn(request))
+            except ApiError as err:
+                return JSONResponse({"error": str(err)}, status_code=err.status)
+            except (GenlabError, BadImage) as err:
+                return JSONResponse({"error": str(err)}, status_code=400)
+            except Exception as err:  # a bug: say so on the page, keep serving
+                log.exception("explorer: %s failed", request.url.path)
+                return JSONResponse({"error": f"internal error: {type(err).__name__}: {err}"[:300]},
+                                    status_code=500)
+        return handle
+
+    async def page(request: Request) -> Response:
+        name = request.path_params.get("name", "index.html")
+        if name not in static:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return Response(static[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    async def runs(request):
+        return {"runs": [s.describe() for s in sessions], "max_upload": max_upload}
+
+    async def sample(request):
+        s, body = session(request), await _json(request)
+        caption = body.get("caption")
+        if caption is not None and (not isinstance(caption, str) or len(caption) > 200):
+            raise ApiError("caption must be a string of at most 200 characters")
+        cont = body.get("cont")
+        if cont is not None:
+            cont = [_float({"c": c}, "c") for c in (cont if isinstance(cont, list) else [None])][:16]
+        out = await run_in_threadpool(
+            s.sample, seed=_int(body, "seed", 0, 0, 2**31 - 1), n=_int(body, "n", 16, 1, MAX_BATCH),
+            label=_labels(body, "label"), caption=caption or None,
+            category=_int(body, "category", None, 0, 10_000), cont=cont)
+        return {"images": data_urls(out["x"]), "z": None if out["z"] is None else out["z"].tolist(),
+                "y": None if out["y"] is None else out["y"].tolist()}
+
+    async def decode(request):
+        s, body = session(request), await _json(request)
+        x = await run_in_threadpool(s.decode, _code(body, "z"), _labels(body))
+        return {"images": data_urls(x)}
+
+    async def move(request):
+        s, body = session(request), await _json(request)
+        offsets = {int(k): v for k, v in _named(body, "offsets").items() if k.isdigit()}
+        x = await run_in_threadpool(s.move, _code(body, "z"), offsets=offsets,
+                                    strengths=_named(body, "attributes"), y=_labels(body))
+        return {"image": data_url(x[0])}
+
+    async def interpolate(request):
+        s, body = session(request), await _json(request)
+        out = await run_in_threadpool(s.interpolate, _code(body, "a"), _code(body, "b"),
+                                      steps=_int(body, "steps", 10, 2, 32), spherical=bool(body.get("slerp")),
+                                      y=_labels(body), t=None if body.get("t") is None else _float(body, "t"))
+        return {"images": data_urls(out["x"]), "z": out["z"].tolist()}
+
+    async def arithmetic(request):
+        s, body = session(request), await _json(request)
+        x = await run_in_threadpool(s.arithmetic, _code(body, "a"), _code(body, "b"), _code(body, "c"),
+                                    _labels(body))
+        return {"image": data_url(x[0])}
+
+    async def directions(request):
+        d = await run_in_threadpool(session(request).directions)
+        return {"kind": d["kind"], "names": d["names"]}
+
+    async def attributes(request):
+        return {"names": list(await run_in_threadpool(session(request).attributes))}
+
+    async def image(request):
+        s = session(request)
+        payload = await _body(request, max_upload)
+        centre = request.query_params.get("centre") == "1"
+        x = await run_in_threadpool(decode_upload, payload, s.shape, centre=centre)
+        return await run_in_threadpool(_encode_image, s, x)
+
+    async def map_points(request):
+        s = session(request)
+        m = await run_in_threadpool(s.map_data)
+        return {"xy": m["xy"].tolist(), "y": None if m["y"] is None else m["y"].tolist(),
+                "class_names": s.class_names, "source": "encoded held-out data" if s.encoder else "prior samples",
+                "axes": "latent" if s.latent == 2 else "PCA"}
+
+    async def map_item(request):
+        s, k = session(request), request.path_params["k"]
+        m = await run_in_threadpool(s.map_data)
+        if not 0 <= k < len(m["x"]):
+            raise ApiError(f"no map point {k}", 404)
+        return {"image": data_url(m["x"][k])}
+
+    async def map_decode(request):
+        s, body = session(request), await _json(request)
+        x = await run_in_threadpool(s.map_point, _float(body, "u"), _float(body, "v"), _labels(body))
+        return {"image": data_url(x[0])}
+
+    async def record(request):
+        return await run_in_threadpool(session(request).record)
+
+    api = [("/runs/{run:int}/sample", sample, "POST"), ("/runs/{run:int}/decode", decode, "POST"),
+           ("/runs/{run:int}/move", move, "POST"), ("/runs/{run:int}/interpolate", interpolate, "POST"),
+           ("/runs/{run:int}/arithmetic", arithmetic, "POST"), ("/runs/{run:int}/directions", directions, "GET"),
+           ("/runs/{run:int}/attributes", attributes, "GET"), ("/runs/{run:int}/image", image, "POST"),
+           ("/runs/{run:int}/map", map_points, "GET"), ("/runs/{run:int}/map/{k:int}", map_item, "GET"),
+           ("/runs/{run:int}/map/decode", map_decode, "POST"), ("/runs/{run:int}/record", record, "GET"),
+           ("/runs", runs, "GET")]
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [Route("/", page), Route("/static/{name}", page), Route("/favicon.ico", no_icon)]
+    routes += [Route("/api" + path, endpoint(fn), methods=[method]) for path, fn, method in api]
+    return Starlette(routes=routes)
+
+
+def _encode_image(s: RunSession, x) -> dict:
+    out = s.understand(x)
+    return {"input": data_url(x[0]), "z": out["z"][0].tolist(), "image": data_url(out["x"][0]), "how": out["how"],
+            "neighbours": data_urls(out["neighbours"]) if "neighbours" in out else None}
