@@ -52,6 +52,13 @@ def iou(a: Tensor, b: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter, dtype=torch.float))
 
 
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
 def _col(data: DataSet, name: str) -> int:
     return data.factor_names.index(name)
 
@@ -86,7 +93,7 @@ def edit_ious(model, data: DataSet, edit: str, *, split: str = "test", n: int | 
     else:
         raise ValueError(f"unknown edit {edit!r}")
     truth = data.render(new)  # (N, *shape) exact
-    device = next(model.parameters()).device if hasattr(model, "parameters") else torch.device("cpu")
+    device = _device(model)
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
@@ -117,7 +124,7 @@ def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | Non
     """{factor: {"own": |rho| with its unit, "other": largest |rho| with another unit}} (see module doc)."""
     x, f = _held_out(data, split, n, seed)
     with torch.no_grad():
-        z = torch.cat([model.encode(xb.to(next(model.parameters()).device)).cpu()
+        z = torch.cat([model.encode(xb.to(_device(model))).cpu()
                        for xb in x.split(500)]).double()  # (N, D)
     periods = data.meta.get("factor_periods", {})
     names = [u for u in model.unit_names if u in data.factor_names]

@@ -63,6 +63,8 @@ class DCIGN(VAE):
 
     def __init__(self, config: DCIGNConfig, data_info: DataInfo):
         super().__init__(config, data_info)
+        if config.loss != "pixel":
+            raise GenlabError("dcign trains with the pixel likelihood (model.loss=pixel)")
         if len(config.units) > config.latent_dim:
             raise GenlabError(f"dcign: {len(config.units)} named units need model.latent_dim >= "
                               f"{len(config.units)}, got {config.latent_dim}")
@@ -123,11 +125,9 @@ class DCIGN(VAE):
         return 2 * period / (hi - lo)
 
     @property
-    def batch_plan(self) -> FactorBatches | None:
-        """One-factor batches over the named and intrinsic factors the data knows (None: it knows none)."""
-        if not self._vary:
-            return None
-        return FactorBatches(vary=tuple(self._vary.values()), free_share=self.config.free_batches)
+    def batch_plan(self) -> FactorBatches:
+        """Batches in which one of the named or intrinsic factors varies (the data must render them)."""
+        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches)
 
     # --- decoding ------------------------------------------------------------------------------
     def lift(self, z: Tensor) -> Tensor:
