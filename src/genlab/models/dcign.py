@@ -17,6 +17,7 @@ Two choices the paper leaves open, made here so edits are exact:
 * binding (``bind``): when the batch carries the factor values, each named unit's posterior mean is
   also pulled toward the factor value mapped to a fixed unit scale (a Gaussian term with std
   ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
+  ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
 * circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
   decoder as (cos pi u, sin pi u): a whole turn is a period, and rotating by alpha adds
   2 alpha / (hi - lo) to u. The image fixes theta only modulo the data's period (a quarter turn for
@@ -52,7 +53,8 @@ class DCIGNConfig(VAEConfig):
     intrinsic: tuple[str, ...] = ("shape",)  # factors the free units carry (they take turns varying too)
     clamp_grad: float = 1.0  # lambda: the clamped units' gradient is lambda * (z - batch mean)
     bind: float = 1.0  # weight of the binding term (0: the paper's weak supervision only)
-    bind_sigma: float = 0.05  # std of the binding term, in units
+    bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
+    teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.25  # share of batches in which every factor varies and nothing is clamped
 
 
@@ -177,22 +179,34 @@ class DCIGN(VAE):
             clamped[len(self.config.units):] = False  # an intrinsic factor: the free units are free
         return clamped
 
-    def binding(self, mu: Tensor, factors: Tensor) -> Tensor:
-        """-log N(target | mu_unit, bind_sigma^2) up to a constant, summed over bound units, (N,).
+    def binding(self, mu: Tensor, factors: Tensor, periods: Tensor | None = None) -> Tensor:
+        """-log N(0 | e, bind_sigma^2) up to a constant, summed over bound units, (N,); e is the error of
+        each unit's posterior mean as a fraction of its factor's range.
 
-        Circular units use a smooth distance with the data's period: 2 (P / 2 pi)^2 (1 - cos(2 pi d / P)).
+        A circular unit's error counts modulo each item's period P (``periods``, else the data's common
+        one) through the smooth 2 (P / 2 pi)^2 (1 - cos(2 pi e / P)) ~ e^2.
         """
         out = mu.new_zeros(len(mu))
-        for name, (col, *_rest) in self.bound.items():
+        for name, (col, lo, hi, period) in self.bound.items():
             i = self.config.units.index(name)
             d = mu[:, i] - self.unit_value(name, factors[:, col].to(mu))
-            period = self.unit_period(name)
-            if period:
-                sq = 2 * (period / (2 * math.pi)) ** 2 * (1 - torch.cos(2 * math.pi * d / period))
+            if period > 0:
+                e = d / 2  # a whole turn is 2 units
+                p = (periods[:, col].to(mu) if periods is not None else torch.full_like(e, period)) / (hi - lo)
+                sq = 2 * (p / (2 * math.pi)) ** 2 * (1 - torch.cos(2 * math.pi * e / p))
             else:
-                sq = d * d
+                sq = (d / (2 * SQRT3)) ** 2
             out = out + sq / (2 * self.config.bind_sigma ** 2)
         return out
+
+    def true_units(self, z: Tensor, factors: Tensor, share: float) -> Tensor:
+        """z with the bound units of a random ``share`` of the examples set to their true factors' values."""
+        z = z.clone()
+        pick = torch.rand(len(z), device=z.device) < share  # (N,)
+        for name, (col, *_rest) in self.bound.items():
+            i = self.config.units.index(name)
+            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)), z[:, i])
+        return z
 
     def loss(self, phase, batch, *, step=0):
         x = batch["x"]
@@ -203,12 +217,14 @@ class DCIGN(VAE):
         clamped = self.clamped_units(batch.get("vary"))
         if clamped is not None:
             z = dcign_clamp(z, clamped, self.config.clamp_grad)
+        if self.config.teacher > 0 and "factors" in batch and self.bound:
+            z = self.true_units(z, batch["factors"], self.config.teacher)
         rec = self.decoder_dist(z).log_prob(x)  # (N,)
         kl = kl_normal(post)  # (N,)
         loss = -rec + self.kl_weight(step) * kl
         out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
         if self.config.bind > 0 and "factors" in batch and self.bound:
-            bind = self.binding(post.mu, batch["factors"])
+            bind = self.binding(post.mu, batch["factors"], batch.get("periods"))
             loss = loss + self.config.bind * bind
             out["bind"] = bind.mean().detach()
         return {"loss": loss.mean(), **out}
