@@ -202,6 +202,7 @@ def test_transform_command(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["-q", "train", "dcign", "--data", "shapes", "--steps", "3", "--runs", str(runs), "--no-final",
                  "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "model.channels=8,16",
+                 "--set", "train.eval_metrics=view_iou,unit_corr", "--set", "train.eval_n=50",
                  "--set", "train.batch_size=16"]) == 0
     (run,) = runs.iterdir()
     x = load_data("shapes").x[0]
