@@ -20,8 +20,9 @@ Two choices the paper leaves open, made here so edits are exact:
   ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
 * circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
   decoder as (cos pi u, sin pi u): a whole turn is a period, and rotating by alpha adds
-  2 alpha / (hi - lo) to u. The image fixes theta only modulo the data's period (a quarter turn for
-  squares), so binding uses a loss with that period; any consistent choice renders the same image.
+  2 alpha / (hi - lo) to u. The image fixes theta only modulo its own symmetry (a quarter turn for
+  squares), so the encoder regresses the harmonics (cos k theta, sin k theta), k = 1, 2, 4, and reads
+  the unit's mean from the lowest one the image determines; any representative renders the same image.
 
 ``transform(x, rotate=, scale=, move=)`` is novel-view synthesis: encode, edit the named units, decode.
 """
@@ -36,6 +37,7 @@ from torch import Tensor
 
 from ..config import DataInfo
 from ..data.factors import FactorBatches
+from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
 from ..losses import dcign_clamp, kl_normal
 from ..nn import make_decoder
@@ -58,6 +60,14 @@ class DCIGNConfig(VAEConfig):
     free_batches: float = 0.25  # share of batches in which every factor varies and nothing is clamped
 
 
+def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
+    """{unit: (factor column, lo, hi, period)} for each named unit whose factor the data knows."""
+    names = info.factor_names or ()
+    ranges = info.factor_ranges or ((0.0, 1.0),) * len(names)
+    periods = info.factor_periods or (0.0,) * len(names)
+    return {u: (names.index(u), *ranges[names.index(u)], periods[names.index(u)]) for u in config.units if u in names}
+
+
 @MODELS.register("dcign", help="DC-IGN: VAE whose first units are bound to named factors (one-factor batches)")
 class DCIGN(VAE):
     Config = DCIGNConfig
@@ -70,17 +80,54 @@ class DCIGN(VAE):
         if len(config.units) > config.latent_dim:
             raise GenlabError(f"dcign: {len(config.units)} named units need model.latent_dim >= "
                               f"{len(config.units)}, got {config.latent_dim}")
-        names = data_info.factor_names or ()
-        ranges = data_info.factor_ranges or ((0.0, 1.0),) * len(names)
-        periods = data_info.factor_periods or (0.0,) * len(names)
-        # (factor column, lo, hi, period) of each named unit whose factor the data knows
-        self.bound = {u: (names.index(u), *ranges[names.index(u)], periods[names.index(u)])
-                      for u in config.units if u in names}
+        self.bound = _bound_units(config, data_info)
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
         # the decoder takes (cos, sin) for each circular unit: one input more per circular unit
         self.decoder = make_decoder(config.arch, config.latent_dim + len(self.circular), data_info.shape,
                                     hidden=config.hidden, channels=config.channels)
+        names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
+
+    def harmonic_orders(self) -> dict[str, tuple[int, ...]]:
+        """For each circular unit, the harmonics k its encoder regresses (cos k theta, sin k theta): the
+        divisors of turn / period (rotation of shapes: 1, 2, 4)."""
+        out = {}
+        for name, (_, lo, hi, period) in _bound_units(self.config, self.data_info).items():
+            if period > 0:
+                m = max(1, round((hi - lo) / period))
+                out[name] = tuple(k for k in range(1, m + 1) if m % k == 0)
+        return out
+
+    def encoder_outputs(self) -> int:
+        return 2 * self.config.latent_dim + 2 * sum(len(k) for k in self.harmonic_orders().values())
+
+    # --- the posterior ---------------------------------------------------------------------------
+    def encode_all(self, x: Tensor) -> tuple[DiagonalGaussian, dict[str, Tensor]]:
+        """q(z|x) and, per circular unit, its harmonics (N, K, 2).
+
+        A circular unit's mean is read from its lowest harmonic that the image determines (norm > 1/2):
+        u = atan2(s_k, c_k) / (k pi), an angle in units of pi modulo the shape's own period. Regressing
+        (cos k theta, sin k theta) is easy where regressing an angle is not; a harmonic the image does
+        not fix (k = 1 for a square) is regressed to its mean over the symmetric poses, 0.
+        """
+        d = self.config.latent_dim
+        out = self.encoder(x)  # (N, 2D + 2 sum K)
+        mu, logvar = out[:, :2 * d].chunk(2, dim=1)  # (N, D) each
+        harmonics, start = {}, 2 * d
+        for name, orders in self.harmonic_orders().items():
+            h = out[:, start:start + 2 * len(orders)].view(-1, len(orders), 2)  # (N, K, 2)
+            start += 2 * len(orders)
+            harmonics[name] = h
+            k = torch.tensor(orders, dtype=h.dtype, device=h.device)  # (K,)
+            angle = torch.atan2(h[..., 1], h[..., 0]) / (k * math.pi)  # (N, K) units
+            first = (h.norm(dim=2) > 0.5).to(torch.int64).argmax(1, keepdim=True)  # lowest confident k
+            first = torch.where(h.norm(dim=2).gather(1, first) > 0.5, first, torch.full_like(first, len(orders) - 1))
+            mu = mu.clone()
+            mu[:, self.config.units.index(name)] = angle.gather(1, first).squeeze(1)
+        return DiagonalGaussian(mu, logvar.clamp(-12.0, 8.0)), harmonics
+
+    def posterior(self, x: Tensor) -> DiagonalGaussian:
+        return self.encode_all(x)[0]
 
     # --- the named units (what traverse and transform read) -------------------------------------
     @property
@@ -179,24 +226,24 @@ class DCIGN(VAE):
             clamped[len(self.config.units):] = False  # an intrinsic factor: the free units are free
         return clamped
 
-    def binding(self, mu: Tensor, factors: Tensor, periods: Tensor | None = None) -> Tensor:
+    def binding(self, mu: Tensor, factors: Tensor, harmonics: dict[str, Tensor] | None = None) -> Tensor:
         """-log N(0 | e, bind_sigma^2) up to a constant, summed over bound units, (N,); e is the error of
-        each unit's posterior mean as a fraction of its factor's range.
-
-        A circular unit's error counts modulo each item's period P (``periods``, else the data's common
-        one) through the smooth 2 (P / 2 pi)^2 (1 - cos(2 pi e / P)) ~ e^2.
+        each unit's posterior mean as a fraction of its factor's range. A circular unit binds its
+        harmonics instead: ||h_k - (cos k theta, sin k theta)||^2 / (2 (2 pi bind_sigma)^2) summed over k.
         """
         out = mu.new_zeros(len(mu))
-        for name, (col, lo, hi, period) in self.bound.items():
-            i = self.config.units.index(name)
-            d = mu[:, i] - self.unit_value(name, factors[:, col].to(mu))
-            if period > 0:
-                e = d / 2  # a whole turn is 2 units
-                p = (periods[:, col].to(mu) if periods is not None else torch.full_like(e, period)) / (hi - lo)
-                sq = 2 * (p / (2 * math.pi)) ** 2 * (1 - torch.cos(2 * math.pi * e / p))
-            else:
-                sq = (d / (2 * SQRT3)) ** 2
-            out = out + sq / (2 * self.config.bind_sigma ** 2)
+        harmonics = harmonics or {}
+        for name, (col, lo, hi, _) in self.bound.items():
+            v = factors[:, col].to(mu)
+            if name in harmonics:
+                h = harmonics[name]  # (N, K, 2)
+                k = torch.tensor(self.harmonic_orders()[name], dtype=mu.dtype, device=mu.device)
+                phase = 2 * math.pi * (v - lo).unsqueeze(1) / (hi - lo) * k  # (N, K)
+                target = torch.stack([torch.cos(phase), torch.sin(phase)], 2)  # (N, K, 2)
+                out = out + ((h - target) ** 2).flatten(1).sum(1) / (2 * (2 * math.pi * self.config.bind_sigma) ** 2)
+                continue
+            d = mu[:, self.config.units.index(name)] - self.unit_value(name, v)
+            out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
         return out
 
     def true_units(self, z: Tensor, factors: Tensor, share: float) -> Tensor:
@@ -212,7 +259,7 @@ class DCIGN(VAE):
         x = batch["x"]
         if self.binarized:
             x = torch.bernoulli(x)
-        post = self.posterior(x)
+        post, harmonics = self.encode_all(x)
         z = post.sample()  # (N, D)
         clamped = self.clamped_units(batch.get("vary"))
         if clamped is not None:
@@ -224,7 +271,7 @@ class DCIGN(VAE):
         loss = -rec + self.kl_weight(step) * kl
         out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
         if self.config.bind > 0 and "factors" in batch and self.bound:
-            bind = self.binding(post.mu, batch["factors"], batch.get("periods"))
+            bind = self.binding(post.mu, batch["factors"], harmonics)
             loss = loss + self.config.bind * bind
             out["bind"] = bind.mean().detach()
         return {"loss": loss.mean(), **out}
