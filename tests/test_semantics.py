@@ -242,3 +242,30 @@ def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
     opt.step()
     assert all(torch.equal(v, model.features.state_dict()[k]) for k, v in frozen.items())
     assert model.default_eval_metrics[0] == "fd"
+
+
+class Fixed(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x):
+        return self.out
+
+
+def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(shapes):
+    model = tiny_dcign(shapes)
+    assert model.harmonic_orders() == {"rotation": (1, 2, 4)}
+    theta = 2.0
+    h = torch.tensor([[math.cos(k * theta), math.sin(k * theta)] for k in (1, 2, 4)])  # a heart: all known
+    square = h.clone()
+    square[:2] = 0  # a square's image fixes only the 4th harmonic
+    out = torch.zeros(2, model.encoder_outputs())
+    out[:, 12:] = torch.stack([h.flatten(), square.flatten()])
+    model.encoder = Fixed(out)
+    post, harmonics = model.encode_all(torch.zeros(2, 1, 32, 32))
+    assert post.mu[0, 0] == pytest.approx(theta / math.pi, abs=1e-6)
+    assert post.mu[1, 0] == pytest.approx(theta / math.pi - 0.5, abs=1e-6)  # the same square image
+    f = torch.tensor([[2.0, 0.7, theta, 0.5, 0.5]])
+    post.mu[0, 1:4] = torch.tensor([model.unit_value(n, v) for n, v in (("scale", 0.7), ("x", 0.5), ("y", 0.5))])
+    assert model.binding(post.mu[:1], f, {"rotation": harmonics["rotation"][:1]}).item() == pytest.approx(0, abs=1e-6)
