@@ -10,9 +10,10 @@ unedited reconstruction with the edited truth: what an edit that does nothing sc
 per factor, |correlation| with its own unit and the largest with any other unit (the VAE's "units"
 are its regression read-outs).
 
-Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017) and the pixel ``vae``, conv
-nets, both choosing best.pt by validation FD; test FD (genlab's evaluation feature net, not the
-loss's), sharpness (mean gradient magnitude of samples / of real images) and interpolation strips.
+Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017; one run per
+``--feature-weights``) and the pixel ``vae``, conv nets, all choosing best.pt by validation FD;
+test FD (genlab's evaluation feature net, not the loss's), sharpness (mean gradient magnitude of
+samples / of real images) and interpolation strips (a row per model, in turn, for each pair).
 
     python benchmarks/semantics.py --minutes 7 --json benchmarks/results/semantics.json
 """
@@ -114,6 +115,25 @@ def quartiles(t: torch.Tensor) -> list[float]:
     return [round(float(v), 4) for v in torch.quantile(t.double(), torch.tensor([0.25, 0.5, 0.75]).double())]
 
 
+@torch.no_grad()
+def views_picture(data, models: dict, path: Path, n: int = 8) -> None:
+    """A row per held-out image: input; then truth, dcign, vae + regression for a 45° turn, a move."""
+    from genlab.pictures import save_image_grid
+
+    idx = data.indices("test")[:n]
+    x, f = data.images(idx), data.factors[idx].double()
+    cols = [x]
+    for edit, kw in (("rotate", {"rotate": math.radians(45)}), ("move", {"move": (0.3, -0.3)})):
+        g = f.clone()
+        if edit == "rotate":
+            g[:, 2] += kw["rotate"]
+        else:
+            g[:, 3] += 0.3
+            g[:, 4] -= 0.3
+        cols += [data.render(g), models["dcign"].transform(x, **kw), models["vae + regression"].transform(x, **kw)]
+    save_image_grid(torch.stack(cols, 1).flatten(0, 1), path, len(cols))
+
+
 def shapes_part(runs: dict[str, Path], n: int) -> dict:
     data = load_data("shapes")
     dcign, _ = load_model(open_run(runs["dcign"]))
@@ -125,6 +145,8 @@ def shapes_part(runs: dict[str, Path], n: int) -> dict:
         out["edits"][name] = {e: quartiles(S.edit_ious(model, data, e, n=n)[0]) for e in ("rotate", "scale", "move")}
         if hasattr(model, "unit_names"):
             out["units"][name] = S.unit_correlations(model, data, n=n)
+    views_picture(data, models, RESULTS / "semantics_views.png")
+    out["views_picture"] = str(RESULTS / "semantics_views.png")
     with torch.no_grad():
         x = data.tensors("test", limit=n)[0]
         out["recon_iou"] = {k: float(S.iou(m.reconstruct(x), x).median()) for k, m in (("dcign", dcign), ("vae", vae))}
@@ -140,7 +162,8 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
     out, strips = {}, []
     real = data.tensors("test")[0]
     x, _ = held_out(data, 12, seed=0)
-    for name in ("pixel", "feature"):
+    names = [n for n in runs if n == "pixel" or n.startswith("feature")]
+    for name in names:
         model, _ = load_model(open_run(runs[name]))
         res = evaluate(model, data, split="test", metrics=["fd", "kid", "precision", "recall", "sharpness"], n=500)
         with torch.no_grad():
@@ -149,7 +172,7 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
             strips.append(model.decode(interpolate(z[:6], z[6:].flip(0), 10).reshape(-1, z.shape[1])))
         out[name] = {**res["values"], "floor": res["floor"], "grad_samples": S.gradient_magnitude(samples),
                      "grad_real": S.gradient_magnitude(real)}
-    rows = torch.stack([s.view(6, 10, *s.shape[1:]) for s in strips], 1).flatten(0, 2)  # pixel, feature rows
+    rows = torch.stack([s.view(6, 10, *s.shape[1:]) for s in strips], 1).flatten(0, 2)  # one row per model a pair
     save_image_grid(rows, picture, 10)
     out["picture"] = str(picture)
     return out
@@ -167,9 +190,9 @@ def table(res: dict) -> str:
     m = res["mnist5k"]
     lines.append(f"mnist5k, {res['minutes']} min each: FD (floor {m['pixel']['floor']['fd']:.2f}), sharpness "
                  f"(grad of samples / real {m['pixel']['grad_real']:.4f})")
-    for name in ("pixel", "feature"):
+    for name in [k for k in m if k == "pixel" or k.startswith("feature")]:
         v = m[name]
-        lines.append(f"vae loss={name:<8} fd {v['fd']:.2f}  kid {v['kid']:.3f}  precision {v['precision']:.3f}  "
+        lines.append(f"vae loss={name:<10} fd {v['fd']:.2f}  kid {v['kid']:.3f}  precision {v['precision']:.3f}  "
                      f"recall {v['recall']:.3f}  sharpness {v['sharpness']:.3f} (grad {v['grad_samples']:.4f})")
     return "\n".join(lines)
 
@@ -179,19 +202,24 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=7.0, help="training time of each model")
     p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
     p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
+    p.add_argument("--feature-weights", type=float, nargs="+", default=[1.0, 4.0],
+                   help="model.feature_weight of the DFC-VAE runs")
     p.add_argument("--json", default=str(RESULTS / "semantics.json"))
     args = p.parse_args()
     torch.set_num_threads(1)
     runs = Path(tempfile.mkdtemp(prefix="genlab-semantics-"))
     conv = ["model.arch=conv", "train.batch_size=64"]
     start = time.time()
-    trained = run_all({"dcign": ("dcign", "shapes", conv + args.dcign_set),
-                       "vae": ("vae", "shapes", conv + ["model.latent_dim=10"]),
-                       "pixel": ("vae", "mnist5k", conv + ["train.eval_metrics=fd,sharpness", "train.eval_n=500"]),
-                       "feature": ("vae", "mnist5k", conv + ["model.loss=feature", "train.eval_metrics=fd,sharpness",
-                                                             "train.eval_n=500"])}, args.minutes, runs)
+    evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500"]
+    jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
+            "vae": ("vae", "shapes", conv + ["model.latent_dim=10"]),
+            "pixel": ("vae", "mnist5k", conv + evals)}
+    for w in args.feature_weights:
+        dfc = ["model.loss=feature", f"model.feature_weight={w}"]
+        jobs[f"feature_w{w:g}"] = ("vae", "mnist5k", conv + evals + dfc)
+    trained = run_all(jobs, args.minutes, runs)
     res = {"minutes": args.minutes, "n": args.n, "runs": {k: str(v) for k, v in trained.items()},
-           "dcign_set": args.dcign_set, "shapes": shapes_part(trained, args.n),
+           "dcign_set": args.dcign_set, "feature_weights": args.feature_weights, "shapes": shapes_part(trained, args.n),
            "mnist5k": mnist_part(trained, RESULTS / "semantics_interp.png"), "seconds": round(time.time() - start)}
     text = table(res)
     print(text)
