@@ -269,3 +269,10 @@ def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(sha
     f = torch.tensor([[2.0, 0.7, theta, 0.5, 0.5]])
     post.mu[0, 1:4] = torch.tensor([model.unit_value(n, v) for n, v in (("scale", 0.7), ("x", 0.5), ("y", 0.5))])
     assert model.binding(post.mu[:1], f, {"rotation": harmonics["rotation"][:1]}).item() == pytest.approx(0, abs=1e-6)
+    # a square whose undetermined harmonics are 0 is bound exactly when its period is known
+    g = f.clone()
+    g[0, 0] = 0.0
+    post.mu[1, 1:4] = post.mu[0, 1:4]
+    sq = {"rotation": harmonics["rotation"][1:]}
+    assert model.binding(post.mu[1:], g, sq, shapes.meta["item_periods"](g)).item() == pytest.approx(0, abs=1e-5)
+    assert model.binding(post.mu[1:], g, sq).item() > 10

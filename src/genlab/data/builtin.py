@@ -268,6 +268,15 @@ SHAPE_RANGES = ((0.0, 2.0), (0.5, 1.0), (0.0, 2 * math.pi), (0.0, 1.0), (0.0, 1.
 SHAPE_PERIODS = (0.0, 0.0, math.pi / 2, 0.0, 0.0)
 
 
+def shape_periods(factors: Tensor) -> Tensor:
+    """(N, 5) factors -> (N, 5): the rotation after which each item looks the same (2 pi / its
+    symmetry: square pi/2, ellipse pi, heart 2 pi); 0 for the other, non-circular factors."""
+    out = torch.zeros(factors.shape, dtype=factors.dtype)
+    order = torch.tensor([4.0, 2.0, 1.0], dtype=factors.dtype)[factors[:, 0].round().long()]
+    out[:, 2] = 2 * math.pi / order
+    return out
+
+
 def render_factors(factors: Tensor, *, size: int = 32, channels: int | None = None) -> Tensor:
     """Factor vectors (N, 5) in ``SHAPE_FACTORS`` order -> the exact images (N, C, size, size).
 
@@ -311,5 +320,6 @@ def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image
                    splits=random_split(n, (0.8, 0.1, 0.1), seed),
                    render=functools.partial(render_factors, size=size, channels=channels),
                    meta={"image_size": size, "rotation_symmetry": [4, 2, 1], "label_factor": "shape",
+                         "item_periods": shape_periods,
                          "factor_ranges": dict(zip(SHAPE_FACTORS, SHAPE_RANGES, strict=True)),
                          "factor_periods": dict(zip(SHAPE_FACTORS, SHAPE_PERIODS, strict=True))})

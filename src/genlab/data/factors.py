@@ -9,7 +9,8 @@ draws from a ``FactorLoader`` instead of the shuffled ``Loader``. Each batch:
     batch  = render(base with factor k := values)                      (B, *shape)
 
 so only factor k changes inside the batch, over the values the training data takes; ``"vary"`` (B,)
-holds k (an index into ``data.factor_names``), or -1 for a free batch of ordinary train items. The
+holds k (an index into ``data.factor_names``), or -1 for a free batch of ordinary train items, and
+``"periods"`` (B, F) each item's period of its circular factors when the data knows it. The
 data set must be able to render any factor vector (``DataSet.render``: ``shapes`` can).
 """
 
@@ -87,7 +88,7 @@ class FactorLoader:
         if torch.rand((), generator=g).item() < self.plan.free_share:
             batch = batch_dict(self.data, self._pick(b))
             batch["vary"] = torch.full((b,), -1, dtype=torch.long)
-            return batch
+            return self._with_periods(batch)
         k = self.columns[int(torch.randint(len(self.columns), (), generator=g))]
         base = self.data.factors[self._pick(1)[0]]  # (F,)
         factors = one_factor_factors(base, k, self.data.factors[self._pick(b), k])  # (B, F)
@@ -95,6 +96,13 @@ class FactorLoader:
                  "vary": torch.full((b,), k, dtype=torch.long)}
         if self.label_column is not None:
             batch["y"] = factors[:, self.label_column].round().long()
+        return self._with_periods(batch)
+
+    def _with_periods(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Add "periods" (B, F) when the data knows each item's symmetry (shapes: by its shape)."""
+        periods = self.data.meta.get("item_periods")
+        if periods is not None:
+            batch["periods"] = periods(batch["factors"])
         return batch
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:

@@ -226,10 +226,16 @@ class DCIGN(VAE):
             clamped[len(self.config.units):] = False  # an intrinsic factor: the free units are free
         return clamped
 
-    def binding(self, mu: Tensor, factors: Tensor, harmonics: dict[str, Tensor] | None = None) -> Tensor:
+    def binding(self, mu: Tensor, factors: Tensor, harmonics: dict[str, Tensor] | None = None,
+                periods: Tensor | None = None) -> Tensor:
         """-log N(0 | e, bind_sigma^2) up to a constant, summed over bound units, (N,); e is the error of
-        each unit's posterior mean as a fraction of its factor's range. A circular unit binds its
-        harmonics instead: ||h_k - (cos k theta, sin k theta)||^2 / (2 (2 pi bind_sigma)^2) summed over k.
+        each unit's posterior mean as a fraction of its factor's range.
+
+        A circular unit binds its harmonics instead: ||h_k - t_k||^2 / (2 (2 pi bind_sigma)^2) summed
+        over k, with t_k = (cos k theta, sin k theta) where the item's image determines harmonic k
+        (k a multiple of its symmetry order, from ``periods`` (N, F)) and t_k = 0 where it does not
+        (the mean of t_k over the item's symmetric poses). Without ``periods`` every t_k is the cosine
+        and sine, whose best prediction is the same but with irreducible noise.
         """
         out = mu.new_zeros(len(mu))
         harmonics = harmonics or {}
@@ -240,6 +246,9 @@ class DCIGN(VAE):
                 k = torch.tensor(self.harmonic_orders()[name], dtype=mu.dtype, device=mu.device)
                 phase = 2 * math.pi * (v - lo).unsqueeze(1) / (hi - lo) * k  # (N, K)
                 target = torch.stack([torch.cos(phase), torch.sin(phase)], 2)  # (N, K, 2)
+                if periods is not None:
+                    order = ((hi - lo) / periods[:, col].to(mu)).round().unsqueeze(1)  # (N, 1)
+                    target = target * (torch.remainder(k, order) == 0).unsqueeze(2)
                 out = out + ((h - target) ** 2).flatten(1).sum(1) / (2 * (2 * math.pi * self.config.bind_sigma) ** 2)
                 continue
             d = mu[:, self.config.units.index(name)] - self.unit_value(name, v)
@@ -271,7 +280,7 @@ class DCIGN(VAE):
         loss = -rec + self.kl_weight(step) * kl
         out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
         if self.config.bind > 0 and "factors" in batch and self.bound:
-            bind = self.binding(post.mu, batch["factors"], harmonics)
+            bind = self.binding(post.mu, batch["factors"], harmonics, batch.get("periods"))
             loss = loss + self.config.bind * bind
             out["bind"] = bind.mean().detach()
         return {"loss": loss.mean(), **out}
