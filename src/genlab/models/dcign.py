@@ -57,7 +57,7 @@ class DCIGNConfig(VAEConfig):
     bind: float = 1.0  # weight of the binding term (0: the paper's weak supervision only)
     bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
     teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
-    free_batches: float = 0.25  # share of batches in which every factor varies and nothing is clamped
+    free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
 
 
 def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
