@@ -15,7 +15,8 @@ Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017; one run
 test FD (genlab's evaluation feature net, not the loss's), sharpness (mean gradient magnitude of
 samples / of real images) and interpolation strips (a row per model, in turn, for each pair).
 
-    python benchmarks/semantics.py --minutes 7 --json benchmarks/results/semantics.json
+    python benchmarks/semantics.py --minutes 8 --feature-weights 4
+    python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
 
 
 def table(res: dict) -> str:
+    res = {"mnist5k": None, **res}
     lines = [f"novel views on shapes (held-out, n={res['n']}): median IoU [quartiles] with the exact render",
              f"{'':<18} {'rotate 15-90°':<26} {'scale':<26} {'move':<26}"]
     for name, e in res["shapes"]["edits"].items():
@@ -188,6 +190,8 @@ def table(res: dict) -> str:
     for name, u in res["shapes"]["units"].items():
         lines.append(f"{name:<18} " + "  ".join(f"{f} {v['own']:.3f}/{v['other']:.3f}" for f, v in u.items()))
     m = res["mnist5k"]
+    if m is None:
+        return "\n".join(lines)
     lines.append(f"mnist5k, {res['minutes']} min each: FD (floor {m['pixel']['floor']['fd']:.2f}), sharpness "
                  f"(grad of samples / real {m['pixel']['grad_real']:.4f})")
     for name in [k for k in m if k == "pixel" or k.startswith("feature")]:
@@ -205,8 +209,16 @@ def main() -> None:
     p.add_argument("--feature-weights", type=float, nargs="+", default=[1.0, 4.0],
                    help="model.feature_weight of the DFC-VAE runs")
     p.add_argument("--json", default=str(RESULTS / "semantics.json"))
+    p.add_argument("--shapes-runs", nargs=2, metavar=("DCIGN_RUN", "VAE_RUN"), default=None,
+                   help="only part 1, on these trained runs (nothing is trained)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.shapes_runs:
+        runs = dict(zip(("dcign", "vae"), map(Path, args.shapes_runs), strict=True))
+        res = {"n": args.n, "runs": args.shapes_runs, "shapes": shapes_part(runs, args.n)}
+        print("\n".join(table(res).splitlines()[:9]))
+        Path(args.json).write_text(json.dumps(res, indent=2))
+        return
     runs = Path(tempfile.mkdtemp(prefix="genlab-semantics-"))
     conv = ["model.arch=conv", "train.batch_size=64"]
     start = time.time()
