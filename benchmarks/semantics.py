@@ -135,7 +135,7 @@ def views_picture(data, models: dict, path: Path, n: int = 8) -> None:
     save_image_grid(torch.stack(cols, 1).flatten(0, 1), path, len(cols))
 
 
-def shapes_part(runs: dict[str, Path], n: int) -> dict:
+def shapes_part(runs: dict[str, Path], n: int, picture: Path = RESULTS / "semantics_views.png") -> dict:
     data = load_data("shapes")
     dcign, _ = load_model(open_run(runs["dcign"]))
     vae, _ = load_model(open_run(runs["vae"]))
@@ -146,8 +146,8 @@ def shapes_part(runs: dict[str, Path], n: int) -> dict:
         out["edits"][name] = {e: quartiles(S.edit_ious(model, data, e, n=n)[0]) for e in ("rotate", "scale", "move")}
         if hasattr(model, "unit_names"):
             out["units"][name] = S.unit_correlations(model, data, n=n)
-    views_picture(data, models, RESULTS / "semantics_views.png")
-    out["views_picture"] = str(RESULTS / "semantics_views.png")
+    views_picture(data, models, picture)
+    out["views_picture"] = str(picture)
     with torch.no_grad():
         x = data.tensors("test", limit=n)[0]
         out["recon_iou"] = {k: float(S.iou(m.reconstruct(x), x).median()) for k, m in (("dcign", dcign), ("vae", vae))}
@@ -215,7 +215,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.shapes_runs:
         runs = dict(zip(("dcign", "vae"), map(Path, args.shapes_runs), strict=True))
-        res = {"n": args.n, "runs": args.shapes_runs, "shapes": shapes_part(runs, args.n)}
+        picture = Path(args.json).with_name(Path(args.json).stem + "_views.png")
+        res = {"n": args.n, "runs": args.shapes_runs, "shapes": shapes_part(runs, args.n, picture)}
         print("\n".join(table(res).splitlines()[:9]))
         Path(args.json).write_text(json.dumps(res, indent=2))
         return
