@@ -115,7 +115,8 @@ def attribute_scores(vae_run: Path, data, features) -> dict:
         vector = attribute_vector(z_with, z_without)
         x, _ = data.tensors("test", limit=100, seed=1)
         z = model.encode(x)
-        pair = model.decode(apply_attribute(z, vector, torch.tensor([0.0, 1.0])).flatten(0, 1)).view(100, 2, *x.shape[1:])
+        moved = apply_attribute(z, vector, torch.tensor([0.0, 1.0])).flatten(0, 1)  # (200, D)
+        pair = model.decode(moved).view(100, 2, *x.shape[1:])
     before, after = pair[:, 0], pair[:, 1]
     rose = float((thickness(after) > thickness(before)).double().mean())
     kept = float((features.probs(after).argmax(1) == features.probs(before).argmax(1)).double().mean())
@@ -134,7 +135,8 @@ def projection_scores(gan_run: Path, vae_run: Path, data, features) -> dict:
     with torch.no_grad():
         recon = vae.reconstruct(x)
     vae_psnr = [psnr(float(m)) for m in (recon - x).pow(2).flatten(1).mean(1)]
-    return {"gan_projection_psnr": float(got["psnr"].median()), "vae_reconstruction_psnr": statistics.median(vae_psnr),
+    return {"gan_projection_psnr": float(got["psnr"].median()),
+            "vae_reconstruction_psnr": statistics.median(vae_psnr),
             "projection_loss_start": float(got["start_loss"].mean()), "projection_loss_end": float(got["loss"].mean())}
 
 
@@ -180,19 +182,22 @@ def main() -> None:
                          "mi_gap_median": statistics.median(r["mi_gap"] for r in info_rows)}
     print(f"\nInfoGAN on mnist5k, {args.cpu_minutes:g} CPU minutes per seed (trained in {wall:.0f} s wall)")
     print(f"{'seed':>4} {'code_acc':>9} {'code_nmi':>9} {'acc_real':>9} {'L_I':>7} {'ln10-L_I':>9}  continuous codes")
-    for s, r in zip(args.seeds, info_rows):
+    for s, r in zip(args.seeds, info_rows, strict=True):
         codes = "; ".join(f"c{c['code']}: {c['attribute']} |ρ| {c['spearman']:.2f}, class kept {c['class_kept']:.2f}"
                           for c in r["codes"])
         print(f"{s:>4} {r['code_acc']:>9.3f} {r['code_nmi']:>9.3f} {r['code_acc_real']:>9.3f} {r['mi_cat']:>7.3f} "
               f"{r['mi_gap']:>9.3f}  {codes}")
     summ = result["summary"]
-    print(f"median code_acc {summ['code_acc_median']:.3f} (target >= {TARGETS['code_acc']}), worst {summ['code_acc_worst']:.3f}")
+    print(f"median code_acc {summ['code_acc_median']:.3f} (target >= {TARGETS['code_acc']}), "
+          f"worst {summ['code_acc_worst']:.3f}")
     a = result["attribute"]
     print(f"VAE thickness vector: thickness rose for {a['thickness_rose']:.0%} (target >= 90%), class kept "
-          f"{a['thickness_class_kept']:.0%} (target >= 90%); mean ink {a['thickness_before']:.4f} -> {a['thickness_after']:.4f}")
+          f"{a['thickness_class_kept']:.0%} (target >= 90%); "
+          f"mean ink {a['thickness_before']:.4f} -> {a['thickness_after']:.4f}")
     pr = result["projection"]
-    print(f"projection: DCGAN median PSNR {pr['gan_projection_psnr']:.2f} dB (loss {pr['projection_loss_start']:.4f} -> "
-          f"{pr['projection_loss_end']:.4f}); VAE reconstruction median PSNR {pr['vae_reconstruction_psnr']:.2f} dB")
+    print(f"projection: DCGAN median PSNR {pr['gan_projection_psnr']:.2f} dB "
+          f"(loss {pr['projection_loss_start']:.4f} -> {pr['projection_loss_end']:.4f}); "
+          f"VAE reconstruction median PSNR {pr['vae_reconstruction_psnr']:.2f} dB")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -7,18 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import blobs, info
 
 from genlab.cli import main
+from genlab.config import RunConfig, TrainConfig
 from genlab.evaluation import evaluate
 from genlab.latent import interpolate, slerp
 from genlab.latent.attributes import apply_attribute, arithmetic, attribute_vector, slant, thickness
 from genlab.latent.project import project
 from genlab.latent.traverse import code_grid, dimension_grid, sweep
-from genlab.models.infogan import CodeLayout, InfoGAN, InfoGANConfig
-from genlab.config import RunConfig, TrainConfig
 from genlab.models import build_model
+from genlab.models.infogan import CodeLayout, InfoGAN, InfoGANConfig
 from genlab.training import Trainer, new_run
+
+from conftest import blobs, info
 
 
 def test_slerp_ends_are_exact_and_unit_vectors_stay_unit():
@@ -115,7 +116,7 @@ class _CodeModel(torch.nn.Module):
         _, cat, _ = self.code_layout.split(z)
         i = torch.arange(len(z))
         if self.honest:
-            return torch.stack([self.by_class[self.perm[int(k)]][j % 10] for j, k in zip(i, cat[:, 0])])
+            return torch.stack([self.by_class[self.perm[int(k)]][j % 10] for j, k in zip(i, cat[:, 0], strict=True)])
         return self.pool[torch.randint(len(self.pool), (len(z),))]
 
 

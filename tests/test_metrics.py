@@ -282,7 +282,8 @@ def test_evaluate_real_replay_beats_noise_and_sits_near_the_floor(digits_data):
     good = evaluate(Replay(val), digits_data, batch_size=128)
     noise_images = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     noise = evaluate(Replay(noise_images), digits_data)
-    assert set(good["values"]) == set(good["floor"]) == SAMPLE_KEYS
+    assert set(good["values"]) == SAMPLE_KEYS | {"sharpness"} and set(good["floor"]) == SAMPLE_KEYS
+    assert good["values"]["sharpness"] == pytest.approx(1.0, abs=0.1)  # real images are as sharp as real images
     v, fl = good["values"], good["floor"]
     assert good["info"]["n"] == 300 and good["info"]["feature_net_accuracy"] > 0.9
     assert v["fd"] < 2 * fl["fd"] and noise["values"]["fd"] > 20 * v["fd"]
@@ -315,7 +316,7 @@ def test_evaluate_likelihood_keys_only_with_the_capability(digits_data):
     assert evaluate(model, digits_data, metrics=["elbo", "nll"], nll_k=10)["values"] == \
         {k: v[k] for k in ("elbo", "nll")}  # deterministic given the seed
     everything = evaluate(Factorised(val), digits_data, n=100)
-    assert set(everything["values"]) == SAMPLE_KEYS | {"recon_mse", "psnr", "elbo", "nll"}
+    assert set(everything["values"]) == SAMPLE_KEYS | {"sharpness", "recon_mse", "psnr", "elbo", "nll"}
     with pytest.raises(GenlabError):
         evaluate(model, digits_data, metrics=["fid"])
 

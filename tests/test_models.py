@@ -17,12 +17,13 @@ from conftest import blobs, info, points
 # the smallest config of each model family that still exercises every layer; a new family adds
 # nothing here unless its fields differ
 TINY = {"latent_dim": 3, "hidden": (32,), "channels": (8, 16)}
+TINY_FOR = {"dcign": {"latent_dim": 6}}  # its 4 named units come first: it needs latent_dim >= 4
 
 
 def tiny(name: str, data, **extra):
     cls = MODELS.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    cfg = cls.Config(**{k: v for k, v in {**TINY, **extra}.items() if k in fields})
+    cfg = cls.Config(**{k: v for k, v in {**TINY, **TINY_FOR.get(name, {}), **extra}.items() if k in fields})
     return build_model(RunConfig(model=name, model_config=cfg, data_info=info(data)))
 
 

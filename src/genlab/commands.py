@@ -109,11 +109,13 @@ def cmd_train(args) -> int:
         config = RunConfig(model=args.model, model_config=parts["model"], data=parts["data"],
                            train=_train_config(args, parts["train"]))
     data = load_run_data(config.data)
-    info = DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes,
-                    class_names=tuple(data.class_names) if data.class_names else None)
-    config = replace(config, data_info=info)
+    config = replace(config, data_info=data_info(data))
     model = build_model(config)
     data, labelled = _label_budget(config, model, data)
+    if getattr(model, "batch_plan", None) is not None:  # one-factor batches need a renderable data set
+        from .data.factors import check_factor_batches
+
+        check_factor_batches(data, model.batch_plan, f"a {config.model!r} model")
     if not args.resume:
         run = new_run(Path(args.runs), config.model, data.name, name=getattr(args, "run_name", None))
     run.write_config(config)
@@ -135,6 +137,17 @@ def cmd_train(args) -> int:
         return 0
     _final_report(run, data)
     return 0
+
+
+def data_info(data) -> DataInfo:
+    """What a model is built from: the items' shape and kind, classes, and known generative factors."""
+    ranges, periods = data.meta.get("factor_ranges"), data.meta.get("factor_periods")
+    names = tuple(data.factor_names) if data.factor_names else None
+    return DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes,
+                    class_names=tuple(data.class_names) if data.class_names else None,
+                    factor_names=names,
+                    factor_ranges=tuple(tuple(map(float, ranges[f])) for f in names) if names and ranges else None,
+                    factor_periods=tuple(float(periods[f]) for f in names) if names and periods else None)
 
 
 def _label_budget(config: RunConfig, model, data):

@@ -66,6 +66,11 @@ class DataInfo:
     kind: str  # "image" or "points"
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    # generative factors of procedural data (shapes): names, (lo, hi) ranges, and the period of a
+    # circular factor that every item's image determines (0: not circular)
+    factor_names: tuple[str, ...] | None = None
+    factor_ranges: tuple[tuple[float, float], ...] | None = None
+    factor_periods: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,44 @@ def info_continuous(mean: Tensor, log_std: Tensor, codes: Tensor) -> Tensor:
     """Gaussian negative log-likelihood of continuous codes (N, C) under Q's factorised N(mean, std²),
     summed over codes, mean over the batch -> () (Chen et al. 2016, the continuous part of L_I)."""
     return gaussian_nll(mean, codes, log_std).mean() if codes.shape[1] else mean.new_zeros(())
+
+
+# --- forcing the latent to mean something ----------------------------------------------------------
+class _ClampToMean(torch.autograd.Function):
+    """Forward: the clamped columns of z become their batch mean. Backward: their gradient is replaced
+    by weight * (z - mean) / B (DC-IGN, Kulkarni et al. 2015, Sec. 3.1), the others pass unchanged."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, clamped: Tensor, weight: float) -> Tensor:
+        mean = z.mean(0, keepdim=True)  # (1, D)
+        ctx.save_for_backward(z - mean, clamped)
+        ctx.weight = weight
+        return torch.where(clamped, mean.expand_as(z), z)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        deviation, clamped = ctx.saved_tensors
+        return torch.where(clamped, ctx.weight * deviation / len(deviation), grad), None, None
+
+
+def dcign_clamp(z: Tensor, clamped: Tensor, weight: float = 1.0) -> Tensor:
+    """z (B, D), clamped (D,) bool -> (B, D): clamped units replaced by their batch mean.
+
+    Their gradient is replaced by ``weight`` * (z - mean) / B: the gradient of the invariance penalty
+    weight/2 * mean_b ||z_b - mean||^2, so the encoder learns to keep them constant when their factor
+    does not change, while the decoder learns from the one unit left free.
+    """
+    return _ClampToMean.apply(z, clamped.to(z.device), float(weight))
+
+
+def feature_reconstruction(feats_hat: list[Tensor], feats: list[Tensor]) -> Tensor:
+    """Deep feature consistency (Hou et al. 2017): sum over layers l of 1/(2 C_l) ||phi_l(x_hat) - phi_l(x)||^2.
+
+    Hidden activations (N, C_l, H_l, W_l) of a fixed network for reconstructions and inputs -> (N,).
+    Each layer's squared error is summed over positions and averaged over its channels, so a layer's
+    weight does not grow with its width and the sum stays on the per-example scale of a pixel loss.
+    """
+    total = feats[0].new_zeros(len(feats[0]))
+    for a, b in zip(feats_hat, feats, strict=True):
+        total = total + _sum_events((a - b) ** 2) / (2 * a.shape[1])
+    return total

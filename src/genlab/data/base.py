@@ -37,6 +37,10 @@ class DataSet:
     class_names: list[str] | None = None
     factors: Tensor | None = None  # (N, F) float32
     factor_names: list[str] | None = None
+    # procedural sets that can draw any factor vector exactly: factors (N, F) -> items (N, *shape);
+    # ``meta["factor_ranges"]`` then gives each factor's (lo, hi) and ``meta["factor_periods"]`` the
+    # change of a circular factor after which every item looks the same (0 when not circular)
+    render: Callable[[Tensor], Tensor] | None = None
     meta: dict = field(default_factory=dict)
     # streaming only: number of items, item shape, and a reader of a batch of indices
     length: int | None = None

@@ -10,6 +10,7 @@ The small helpers at the top (splits, resizing, channel conversion) are shared w
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -261,6 +262,35 @@ def render_shapes(shape: Tensor, scale, rotation, x, y, *, size: int = 32, chunk
     return out.unsqueeze(1).float()  # (N, 1, size, size)
 
 
+SHAPE_RANGES = ((0.0, 2.0), (0.5, 1.0), (0.0, 2 * math.pi), (0.0, 1.0), (0.0, 1.0))  # lo, hi per factor
+# every shape looks the same after a quarter turn or a multiple of its own symmetry (square 1/4, ellipse
+# 1/2, heart 1 turn): a quarter turn is the period of rotation that all three images determine
+SHAPE_PERIODS = (0.0, 0.0, math.pi / 2, 0.0, 0.0)
+
+
+def shape_periods(factors: Tensor) -> Tensor:
+    """(N, 5) factors -> (N, 5): the rotation after which each item looks the same (2 pi / its
+    symmetry: square pi/2, ellipse pi, heart 2 pi); 0 for the other, non-circular factors."""
+    out = torch.zeros(factors.shape, dtype=factors.dtype)
+    order = torch.tensor([4.0, 2.0, 1.0], dtype=factors.dtype)[factors[:, 0].round().long()]
+    out[:, 2] = 2 * math.pi / order
+    return out
+
+
+def render_factors(factors: Tensor, *, size: int = 32, channels: int | None = None) -> Tensor:
+    """Factor vectors (N, 5) in ``SHAPE_FACTORS`` order -> the exact images (N, C, size, size).
+
+    Rotation is taken modulo 2 pi; the other factors as given (a position outside [0, 1] moves the
+    shape past the margin, a scale above 1 may cross the border).
+    """
+    f = torch.as_tensor(factors, dtype=torch.float64)
+    if f.dim() != 2 or f.shape[1] != len(SHAPE_FACTORS):
+        raise GenlabError(f"shape factors must be (N, {len(SHAPE_FACTORS)}) in the order "
+                          f"{', '.join(SHAPE_FACTORS)}; got {tuple(f.shape)}")
+    x = render_shapes(f[:, 0], f[:, 1], torch.remainder(f[:, 2], 2 * math.pi), f[:, 3], f[:, 4], size=size)
+    return set_channels(x, channels)  # (N, C, size, size)
+
+
 @DATASETS.register("shapes")
 def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image_size: int | None = None,
                 channels: int | None = None) -> DataSet:
@@ -270,7 +300,8 @@ def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image
     [0.5, 1], rotation uniform in [0, 2 pi), x and y uniform in [0, 1]; ``factors`` (N, 5) holds them
     as float32 and ``x`` is exactly ``render_shapes(*factors.T, size=image_size)`` (default 32).
     Rotation is kept as drawn although squares repeat every pi/2 and ellipses every pi
-    (``meta["rotation_symmetry"]``). Split: seeded 80/10/10.
+    (``meta["rotation_symmetry"]``). Split: seeded 80/10/10. ``render`` draws any factor vector exactly
+    (``render_factors``): the ground truth of an edited image is known.
     """
     _no_arg("shapes", arg)
     n = positive_int(n, "n", "shapes", minimum=3)
@@ -287,4 +318,8 @@ def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image
                    y=shape, num_classes=len(SHAPE_NAMES), class_names=list(SHAPE_NAMES),
                    factors=factors, factor_names=list(SHAPE_FACTORS),
                    splits=random_split(n, (0.8, 0.1, 0.1), seed),
-                   meta={"image_size": size, "rotation_symmetry": [4, 2, 1]})
+                   render=functools.partial(render_factors, size=size, channels=channels),
+                   meta={"image_size": size, "rotation_symmetry": [4, 2, 1], "label_factor": "shape",
+                         "item_periods": shape_periods,
+                         "factor_ranges": dict(zip(SHAPE_FACTORS, SHAPE_RANGES, strict=True)),
+                         "factor_periods": dict(zip(SHAPE_FACTORS, SHAPE_PERIODS, strict=True))})

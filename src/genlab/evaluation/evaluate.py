@@ -15,6 +15,10 @@ never a class or a name) and a compute function. Five kinds:
   they score the model's class predictions against the evaluated split's labels.
 * points metrics (modes, hq in ``modes.py``) read the data set's known structure (e.g. the exact
   mode centres of toy 2-D sets): ``compute(samples, data)`` on ``n`` samples (default 10,000).
+* image metrics (sharpness) compare sample pixels with held-out pixels: ``compute(samples, real)``.
+* factor metrics (view_iou, scale_iou, move_iou, unit_corr, unit_leak in ``semantics.py``) edit or
+  encode held-out items of a data set that renders its factors exactly:
+  ``compute(model, data, split=, n=, seed=) -> {name: value}`` (extra keys: per-factor details).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..data.base import DataSet
 from ..errors import GenlabError
 from ..registry import METRICS
 from . import metrics as M
+from . import semantics as S
 from .features import FeatureExtractor, FeatureSet, feature_extractor, real_features
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,8 @@ POINTS_N = 10_000  # samples per points metric
 
 @dataclass(frozen=True)
 class Metric:
-    """One registered metric. ``kind`` is "sample", "encoder", "likelihood", "labels", "codes" or "points"."""
+    """One registered metric. ``kind`` is "sample", "images", "encoder", "likelihood", "labels", "codes",
+    "factors" or "points"."""
 
     name: str
     help: str
@@ -128,8 +134,53 @@ for _m in (
            lambda run: float(-run.iwae_bounds.mean())),
 ):
     _register(_m)
-_ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "recon_mse", "psnr", "elbo", "nll",
-          "accuracy", "code_acc", "code_nmi", "code_acc_real", "bpp", "rd_loss")
+
+
+def _edit(name: str, edit: str) -> Callable[..., dict[str, float]]:
+    def compute(model, data, *, split, n, seed) -> dict[str, float]:
+        return {name: float(S.edit_ious(model, data, edit, split=split, n=n, seed=seed)[0].median())}
+
+    return compute
+
+
+def _units(key: str, reduce: Callable) -> Callable[..., dict[str, float]]:
+    def compute(model, data, *, split, n, seed) -> dict[str, float]:
+        per = S.unit_correlations(model, data, split=split, n=n, seed=seed)
+        out = {f"{key}.{f}": v["own" if key == "unit_corr" else "other"] for f, v in per.items()}
+        return {key: reduce(out.values()), **out} if out else {}
+
+    return compute
+
+
+def _has_units(m) -> bool:
+    return hasattr(m, "unit_names") and hasattr(m, "encode")
+
+
+def _has_factor(*names: str) -> Callable[[DataSet], bool]:
+    return lambda d: S.renders(d) and all(f in d.factor_names for f in names)
+
+
+for _m in (
+    Metric("view_iou", "novel views: median IoU of held-out images rotated 15-90° vs exact renders",
+           True, "factors", lambda m: hasattr(m, "transform"), _edit("view_iou", "rotate"),
+           images_only=True, needs_data=_has_factor("rotation")),
+    Metric("scale_iou", "median IoU of held-out images rescaled by the model vs exact renders",
+           True, "factors", lambda m: hasattr(m, "transform"), _edit("scale_iou", "scale"),
+           images_only=True, needs_data=_has_factor("scale")),
+    Metric("move_iou", "median IoU of held-out images moved by the model vs exact renders",
+           True, "factors", lambda m: hasattr(m, "transform"), _edit("move_iou", "move"),
+           images_only=True, needs_data=_has_factor("x", "y")),
+    Metric("unit_corr", "smallest |correlation| of a factor with its named unit (held-out; per factor too)",
+           True, "factors", _has_units, _units("unit_corr", min), needs_data=_has_factor()),
+    Metric("unit_leak", "largest |correlation| of a factor with any unit not its own (per factor too)",
+           False, "factors", _has_units, _units("unit_leak", max), needs_data=_has_factor()),
+    Metric("sharpness", "mean gradient magnitude of samples / that of held-out images (1: as sharp)",
+           True, "images", _can_sample, S.sharpness_ratio, images_only=True),
+):
+    _register(_m)
+_ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "sharpness", "recon_mse", "psnr",
+          "elbo", "nll", "accuracy", "code_acc", "code_nmi", "code_acc_real", "bpp", "rd_loss", "view_iou",
+          "scale_iou", "move_iou", "unit_corr", "unit_leak")
 
 
 # --- sampling ---------------------------------------------------------------------------------------
@@ -309,6 +360,13 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 info["n_points"] = n or POINTS_N
                 x = model_sampler(model, seed=seed, batch_size=batch_size)(info["n_points"])
                 values.update({m.name: m.compute(x, data) for m in points_ms})
+            image_ms = [m for m in chosen if m.kind == "images"]
+            if image_ms:
+                real_x, _ = data.tensors(split, limit=n_sample, seed=seed)
+                x = model_sampler(model, seed=seed + 11, batch_size=batch_size)(len(real_x))
+                values.update({m.name: m.compute(x, real_x) for m in image_ms})
+            for m in (m for m in chosen if m.kind == "factors"):
+                values.update(m.compute(model, data, split=split, n=n, seed=seed))
             model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood", "labels", "codes")]
             if model_ms:
                 x, y = data.tensors(split, limit=n, seed=seed)

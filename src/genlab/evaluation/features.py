@@ -107,12 +107,51 @@ class FeatureNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return (self.raw(x) - self.feat_mean) / self.feat_std  # (N, F) standardised features
 
+    def hidden(self, x: Tensor) -> list[Tensor]:
+        """The activations after each conv stage's ReLU, [(N, 32, ..), (N, 64, ..), (N, 128, ..)]: the
+        layers a feature-consistent loss compares (Hou et al. 2017 use VGG's relu1_1, relu2_1, relu3_1)."""
+        out, h = [], x * 2 - 1
+        for layer in self.encoder:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                out.append(h)
+            if len(out) == 3:
+                return out
+        return out
+
     def logits(self, f: Tensor) -> Tensor:
         return self.head(f * self.feat_std + self.feat_mean)  # standardised (N, F) -> (N, K)
 
     def decode(self, f: Tensor) -> Tensor:
         out = self.decoder(self.fc(f).view(-1, *self.start))  # raw (N, F) -> (N, C, >=H, >=W)
         return torch.sigmoid(out[:, :, : self.shape[1], : self.shape[2]])
+
+
+class FrozenFeatures(nn.Module):
+    """A ``FeatureNet`` inside a model, for its loss: never trained, always in eval mode (BatchNorm
+    keeps its statistics), saved with the model so sampling needs no data. ``prepare(data)`` fills it."""
+
+    def __init__(self, channels: int, height: int, width: int, num_classes: int = 0):
+        super().__init__()
+        self.net = FeatureNet(channels, height, width, num_classes).eval().requires_grad_(False)
+        self.register_buffer("ready", torch.tensor(False))
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        return super().train(False)
+
+    def load_from(self, data: DataSet, *, seed: int = 1) -> None:
+        """Copy in the network trained on ``data`` with ``seed`` (cached; trained on first use)."""
+        net, _ = cached_feature_net(data, seed=seed, device="cpu")
+        if net.state_dict().keys() != self.net.state_dict().keys():
+            raise GenlabError(f"the feature network of {data.name} does not fit this model (classes differ)")
+        self.net.load_state_dict(net.state_dict())
+        self.ready.fill_(True)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if not bool(self.ready):
+            raise GenlabError("the feature-consistent loss has no feature network yet (the trainer's "
+                              "prepare(data) loads it)")
+        return self.net.hidden(x)
 
 
 @dataclass
@@ -285,6 +324,28 @@ def _cache_key(data: DataSet) -> str:
     return hashlib.sha256(f"{data.fingerprint()}:{ARCH_VERSION}".encode()).hexdigest()[:16]
 
 
+def cached_feature_net(data: DataSet, *, seed: int = 0, cache_dir: str | Path | None = None,
+                       device: str | torch.device = "cpu") -> tuple[FeatureNet, float | None]:
+    """The network trained on ``data`` with ``seed`` (0: the evaluation's), from the disk cache or
+    trained and cached: (net, test accuracy or None). Another seed is another, independent network
+    (a training loss uses seed 1, so the metrics do not judge a model by the network it was trained on)."""
+    key = _cache_key(data) + ("" if seed == 0 else f"-seed{seed}")
+    path = Path(cache_dir or default_cache_dir()) / f"features-{key}.pt"
+    loaded = _load(path, device)
+    if loaded is not None:
+        log.info("loaded the feature network of %s from %s", data.name, path)
+        return loaded
+    net, kwargs, acc = train_feature_net(data, seed=seed, device=device)
+    state = {"arch": ARCH_VERSION, "kwargs": kwargs, "test_accuracy": acc, "data": data.name, "seed": seed,
+             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+    try:
+        save_checkpoint(path, state)  # temp file in the same folder, fsync, rename
+        log.info("cached the feature network of %s in %s", data.name, path)
+    except OSError as e:
+        log.warning("could not cache the feature network in %s: %s", path, e)
+    return net, acc
+
+
 def feature_extractor(data: DataSet, *, cache_dir: str | Path | None = None,
                       device: str | torch.device = "cpu") -> FeatureExtractor:
     """The feature map of ``data``: loaded from the memo or the disk cache, else trained and cached."""
@@ -295,20 +356,7 @@ def feature_extractor(data: DataSet, *, cache_dir: str | Path | None = None,
     if data.kind == "points":
         fx = FeatureExtractor(None, shape=data.shape, fingerprint=key, device=device)
     elif data.kind == "image" and len(data.shape) == 3:
-        path = Path(cache_dir or default_cache_dir()) / f"features-{key}.pt"
-        loaded = _load(path, device)
-        if loaded is not None:
-            net, acc = loaded
-            log.info("loaded the feature network of %s from %s", data.name, path)
-        else:
-            net, kwargs, acc = train_feature_net(data, device=device)
-            state = {"arch": ARCH_VERSION, "kwargs": kwargs, "test_accuracy": acc, "data": data.name,
-                     "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
-            try:
-                save_checkpoint(path, state)  # temp file in the same folder, fsync, rename
-                log.info("cached the feature network of %s in %s", data.name, path)
-            except OSError as e:
-                log.warning("could not cache the feature network in %s: %s", path, e)
+        net, acc = cached_feature_net(data, cache_dir=cache_dir, device=device)
         fx = FeatureExtractor(net, shape=data.shape, fingerprint=key, test_accuracy=acc, device=device)
     else:
         raise GenlabError(f"no feature network for data of kind {data.kind!r} and shape {data.shape}")

@@ -29,9 +29,9 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import DataInfo
 from ..errors import GenlabError
+from ..nn.blocks import ConvDecoder, ConvEncoder
 from ..registry import MODELS
 from .base import Phase
-from ..nn.blocks import ConvDecoder, ConvEncoder
 from .gan import GAN, GANConfig
 
 
@@ -88,7 +88,8 @@ class CodeLayout:
         return z[:, :self.noise], blocks.argmax(2), z[:, self.cont_start:]
 
 
-@MODELS.register("infogan", help="InfoGAN: categorical and continuous codes kept readable by a Q head (Chen et al. 2016)")
+@MODELS.register("infogan",
+                 help="InfoGAN: categorical and continuous codes kept readable by a Q head (Chen et al. 2016)")
 class InfoGAN(GAN):
     Config = InfoGANConfig
     default_eval_metrics = ("fd", "code_acc")

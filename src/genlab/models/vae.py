@@ -8,6 +8,13 @@ with the KL reported separately and beta optionally warmed up from 0. Decoder li
 literature), ``gaussian`` (fixed sigma: a scaled L2), ``gaussian-learned-sigma`` (one learned
 sigma shared by all pixels, as in the sigma-VAE). ``iwae_bound`` gives the importance-weighted
 bound of Burda et al. 2015, our estimate of the test NLL.
+
+``loss="feature"`` is the Deep Feature Consistent VAE (Hou et al. 2017): the reconstruction term
+compares the hidden activations of a fixed network for x and for the decoder's mean image
+(``losses.feature_reconstruction``) instead of pixels; ``"both"`` adds it to the pixel term. The
+network is a ``FeatureNet`` trained on the data set itself (no downloaded VGG), with another seed
+than the evaluation's, frozen and saved with the model. The objective is then not an ELBO:
+validation picks best.pt by Fréchet distance.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from torch import Tensor, nn
 
 from ..config import DataInfo
 from ..distributions import Bernoulli, DiagonalGaussian, Gaussian
-from ..losses import iwae_log_weights_to_bound, kl_normal
+from ..errors import GenlabError
+from ..losses import feature_reconstruction, iwae_log_weights_to_bound, kl_normal
 from ..registry import MODELS
 from .autoencoder import AEConfig, Autoencoder, _check_choice
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned-sigma")
+RECON_LOSSES = ("pixel", "feature", "both")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class VAEConfig(AEConfig):
     beta: float = 1.0  # weight of the KL term (beta-VAE when > 1)
     warmup_steps: int = 0  # KL weight ramps linearly from 0 to beta over these steps
     binarize: bool = True  # dynamic binarisation of training images (Bernoulli decoders only)
+    loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
+    feature_weight: float = 1.0  # weight of the feature-consistency term
 
 
 @MODELS.register("vae", help="variational autoencoder: Gaussian posterior, ELBO in nats, IWAE bound")
@@ -51,6 +62,24 @@ class VAE(Autoencoder):
         # a scalar log sigma; trained only for gaussian-learned-sigma
         self.log_sigma = nn.Parameter(torch.tensor(math.log(config.sigma)),
                                       requires_grad=lik == "gaussian-learned-sigma")
+        _check_choice("loss", config.loss, RECON_LOSSES)
+        if config.loss != "pixel":
+            if not self.is_image or len(data_info.shape) != 3:
+                raise GenlabError(f"model.loss={config.loss} compares image features; this data is "
+                                  f"{data_info.kind} of shape {tuple(data_info.shape)}")
+            from ..evaluation.features import FrozenFeatures
+
+            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0)
+
+    @property
+    def default_eval_metrics(self) -> tuple[str, ...]:
+        """The ELBO picks best.pt, unless the loss is not an ELBO (feature consistency): then FD."""
+        return ("elbo", "fd", "recon_mse") if self.config.loss == "pixel" else ("fd", "sharpness", "recon_mse")
+
+    def prepare(self, data) -> None:
+        """Before training: load the frozen feature network of ``data`` for a feature-consistent loss."""
+        if self.config.loss != "pixel":
+            self.features.load_from(data)
 
     def encoder_outputs(self) -> int:
         return 2 * self.config.latent_dim  # mu and log sigma^2
@@ -121,11 +150,20 @@ class VAE(Autoencoder):
         if self.binarized:
             x = torch.bernoulli(x)  # dynamic binarisation: a fresh binary image each time
         post = self.posterior(x)
-        rec = self.decoder_dist(post.sample()).log_prob(x)  # (N,) log p(x|z)
+        dist = self.decoder_dist(post.sample())
+        rec = dist.log_prob(x)  # (N,) log p(x|z)
         kl = kl_normal(post)  # (N,)
-        loss = (-rec + self.kl_weight(step) * kl).mean()
+        data_term = -rec
+        out = {}
+        if self.config.loss != "pixel":
+            with torch.no_grad():
+                target = self.features(batch["x"])  # the grey-level input's activations
+            feat = feature_reconstruction(self.features(dist.mean), target)  # (N,)
+            data_term = self.config.feature_weight * feat + (data_term if self.config.loss == "both" else 0)
+            out["feature"] = feat.mean().detach()
+        loss = (data_term + self.kl_weight(step) * kl).mean()
         out = {"loss": loss, "nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(),
-               "recon": (-rec).mean().detach()}
+               "recon": (-rec).mean().detach(), **out}
         if self.likelihood == "gaussian-learned-sigma":
             out["sigma"] = self.log_sigma.detach().exp()
         return out

@@ -106,7 +106,8 @@ class Tour:
             "2. A VAE with a 2-D latent: the manifold",
             "With two latent dimensions the whole code space fits on the page: decoding a grid of z shows how "
             "the VAE lays the digits out, and the codes of held-out digits show which class lives where.",
-            [(flat / "manifold.png", "decoder over the latent grid"), (flat / "latent.png", "codes of held-out digits")],
+            [(flat / "manifold.png", "decoder over the latent grid"),
+             (flat / "latent.png", "codes of held-out digits")],
             ("metric", "value"), [("elbo (nats) ↑", self.value(flat, "elbo")), ("fd ↓", self.value(flat, "fd"))])
         return [first, second]
 

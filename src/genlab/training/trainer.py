@@ -21,7 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..data import DataSet, Loader
+from ..data import DataSet
+from ..data.factors import train_loader
 from ..errors import TrainingDiverged
 from ..models.base import GenerativeModel
 from ..registry import METRICS
@@ -57,11 +58,15 @@ class Trainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model.to(self.device)
+        if hasattr(model, "prepare"):  # e.g. a frozen feature network trained on this data set
+            model.prepare(data)
         self.phases = model.phases()
         self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
                              else getattr(model, "default_eval_metrics", ()))
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
-        self.loader = Loader(data, "train", batch_size=config.batch_size, seed=config.seed)
+        # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
+        self.loader = train_loader(data, getattr(model, "batch_plan", None), batch_size=config.batch_size,
+                                   seed=config.seed)
         self.step, self.elapsed = 0, 0.0
         self.best: dict | None = None
         self.last_checkpoint_step: int | None = None

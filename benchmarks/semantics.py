@@ -1,0 +1,244 @@
+"""Forcing the latent to mean something: DC-IGN novel views and disentanglement on ``shapes``, and the
+Deep Feature Consistent VAE against the pixel VAE on ``mnist5k`` at equal training time.
+
+Part 1 (``shapes``): ``dcign`` and a plain ``vae`` (same conv nets, same latent size) train for the
+same time. Held-out test images are rotated by 15-90 degrees, rescaled and moved; each output,
+binarised, is compared by IoU with the exact render of the edited factors. The plain VAE edits along
+latent directions found by linear regression of its codes on the factors (train split; rotation as
+(cos 4 theta, sin 4 theta), what every shape's image determines). "no edit" is the IoU of the
+unedited reconstruction with the edited truth: what an edit that does nothing scores. Disentanglement:
+per factor, |correlation| with its own unit and the largest with any other unit (the VAE's "units"
+are its regression read-outs).
+
+Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017; one run per
+``--feature-weights``) and the pixel ``vae``, conv nets, all choosing best.pt by validation FD;
+test FD (genlab's evaluation feature net, not the loss's), sharpness (mean gradient magnitude of
+samples / of real images) and interpolation strips (a row per model, in turn, for each pair).
+
+    python benchmarks/semantics.py --minutes 8 --feature-weights 4
+    python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from genlab.data import load_data
+from genlab.evaluation import evaluate
+from genlab.evaluation import semantics as S
+from genlab.training import load_model, open_run
+
+RESULTS = Path(__file__).parent / "results"
+COMMON = ["--set", "train.threads=1", "--set", "train.eval_every=2000", "--no-final"]
+
+
+def train(model: str, data: str, minutes: float, runs: Path, name: str, sets: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "genlab", "-q", "train", model, "--data", data, "--time", f"{minutes}m",
+           "--runs", str(runs / name), *COMMON, *[a for s in sets for a in ("--set", s)]]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_all(jobs: dict[str, tuple], minutes: float, runs: Path) -> dict[str, Path]:
+    """Train the jobs two at a time (one thread each); {name: run folder}."""
+    out, names = {}, list(jobs)
+    for i in range(0, len(names), 2):
+        procs = {n: train(*jobs[n][:2], minutes, runs, n, jobs[n][2]) for n in names[i:i + 2]}
+        for n, p in procs.items():
+            log = p.communicate()[0]
+            if p.returncode:
+                raise SystemExit(f"{n} failed:\n{log}")
+            (out[n],) = (runs / n).iterdir()
+    return out
+
+
+class RegressionEdits(torch.nn.Module):
+    """A plain VAE edited along regression directions: z ~ E(f) A + b on the train split, so an edit
+    f -> f' moves z by (E(f') - E(f)) A; read-outs f ~ z W + c give its "units"."""
+
+    unit_names = ("rotation", "scale", "x", "y")
+
+    def __init__(self, vae, data):
+        super().__init__()
+        self.vae, self.data = vae, data
+        x, f = data.tensors("train")[0], data.factors[data.indices("train")].double()
+        with torch.no_grad():
+            z = torch.cat([vae.encode(b) for b in x.split(500)]).double()  # (N, D)
+        e = self.embed(f)
+        self.A = torch.linalg.lstsq(torch.cat([e, torch.ones(len(e), 1, dtype=e.dtype)], 1), z).solution[:-1]
+        self.W = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1), e).solution
+
+    @staticmethod
+    def embed(f: torch.Tensor) -> torch.Tensor:
+        """(N, 5) shapes factors -> (N, 5): cos 4 theta, sin 4 theta, scale, x, y."""
+        return torch.stack([torch.cos(4 * f[:, 2]), torch.sin(4 * f[:, 2]), f[:, 1], f[:, 3], f[:, 4]], 1)
+
+    def unit_period(self, name):
+        return 0.5 if name == "rotation" else None
+
+    def encode(self, x):
+        z = self.vae.encode(x).double()
+        e = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ self.W  # (N, 5) read-outs
+        return torch.stack([torch.atan2(e[:, 1], e[:, 0]) / (4 * math.pi), e[:, 2], e[:, 3], e[:, 4]], 1)
+
+    @torch.no_grad()
+    def transform(self, x, *, rotate=0.0, scale=1.0, move=(0.0, 0.0)):
+        z = self.vae.encode(x).double()
+        e = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ self.W  # estimated factors
+        theta = torch.atan2(e[:, 1], e[:, 0]) / 4
+        f = torch.stack([e[:, 2].new_zeros(len(e)), e[:, 2], theta, e[:, 3], e[:, 4]], 1)
+        g = f.clone()
+        g[:, 2] += torch.as_tensor(rotate, dtype=g.dtype)
+        g[:, 1] *= torch.as_tensor(scale, dtype=g.dtype)
+        g[:, 3] += torch.as_tensor(move[0], dtype=g.dtype)
+        g[:, 4] += torch.as_tensor(move[1], dtype=g.dtype)
+        return self.vae.decode((z + (self.embed(g) - self.embed(f)) @ self.A).float())
+
+
+class NoEdit(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def transform(self, x, **_):
+        return self.model.reconstruct(x)
+
+
+def quartiles(t: torch.Tensor) -> list[float]:
+    return [round(float(v), 4) for v in torch.quantile(t.double(), torch.tensor([0.25, 0.5, 0.75]).double())]
+
+
+@torch.no_grad()
+def views_picture(data, models: dict, path: Path, n: int = 8) -> None:
+    """A row per held-out image: input; then truth, dcign, vae + regression for a 45° turn, a move."""
+    from genlab.pictures import save_image_grid
+
+    idx = data.indices("test")[:n]
+    x, f = data.images(idx), data.factors[idx].double()
+    cols = [x]
+    for edit, kw in (("rotate", {"rotate": math.radians(45)}), ("move", {"move": (0.3, -0.3)})):
+        g = f.clone()
+        if edit == "rotate":
+            g[:, 2] += kw["rotate"]
+        else:
+            g[:, 3] += 0.3
+            g[:, 4] -= 0.3
+        cols += [data.render(g), models["dcign"].transform(x, **kw), models["vae + regression"].transform(x, **kw)]
+    save_image_grid(torch.stack(cols, 1).flatten(0, 1), path, len(cols))
+
+
+def shapes_part(runs: dict[str, Path], n: int, picture: Path = RESULTS / "semantics_views.png") -> dict:
+    data = load_data("shapes")
+    dcign, _ = load_model(open_run(runs["dcign"]))
+    vae, _ = load_model(open_run(runs["vae"]))
+    models = {"dcign": dcign, "vae + regression": RegressionEdits(vae, data), "dcign, no edit": NoEdit(dcign),
+              "vae, no edit": NoEdit(vae)}
+    out = {"edits": {}, "units": {}}
+    for name, model in models.items():
+        out["edits"][name] = {e: quartiles(S.edit_ious(model, data, e, n=n)[0]) for e in ("rotate", "scale", "move")}
+        if hasattr(model, "unit_names"):
+            out["units"][name] = S.unit_correlations(model, data, n=n)
+    views_picture(data, models, picture)
+    out["views_picture"] = str(picture)
+    with torch.no_grad():
+        x = data.tensors("test", limit=n)[0]
+        out["recon_iou"] = {k: float(S.iou(m.reconstruct(x), x).median()) for k, m in (("dcign", dcign), ("vae", vae))}
+    return out
+
+
+def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
+    from genlab.artifacts import held_out
+    from genlab.latent import interpolate
+    from genlab.pictures import save_image_grid
+
+    data = load_data("mnist5k")
+    out, strips = {}, []
+    real = data.tensors("test")[0]
+    x, _ = held_out(data, 12, seed=0)
+    names = [n for n in runs if n == "pixel" or n.startswith("feature")]
+    for name in names:
+        model, _ = load_model(open_run(runs[name]))
+        res = evaluate(model, data, split="test", metrics=["fd", "kid", "precision", "recall", "sharpness"], n=500)
+        with torch.no_grad():
+            samples = model.sample(500, generator=torch.Generator().manual_seed(0))
+            z = model.encode(x)
+            strips.append(model.decode(interpolate(z[:6], z[6:].flip(0), 10).reshape(-1, z.shape[1])))
+        out[name] = {**res["values"], "floor": res["floor"], "grad_samples": S.gradient_magnitude(samples),
+                     "grad_real": S.gradient_magnitude(real)}
+    rows = torch.stack([s.view(6, 10, *s.shape[1:]) for s in strips], 1).flatten(0, 2)  # one row per model a pair
+    save_image_grid(rows, picture, 10)
+    out["picture"] = str(picture)
+    return out
+
+
+def table(res: dict) -> str:
+    res = {"mnist5k": None, **res}
+    lines = [f"novel views on shapes (held-out, n={res['n']}): median IoU [quartiles] with the exact render",
+             f"{'':<18} {'rotate 15-90°':<26} {'scale':<26} {'move':<26}"]
+    for name, e in res["shapes"]["edits"].items():
+        lines.append(f"{name:<18} " + " ".join(f"{q[1]:.3f} [{q[0]:.3f}-{q[2]:.3f}]{'':<4}" for q in e.values()))
+    lines.append("reconstruction IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in res["shapes"]["recon_iou"].items()))
+    lines.append("disentanglement: |rho| with its own unit / largest with another unit")
+    for name, u in res["shapes"]["units"].items():
+        lines.append(f"{name:<18} " + "  ".join(f"{f} {v['own']:.3f}/{v['other']:.3f}" for f, v in u.items()))
+    m = res["mnist5k"]
+    if m is None:
+        return "\n".join(lines)
+    lines.append(f"mnist5k, {res['minutes']} min each: FD (floor {m['pixel']['floor']['fd']:.2f}), sharpness "
+                 f"(grad of samples / real {m['pixel']['grad_real']:.4f})")
+    for name in [k for k in m if k == "pixel" or k.startswith("feature")]:
+        v = m[name]
+        lines.append(f"vae loss={name:<10} fd {v['fd']:.2f}  kid {v['kid']:.3f}  precision {v['precision']:.3f}  "
+                     f"recall {v['recall']:.3f}  sharpness {v['sharpness']:.3f} (grad {v['grad_samples']:.4f})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=7.0, help="training time of each model")
+    p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
+    p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
+    p.add_argument("--feature-weights", type=float, nargs="+", default=[1.0, 4.0],
+                   help="model.feature_weight of the DFC-VAE runs")
+    p.add_argument("--json", default=str(RESULTS / "semantics.json"))
+    p.add_argument("--shapes-runs", nargs=2, metavar=("DCIGN_RUN", "VAE_RUN"), default=None,
+                   help="only part 1, on these trained runs (nothing is trained)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if args.shapes_runs:
+        runs = dict(zip(("dcign", "vae"), map(Path, args.shapes_runs), strict=True))
+        picture = Path(args.json).with_name(Path(args.json).stem + "_views.png")
+        res = {"n": args.n, "runs": args.shapes_runs, "shapes": shapes_part(runs, args.n, picture)}
+        print("\n".join(table(res).splitlines()[:9]))
+        Path(args.json).write_text(json.dumps(res, indent=2))
+        return
+    runs = Path(tempfile.mkdtemp(prefix="genlab-semantics-"))
+    conv = ["model.arch=conv", "train.batch_size=64"]
+    start = time.time()
+    evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500"]
+    jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
+            "vae": ("vae", "shapes", conv + ["model.latent_dim=10"]),
+            "pixel": ("vae", "mnist5k", conv + evals)}
+    for w in args.feature_weights:
+        dfc = ["model.loss=feature", f"model.feature_weight={w}"]
+        jobs[f"feature_w{w:g}"] = ("vae", "mnist5k", conv + evals + dfc)
+    trained = run_all(jobs, args.minutes, runs)
+    res = {"minutes": args.minutes, "n": args.n, "runs": {k: str(v) for k, v in trained.items()},
+           "dcign_set": args.dcign_set, "feature_weights": args.feature_weights, "shapes": shapes_part(trained, args.n),
+           "mnist5k": mnist_part(trained, RESULTS / "semantics_interp.png"), "seconds": round(time.time() - start)}
+    text = table(res)
+    print(text)
+    Path(args.json).write_text(json.dumps(res, indent=2))
+    Path(args.json).with_suffix(".txt").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Deep Convolutional Inverse Graphics Network (Kulkarni, Whitney, Kohli & Tenenbaum 2015).
+
+A VAE whose first latent units are bound to named generative factors; the rest are free
+("intrinsic" appearance, here the shape):
+
+    z = [z_rotation, z_scale, z_x, z_y | z_intrinsic ...]                      (N, D)
+    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp--> lift --g_dec--> p(x | z)
+
+Training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
+every unit but k's (all named units when k is intrinsic, e.g. the shape) is *clamped*: the decoder
+sees its batch mean, and its gradient is replaced, as in the paper, by lambda times its difference
+from that mean (the gradient of lambda/2 ||z - mean||^2: it pulls the encoder toward invariance), so
+the one active unit must carry everything that changes. A share of free batches (every factor
+varies, nothing clamped) keeps reconstructions sharp.
+
+Two choices the paper leaves open, made here so edits are exact:
+* binding (``bind``): when the batch carries the factor values, each named unit's posterior mean is
+  also pulled toward the factor value mapped to a fixed unit scale (a Gaussian term with std
+  ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
+  ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
+* circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
+  decoder as (cos pi u, sin pi u): a whole turn is a period, and rotating by alpha adds
+  2 alpha / (hi - lo) to u. The image fixes theta only modulo its own symmetry (a quarter turn for
+  squares), so the encoder regresses the harmonics (cos k theta, sin k theta), k = 1, 2, 4, and reads
+  the unit's mean from the lowest one the image determines; any representative renders the same image.
+
+``transform(x, rotate=, scale=, move=)`` is novel-view synthesis: encode, edit the named units, decode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import DataInfo
+from ..data.factors import FactorBatches
+from ..distributions import DiagonalGaussian
+from ..errors import GenlabError
+from ..losses import dcign_clamp, kl_normal
+from ..nn import make_decoder
+from ..registry import MODELS
+from .vae import VAE, VAEConfig
+
+SQRT3 = math.sqrt(3.0)  # a factor uniform on its range maps to [-sqrt 3, sqrt 3]: unit variance
+
+
+@dataclass(frozen=True)
+class DCIGNConfig(VAEConfig):
+    latent_dim: int = 10  # named units first, then the free (intrinsic) ones
+    arch: str = "conv"
+    units: tuple[str, ...] = ("rotation", "scale", "x", "y")  # factors bound to z[:, 0], z[:, 1], ...
+    intrinsic: tuple[str, ...] = ("shape",)  # factors the free units carry (they take turns varying too)
+    clamp_grad: float = 1.0  # lambda: the clamped units' gradient is lambda * (z - batch mean)
+    bind: float = 1.0  # weight of the binding term (0: the paper's weak supervision only)
+    bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
+    teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
+    free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
+
+
+def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
+    """{unit: (factor column, lo, hi, period)} for each named unit whose factor the data knows."""
+    names = info.factor_names or ()
+    ranges = info.factor_ranges or ((0.0, 1.0),) * len(names)
+    periods = info.factor_periods or (0.0,) * len(names)
+    return {u: (names.index(u), *ranges[names.index(u)], periods[names.index(u)]) for u in config.units if u in names}
+
+
+@MODELS.register("dcign", help="DC-IGN: VAE whose first units are bound to named factors (one-factor batches)")
+class DCIGN(VAE):
+    Config = DCIGNConfig
+    default_eval_metrics = ("view_iou", "elbo", "unit_corr", "fd")
+
+    def __init__(self, config: DCIGNConfig, data_info: DataInfo):
+        super().__init__(config, data_info)
+        if config.loss != "pixel":
+            raise GenlabError("dcign trains with the pixel likelihood (model.loss=pixel)")
+        if len(config.units) > config.latent_dim:
+            raise GenlabError(f"dcign: {len(config.units)} named units need model.latent_dim >= "
+                              f"{len(config.units)}, got {config.latent_dim}")
+        self.bound = _bound_units(config, data_info)
+        self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
+        # the decoder takes (cos, sin) for each circular unit: one input more per circular unit
+        self.decoder = make_decoder(config.arch, config.latent_dim + len(self.circular), data_info.shape,
+                                    hidden=config.hidden, channels=config.channels)
+        names = data_info.factor_names or ()
+        self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
+
+    def harmonic_orders(self) -> dict[str, tuple[int, ...]]:
+        """For each circular unit, the harmonics k its encoder regresses (cos k theta, sin k theta): the
+        divisors of turn / period (rotation of shapes: 1, 2, 4)."""
+        out = {}
+        for name, (_, lo, hi, period) in _bound_units(self.config, self.data_info).items():
+            if period > 0:
+                m = max(1, round((hi - lo) / period))
+                out[name] = tuple(k for k in range(1, m + 1) if m % k == 0)
+        return out
+
+    def encoder_outputs(self) -> int:
+        return 2 * self.config.latent_dim + 2 * sum(len(k) for k in self.harmonic_orders().values())
+
+    # --- the posterior ---------------------------------------------------------------------------
+    def encode_all(self, x: Tensor) -> tuple[DiagonalGaussian, dict[str, Tensor]]:
+        """q(z|x) and, per circular unit, its harmonics (N, K, 2).
+
+        A circular unit's mean is read from its lowest harmonic that the image determines (norm > 1/2):
+        u = atan2(s_k, c_k) / (k pi), an angle in units of pi modulo the shape's own period. Regressing
+        (cos k theta, sin k theta) is easy where regressing an angle is not; a harmonic the image does
+        not fix (k = 1 for a square) is regressed to its mean over the symmetric poses, 0.
+        """
+        d = self.config.latent_dim
+        out = self.encoder(x)  # (N, 2D + 2 sum K)
+        mu, logvar = out[:, :2 * d].chunk(2, dim=1)  # (N, D) each
+        harmonics, start = {}, 2 * d
+        for name, orders in self.harmonic_orders().items():
+            h = out[:, start:start + 2 * len(orders)].view(-1, len(orders), 2)  # (N, K, 2)
+            start += 2 * len(orders)
+            harmonics[name] = h
+            k = torch.tensor(orders, dtype=h.dtype, device=h.device)  # (K,)
+            angle = torch.atan2(h[..., 1], h[..., 0]) / (k * math.pi)  # (N, K) units
+            first = (h.norm(dim=2) > 0.5).to(torch.int64).argmax(1, keepdim=True)  # lowest confident k
+            first = torch.where(h.norm(dim=2).gather(1, first) > 0.5, first, torch.full_like(first, len(orders) - 1))
+            mu = mu.clone()
+            mu[:, self.config.units.index(name)] = angle.gather(1, first).squeeze(1)
+        return DiagonalGaussian(mu, logvar.clamp(-12.0, 8.0)), harmonics
+
+    def posterior(self, x: Tensor) -> DiagonalGaussian:
+        return self.encode_all(x)[0]
+
+    # --- the named units (what traverse and transform read) -------------------------------------
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """Factors bound to the first latent units, in order."""
+        return tuple(self.config.units)
+
+    def _unit(self, name: str) -> int:
+        if name not in self.config.units:
+            raise GenlabError(f"this dcign has no unit {name!r}; its units are {', '.join(self.unit_names)}")
+        return self.config.units.index(name)
+
+    def unit_value(self, name: str, factor_value):
+        """Factor value (data units, e.g. radians) -> the unit's value; affine, tensors or floats."""
+        self._unit(name)
+        if name not in self.bound:
+            return factor_value  # no factor range known: the identity
+        _, lo, hi, period = self.bound[name]
+        t = (factor_value - lo) / (hi - lo)
+        return 2 * t if period > 0 else SQRT3 * (2 * t - 1)
+
+    def factor_value(self, name: str, unit):
+        """The inverse of ``unit_value``: a unit's value -> the factor value (circular: not wrapped)."""
+        self._unit(name)
+        if name not in self.bound:
+            return unit
+        _, lo, hi, period = self.bound[name]
+        t = unit / 2 if period > 0 else (unit / SQRT3 + 1) / 2
+        return lo + t * (hi - lo)
+
+    def unit_range(self, name: str) -> tuple[float, float]:
+        """The unit values of the factor's range (for sweeping it); (-2, 2) when no range is known."""
+        if name not in self.bound:
+            self._unit(name)
+            return (-2.0, 2.0)
+        _, lo, hi, _ = self.bound[name]
+        return float(self.unit_value(name, lo)), float(self.unit_value(name, hi))
+
+    def unit_period(self, name: str) -> float | None:
+        """The change of a circular unit after which every image looks the same (None: not circular)."""
+        if name not in self.bound or self.bound[name][3] <= 0:
+            return None
+        _, lo, hi, period = self.bound[name]
+        return 2 * period / (hi - lo)
+
+    @property
+    def batch_plan(self) -> FactorBatches:
+        """Batches in which one of the named or intrinsic factors varies (the data must render them)."""
+        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches)
+
+    # --- decoding ------------------------------------------------------------------------------
+    def lift(self, z: Tensor) -> Tensor:
+        """(N, D) -> (N, D + C): each of the C circular units u is replaced by (cos pi u, sin pi u)."""
+        if not self.circular:
+            return z
+        parts, start = [], 0
+        for i in self.circular:
+            u = z[:, i:i + 1] * math.pi  # (N, 1) radians of the unit's circle
+            parts += [z[:, start:i], torch.cos(u), torch.sin(u)]
+            start = i + 1
+        return torch.cat([*parts, z[:, start:]], 1)
+
+    def decode_raw(self, z: Tensor) -> Tensor:
+        return self.decoder(self.lift(z))
+
+    @torch.no_grad()
+    def transform(self, x: Tensor, *, rotate: float | Tensor = 0.0, scale: float | Tensor = 1.0,
+                  move: tuple[float | Tensor, float | Tensor] = (0.0, 0.0)) -> Tensor:
+        """Novel views (N, *shape) in [0, 1]: encode, edit the named units, decode (the decoder's mean).
+
+        ``rotate`` in the rotation factor's units (radians, counter-clockwise), ``scale`` multiplies
+        the scale factor, ``move`` adds (dx, dy) to the x and y factors (fractions of their range);
+        each a number or one per image (N,). No edit at all returns the reconstruction.
+        """
+        z = self.encode(x).clone()  # (N, D) posterior means
+        edits = (("rotation", rotate, 0.0, torch.add), ("scale", scale, 1.0, torch.mul),
+                 ("x", move[0], 0.0, torch.add), ("y", move[1], 0.0, torch.add))
+        for name, amount, identity, apply in edits:
+            amount = torch.as_tensor(amount, dtype=z.dtype, device=z.device)
+            if bool((amount == identity).all()):
+                continue
+            i = self._unit(name)
+            z[:, i] = self.unit_value(name, apply(self.factor_value(name, z[:, i]), amount))
+        return self.decode(z)
+
+    # --- training ------------------------------------------------------------------------------
+    def clamped_units(self, vary: Tensor | None) -> Tensor | None:
+        """(D,) bool: the units a batch clamps, from its varying factor (None: a free batch)."""
+        if vary is None or len(vary) == 0 or int(vary[0]) < 0 or int(vary[0]) not in self._vary:
+            return None
+        factor, d = self._vary[int(vary[0])], self.config.latent_dim
+        clamped = torch.ones(d, dtype=torch.bool, device=vary.device)
+        if factor in self.config.units:
+            clamped[self.config.units.index(factor)] = False  # only that unit is free
+        else:
+            clamped[len(self.config.units):] = False  # an intrinsic factor: the free units are free
+        return clamped
+
+    def binding(self, mu: Tensor, factors: Tensor, harmonics: dict[str, Tensor] | None = None,
+                periods: Tensor | None = None) -> Tensor:
+        """-log N(0 | e, bind_sigma^2) up to a constant, summed over bound units, (N,); e is the error of
+        each unit's posterior mean as a fraction of its factor's range.
+
+        A circular unit binds its harmonics instead: ||h_k - t_k||^2 / (2 (2 pi bind_sigma)^2) summed
+        over k, with t_k = (cos k theta, sin k theta) where the item's image determines harmonic k
+        (k a multiple of its symmetry order, from ``periods`` (N, F)) and t_k = 0 where it does not
+        (the mean of t_k over the item's symmetric poses). Without ``periods`` every t_k is the cosine
+        and sine, whose best prediction is the same but with irreducible noise.
+        """
+        out = mu.new_zeros(len(mu))
+        harmonics = harmonics or {}
+        for name, (col, lo, hi, _) in self.bound.items():
+            v = factors[:, col].to(mu)
+            if name in harmonics:
+                h = harmonics[name]  # (N, K, 2)
+                k = torch.tensor(self.harmonic_orders()[name], dtype=mu.dtype, device=mu.device)
+                phase = 2 * math.pi * (v - lo).unsqueeze(1) / (hi - lo) * k  # (N, K)
+                target = torch.stack([torch.cos(phase), torch.sin(phase)], 2)  # (N, K, 2)
+                if periods is not None:
+                    order = ((hi - lo) / periods[:, col].to(mu)).round().unsqueeze(1)  # (N, 1)
+                    target = target * (torch.remainder(k, order) == 0).unsqueeze(2)
+                out = out + ((h - target) ** 2).flatten(1).sum(1) / (2 * (2 * math.pi * self.config.bind_sigma) ** 2)
+                continue
+            d = mu[:, self.config.units.index(name)] - self.unit_value(name, v)
+            out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
+        return out
+
+    def true_units(self, z: Tensor, factors: Tensor, share: float) -> Tensor:
+        """z with the bound units of a random ``share`` of the examples set to their true factors' values."""
+        z = z.clone()
+        pick = torch.rand(len(z), device=z.device) < share  # (N,)
+        for name, (col, *_rest) in self.bound.items():
+            i = self.config.units.index(name)
+            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)), z[:, i])
+        return z
+
+    def loss(self, phase, batch, *, step=0):
+        x = batch["x"]
+        if self.binarized:
+            x = torch.bernoulli(x)
+        post, harmonics = self.encode_all(x)
+        z = post.sample()  # (N, D)
+        clamped = self.clamped_units(batch.get("vary"))
+        if clamped is not None:
+            z = dcign_clamp(z, clamped, self.config.clamp_grad)
+        if self.config.teacher > 0 and "factors" in batch and self.bound:
+            z = self.true_units(z, batch["factors"], self.config.teacher)
+        rec = self.decoder_dist(z).log_prob(x)  # (N,)
+        kl = kl_normal(post)  # (N,)
+        loss = -rec + self.kl_weight(step) * kl
+        out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
+        if self.config.bind > 0 and "factors" in batch and self.bound:
+            bind = self.binding(post.mu, batch["factors"], harmonics, batch.get("periods"))
+            loss = loss + self.config.bind * bind
+            out["bind"] = bind.mean().detach()
+        return {"loss": loss.mean(), **out}

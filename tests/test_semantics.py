@@ -1,0 +1,278 @@
+"""Forcing the latent to mean something: DC-IGN clamping, one-factor batches, novel views, DFC-VAE."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from genlab.cli import main
+from genlab.commands import data_info
+from genlab.compression.rd import to_uint8
+from genlab.config import RunConfig
+from genlab.data import load_data, render_shapes
+from genlab.data.factors import FactorBatches, FactorLoader
+from genlab.evaluation import semantics as S
+from genlab.losses import dcign_clamp, feature_reconstruction
+from genlab.models import build_model
+from genlab.models.dcign import DCIGNConfig
+from genlab.models.vae import VAEConfig
+
+from conftest import blobs, info
+
+TINY = {"latent_dim": 6, "hidden": (32,), "channels": (8, 16)}
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return load_data("shapes", n=600)
+
+
+def tiny_dcign(data, **extra):
+    return build_model(RunConfig(model="dcign", model_config=DCIGNConfig(**{**TINY, **extra}),
+                                 data_info=data_info(data)))
+
+
+# --- the renderer is exact -----------------------------------------------------------------------
+@pytest.mark.parametrize("rotation", [0.0, 0.3, math.pi / 4])
+@pytest.mark.parametrize("scale", [0.5, 1.0])
+def test_renderer_pixel_count_matches_the_area(rotation, scale):
+    size = 128
+    r = 0.25 * size * scale  # bounding radius in pixels
+    # a square of half-side r / sqrt 2 and an ellipse with semi-axes r and r / 2
+    for kind, area, perimeter in ((0, 2 * r * r, 4 * math.sqrt(2) * r), (1, math.pi * r * r / 2, 2.5 * math.pi * r)):
+        count = float(render_shapes(kind, scale, rotation, 0.5, 0.5, size=size).sum())
+        assert abs(count - area) <= 0.5 * perimeter, (kind, count, area)  # within rasterisation error
+
+
+def test_render_factors_redraws_the_data_exactly(shapes):
+    f = shapes.factors[:100]
+    assert torch.equal(shapes.render(f), shapes.x[:100])
+    turned = f.clone()
+    turned[:, 2] += 2 * math.pi  # rotation is taken modulo a turn
+    assert torch.equal(shapes.render(turned), shapes.x[:100])
+
+
+# --- one-factor batches ----------------------------------------------------------------------------
+def test_one_factor_batches_vary_one_factor_and_resume_exactly(shapes):
+    plan = FactorBatches(vary=("rotation", "scale", "x", "y", "shape"), free_share=0.0)
+    loader = FactorLoader(shapes, plan, batch_size=16, seed=3)
+    it = iter(loader)
+    for _ in range(10):
+        b = next(it)
+        k = int(b["vary"][0])
+        changing = [j for j in range(5) if len(torch.unique(b["factors"][:, j])) > 1]
+        assert changing in ([k], [])  # only the announced factor changes
+        assert torch.equal(b["x"], shapes.render(b["factors"]))
+    state = loader.state_dict()
+    twin = FactorLoader(shapes, plan, batch_size=16, seed=99)
+    twin.load_state_dict(state)
+    a, c = next(it), next(iter(twin))
+    assert torch.equal(a["x"], c["x"]) and torch.equal(a["vary"], c["vary"])
+
+
+def test_train_dcign_on_data_that_cannot_render_is_one_line(tmp_path, capsys):
+    assert main(["train", "dcign", "--data", "digits", "--steps", "1", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot render from factors" in err[0]
+    assert not any(tmp_path.iterdir())  # no run folder left behind
+
+
+# --- DC-IGN clamping ---------------------------------------------------------------------------------
+def test_clamped_units_get_the_mean_forward_and_the_clamped_gradient_backward():
+    torch.manual_seed(0)
+    z = torch.randn(8, 5, requires_grad=True)
+    clamped = torch.tensor([True, False, True, True, True])
+    out = dcign_clamp(z, clamped, 0.5)
+    assert torch.allclose(out[:, clamped], z[:, clamped].mean(0, keepdim=True).expand(8, 4))
+    assert torch.equal(out[:, 1], z[:, 1])
+    w = torch.randn(8, 5)
+    (out * w).sum().backward()
+    dev = z.detach() - z.detach().mean(0, keepdim=True)
+    assert torch.allclose(z.grad[:, clamped], 0.5 * dev[:, clamped] / 8)  # lambda (z - mean) / B
+    assert torch.equal(z.grad[:, 1], w[:, 1])  # the active unit's gradient passes unchanged
+
+
+def test_model_clamps_all_units_but_the_varying_factors(shapes):
+    model = tiny_dcign(shapes)
+    col = shapes.factor_names.index
+    rot = model.clamped_units(torch.full((4,), col("rotation")))
+    assert rot.tolist() == [False, True, True, True, True, True]
+    shape = model.clamped_units(torch.full((4,), col("shape")))
+    assert shape.tolist() == [True, True, True, True, False, False]
+    assert model.clamped_units(torch.full((4,), -1)) is None and model.clamped_units(None) is None
+
+
+def test_one_factor_batch_gives_the_clamped_units_the_clamped_gradient(shapes):
+    model = tiny_dcign(shapes, clamp_grad=2.0, bind=0.0)
+    loader = FactorLoader(shapes, model.batch_plan, batch_size=8, seed=0)
+    batch = next(b for b in loader if int(b["vary"][0]) == shapes.factor_names.index("scale"))
+    seen = {}
+    sample = model.posterior(batch["x"]).__class__.sample
+
+    def keep(self, generator=None):  # record the z the loss clamps
+        seen["z"] = sample(self, generator)
+        seen["z"].retain_grad()
+        return seen["z"]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(model.posterior(batch["x"]).__class__, "sample", keep)
+        model.loss("main", {**batch, "x": batch["x"]}, step=0)["loss"].backward()
+    z = seen["z"].detach()
+    clamped = model.clamped_units(batch["vary"])
+    assert clamped.tolist() == [True, False, True, True, True, True]
+    # lambda (z - mean) / B, whatever the decoder's gradient was: the gradient of lambda/2 mean_b ||z_b - mean||^2
+    assert torch.allclose(seen["z"].grad[:, clamped], 2.0 * (z - z.mean(0))[:, clamped] / 8, atol=1e-6)
+    assert seen["z"].grad[:, 1].abs().sum() > 0  # the free unit learns from the decoder
+
+
+# --- transforms ----------------------------------------------------------------------------------------
+def test_transform_by_zero_returns_the_reconstruction(shapes):
+    model = tiny_dcign(shapes).eval()
+    x = shapes.x[:6]
+    assert torch.allclose(model.transform(x), model.reconstruct(x))
+    assert torch.allclose(model.transform(x, rotate=0.0, scale=1.0, move=(0.0, 0.0)), model.reconstruct(x))
+    assert not torch.allclose(model.transform(x, rotate=1.0), model.reconstruct(x))
+
+
+def test_unit_maps_are_inverse_and_rotation_is_circular(shapes):
+    model = tiny_dcign(shapes)
+    assert model.unit_names == ("rotation", "scale", "x", "y")
+    assert model.unit_value("rotation", math.pi) == pytest.approx(1.0)
+    assert model.unit_period("rotation") == pytest.approx(0.5) and model.unit_period("scale") is None
+    assert model.factor_value("scale", model.unit_value("scale", 0.7)) == pytest.approx(0.7)
+    z = torch.zeros(2, 6)
+    z2 = z.clone()
+    z2[:, 0] += 2.0  # a whole turn of the rotation unit: the same input to the decoder
+    assert torch.allclose(model.lift(z), model.lift(z2), atol=1e-6)
+
+
+class Oracle(torch.nn.Module):
+    """Knows the data: encodes an image as its factors mapped to units, transforms by rendering."""
+
+    unit_names = ("rotation", "scale", "x", "y")
+
+    def __init__(self, data):
+        super().__init__()
+        self.data, self.lookup = data, {bytes(x.numpy()): i for i, x in enumerate(data.x)}
+
+    def _factors(self, x):
+        return self.data.factors[[self.lookup[bytes(xi.numpy())] for xi in x]].double()
+
+    def unit_period(self, name):
+        return 0.5 if name == "rotation" else None
+
+    def encode(self, x):
+        f = self._factors(x)
+        return torch.stack([f[:, 2] / math.pi, f[:, 1], f[:, 3], f[:, 4], torch.randn(len(f))], 1)
+
+    def transform(self, x, *, rotate=0.0, scale=1.0, move=(0.0, 0.0)):
+        f = self._factors(x)
+        f[:, 2] += rotate
+        f[:, 1] *= scale
+        f[:, 3] += move[0]
+        f[:, 4] += move[1]
+        return self.data.render(f)
+
+
+def test_edit_metrics_are_one_for_an_oracle_and_low_for_doing_nothing(shapes):
+    oracle = Oracle(shapes)
+    for edit in ("rotate", "scale", "move"):
+        ious, _ = S.edit_ious(oracle, shapes, edit, n=50)
+        assert ious.min() == 1.0, edit
+    lazy = Oracle(shapes)
+    lazy.transform = lambda x, **_: x  # returns the input unchanged
+    assert S.edit_ious(lazy, shapes, "move", n=50)[0].median() < 0.5
+    corr = S.unit_correlations(oracle, shapes, n=100)
+    assert all(v["own"] > 0.99 for v in corr.values()), corr
+    assert all(v["other"] < 0.35 for v in corr.values()), corr
+
+
+def test_iou():
+    a = torch.zeros(2, 1, 4, 4)
+    b = a.clone()
+    a[0, 0, :2], b[0, 0, 1:3] = 1, 1
+    assert S.iou(a, b).tolist() == [pytest.approx(1 / 3), 1.0]  # two empty images match
+
+
+# --- the command -----------------------------------------------------------------------------------------
+def test_transform_command(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "dcign", "--data", "shapes", "--steps", "3", "--runs", str(runs), "--no-final",
+                 "--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "model.channels=8,16",
+                 "--set", "train.eval_metrics=view_iou,unit_corr", "--set", "train.eval_n=50",
+                 "--set", "train.batch_size=16"]) == 0
+    (run,) = runs.iterdir()
+    x = load_data("shapes").x[0]
+    Image.fromarray(to_uint8(x)).save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    assert main(["transform", str(run), str(tmp_path / "in.png"), "--rotate", "45", "-o", str(out)]) == 0
+    assert Image.open(out).size == (32, 32)
+    assert main(["transform", str(run), str(tmp_path / "in.png"), "--move", "0.2", "-0.1", "--compare",
+                 "-o", str(tmp_path / "cmp.png")]) == 0
+    Image.fromarray(to_uint8(torch.zeros(1, 8, 8))).save(tmp_path / "small.png")
+    capsys.readouterr()
+    assert main(["transform", str(run), str(tmp_path / "small.png"), "--rotate", "45", "-o", str(out)]) == 2
+    assert "trained on 32x32" in capsys.readouterr().err
+
+
+# --- deep feature consistent VAE -------------------------------------------------------------------------
+def test_feature_reconstruction_is_zero_for_equal_features_and_per_example():
+    f = [torch.randn(3, 4, 5, 5), torch.randn(3, 8, 2, 2)]
+    assert torch.equal(feature_reconstruction(f, f), torch.zeros(3))
+    g = [f[0].clone(), f[1].clone()]
+    g[1][0] += 1.0  # only the first example differs: 8 * 4 ones over 2 * 8 channels
+    assert torch.allclose(feature_reconstruction(g, f), torch.tensor([2.0, 0.0, 0.0]))
+
+
+def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
+    data = blobs(64)
+    cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="feature")
+    model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
+    model.prepare(data)
+    frozen = {k: v.clone() for k, v in model.features.state_dict().items()}
+    model.train()
+    assert not model.features.net.training
+    opt = model.phases()[0].make_optimizer(1e-2)
+    out = model.loss("main", {"x": data.x[:16], "y": data.y[:16]})
+    assert "feature" in out and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    opt.step()
+    assert all(torch.equal(v, model.features.state_dict()[k]) for k, v in frozen.items())
+    assert model.default_eval_metrics[0] == "fd"
+
+
+class Fixed(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x):
+        return self.out
+
+
+def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(shapes):
+    model = tiny_dcign(shapes)
+    assert model.harmonic_orders() == {"rotation": (1, 2, 4)}
+    theta = 2.0
+    h = torch.tensor([[math.cos(k * theta), math.sin(k * theta)] for k in (1, 2, 4)])  # a heart: all known
+    square = h.clone()
+    square[:2] = 0  # a square's image fixes only the 4th harmonic
+    out = torch.zeros(2, model.encoder_outputs())
+    out[:, 12:] = torch.stack([h.flatten(), square.flatten()])
+    model.encoder = Fixed(out)
+    post, harmonics = model.encode_all(torch.zeros(2, 1, 32, 32))
+    assert post.mu[0, 0] == pytest.approx(theta / math.pi, abs=1e-6)
+    assert post.mu[1, 0] == pytest.approx(theta / math.pi - 0.5, abs=1e-6)  # the same square image
+    f = torch.tensor([[2.0, 0.7, theta, 0.5, 0.5]])
+    post.mu[0, 1:4] = torch.tensor([model.unit_value(n, v) for n, v in (("scale", 0.7), ("x", 0.5), ("y", 0.5))])
+    assert model.binding(post.mu[:1], f, {"rotation": harmonics["rotation"][:1]}).item() == pytest.approx(0, abs=1e-6)
+    # a square whose undetermined harmonics are 0 is bound exactly when its period is known
+    g = f.clone()
+    g[0, 0] = 0.0
+    post.mu[1, 1:4] = post.mu[0, 1:4]
+    sq = {"rotation": harmonics["rotation"][1:]}
+    assert model.binding(post.mu[1:], g, sq, shapes.meta["item_periods"](g)).item() == pytest.approx(0, abs=1e-5)
+    assert model.binding(post.mu[1:], g, sq).item() > 10
