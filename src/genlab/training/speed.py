@@ -1,0 +1,91 @@
+"""Options that change how fast a phase runs, not what it computes: bf16 autocast and torch.compile.
+
+Both are off by default and fall back to plain fp32 eager execution where they cannot help:
+
+* ``train.precision``: "fp32" (default); "bf16" runs each phase's forward pass under
+  ``torch.autocast(dtype=bfloat16)`` (the backward pass follows the forward's dtypes, the weights
+  and optimiser stay fp32) when the device has fast bf16 (a GPU that supports it; a CPU with
+  AMX-BF16 or AVX512-BF16), else warns and stays in fp32; "auto" is bf16 where it is fast, silently.
+* ``train.compile``: ``torch.compile`` of each phase's forward (through its DDP wrapper when
+  distributed). Compilation happens on the first step; if it fails (no C++ compiler, an unsupported
+  op) the phase runs eagerly from then on, with one warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import GenlabError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """The device computes bf16 matrix products in hardware (so autocast can pay off)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` on this device; None: fp32."""
+    if precision not in PRECISIONS:
+        raise GenlabError(f"train.precision={precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if fast_bf16(device):
+        return torch.bfloat16
+    if precision == "bf16":
+        log.warning("train.precision=bf16: this %s has no fast bf16 arithmetic; training in fp32", device.type)
+    return None
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device):
+    """A context for the forward pass: autocast to ``dtype``, or nothing."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class CompiledOrEager:
+    """Calls the compiled function; on its first failure, warns once and calls ``eager`` from then on.
+
+    A failure can only come from compilation or a compiled forward pass, before any backward or
+    optimiser step of that phase, so running the same step eagerly is safe."""
+
+    def __init__(self, fn, name: str):
+        self.eager, self.name = fn, name
+        self.compiled = torch.compile(fn)
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001  (any backend failure: fall back, say why)
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                log.warning("torch.compile of phase %r failed (%s); running it eagerly", self.name, first)
+                self.compiled = None
+        return self.eager(*args, **kwargs)
+
+
+def maybe_compile(fn, name: str, enabled: bool):
+    return CompiledOrEager(fn, name) if enabled else fn
