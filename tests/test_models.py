@@ -73,6 +73,20 @@ def test_every_phase_changes_its_weights(case):
         assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True)), phase.name
 
 
+def test_every_trainable_parameter_of_a_phase_gets_a_gradient(case):
+    """Distributed training syncs each phase's parameters through DDP without find_unused_parameters:
+    every one must get a gradient from the phase's loss, unless the phase says otherwise."""
+    _, data, model = case
+    for phase in model.phases():
+        if phase.unused_parameters:
+            continue
+        params = [p for p in phase.parameters() if p.requires_grad]
+        model.zero_grad(set_to_none=True)
+        model.loss(phase.name, batch(data), step=0)["loss"].backward()
+        missing = [i for i, p in enumerate(params) if p.grad is None]
+        assert not missing, f"phase {phase.name}: {len(missing)} of {len(params)} parameters get no gradient"
+
+
 def test_state_dict_round_trip(case):
     name, data, model = case
     twin = tiny(name, data, arch=model.config.arch)

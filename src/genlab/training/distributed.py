@@ -14,9 +14,9 @@
   critic phase syncs D (and Q), its generator phase G: two wrappers, never one around both, so DDP
   needs no ``find_unused_parameters`` (a phase that may leave parameters unused says so:
   ``Phase.unused_parameters``). Modules outside every phase (G's moving average) stay outside DDP.
-  No buffers are broadcast: BatchNorm statistics stay per rank (rank 0's are saved), which also
-  avoids DDP's in-place buffer broadcast between two forward passes of one backward (a known
-  breakage with BatchNorm critics on CUDA). Under NCCL, BatchNorm becomes SyncBatchNorm
+  The wrapper holds parameters only, so DDP broadcasts no buffers: BatchNorm statistics stay per
+  rank (rank 0's are saved), and there is no in-place buffer broadcast between two forward passes
+  of one backward (a known breakage of BatchNorm critics under DDP on CUDA). Under NCCL, BatchNorm becomes SyncBatchNorm
   (``train.sync_batchnorm``); gloo has no SyncBatchNorm, so on CPU it stays per rank.
 * **Records**: rank 0 alone writes logs, pictures and checkpoints; logged scalars are averaged
   over ranks; the decision to stop (time budget, Ctrl-C) is taken by all ranks together.
@@ -201,7 +201,7 @@ def phase_runners(model: nn.Module, phases: list, world: World, device: torch.de
         runners[phase.name] = nn.parallel.DistributedDataParallel(
             PhaseForward(model, phase.name, params),
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=phase.unused_parameters, broadcast_buffers=False)
+            find_unused_parameters=phase.unused_parameters)
     return runners
 
 
