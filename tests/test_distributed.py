@@ -126,19 +126,21 @@ def spawn(fn, world: int, folder: Path, *args) -> None:
 
 
 def _train(rank: int, world: int, folder: Path, kind: str, steps: int, tag: str, resume: bool = False,
-           sgd: bool = False) -> None:
+           sgd: bool = False, name: str = "run") -> None:
+    """Train ``kind`` to ``steps`` (resuming from ``name``'s checkpoint if asked); rank 0 saves the weights
+    as ``tag``.pt. Ranks > 0 get a run folder of their own, which must stay empty."""
     data = keyed_data(8)
     model = build(kind, data)
     put_back = _patch_penalty(model) if kind == "wgan-gp" else (lambda: None)
     try:
-        run = Run(folder / ("run" if rank == 0 else f"rank{rank}"))
+        run = Run(folder / (name if rank == 0 else f"{name}-rank{rank}"))
         run.path.mkdir(exist_ok=True)
         trainer = Trainer(model, data, run, replace(QUICK, steps=steps), progress=False)
         if sgd:
             trainer.optimizers = {p.name: torch.optim.SGD([q for q in p.parameters() if q.requires_grad], lr=SGD_LR)
                                   for p in trainer.phases}
         if resume:
-            trainer.load_state_dict(load_checkpoint(folder / "run" / "checkpoint.pt"))
+            trainer.load_state_dict(load_checkpoint(folder / name / "checkpoint.pt"))
         trainer.fit()
     finally:
         put_back()
@@ -161,25 +163,30 @@ def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, kind):
     diff = max((one[k] - two[k]).abs().max().item() for k in one if one[k].is_floating_point())
     assert moved > 1e-2, moved  # the steps did change the weights
     assert diff < ATOL, (diff, moved)
-    assert not list((tmp_path / "rank1").iterdir()), "rank 1 wrote into its run folder"
+    assert not list((tmp_path / "run-rank1").iterdir()), "rank 1 wrote into its run folder"
+
+
+def _straight_and_first(rank: int, world: int, folder: Path) -> None:
+    _train(rank, world, folder, "plain", 6, "straight", name="straight")
+    _train(rank, world, folder, "plain", 3, "first")
 
 
 def test_two_ranks_resume_exactly_and_write_one_checkpoint_format(tmp_path):
-    spawn(_train, 2, tmp_path, "plain", 6, "straight")
-    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert len(state["rng_ranks"]) == 2 and torch.equal(state["rng_ranks"][0], state["rng"])
-    assert not any(k.startswith("module.") for k in state["model"])
-    for f in (tmp_path / "run").iterdir():
-        f.unlink() if f.is_file() else None
-    spawn(_train, 2, tmp_path, "plain", 3, "first")
+    spawn(_straight_and_first, 2, tmp_path)  # 6 steps in one go; 3 steps, then (new processes) 3 more
     spawn(_train, 2, tmp_path, "plain", 6, "resumed", True)
     straight, resumed = _weights(tmp_path, "straight"), _weights(tmp_path, "resumed")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert len(state["rng_ranks"]) == 2 and torch.equal(state["rng_ranks"][0], state["rng"])
+    assert not any(k.startswith("module.") for k in state["model"])
     # one process continues the 2-rank run (with its own noise), from the same step and items
     _train(0, 1, tmp_path, "plain", 8, "moved", True)
     single = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert single["step"] == 8 and len(single["rng_ranks"]) == 1
     assert set(single) == set(state) and set(single["model"]) == set(state["model"])
+    # and back onto 2 ranks (rank 1 gets a fresh stream)
+    spawn(_train, 2, tmp_path, "plain", 10, "back", True)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 10
 
 
 # --- the command line under torchrun ------------------------------------------------------------------

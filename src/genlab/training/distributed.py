@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -91,10 +92,16 @@ def init_from_env(device: str = "auto", *, timeout_s: float = 1800.0) -> World:
 
 
 def shutdown() -> None:
-    """Wait for every rank, then leave the process group (started by ``init_from_env``)."""
+    """Wait for every rank, then leave the process group (started by ``init_from_env``).
+
+    DDP wrappers still alive keep the group's C++ object (and gloo's threads) until the interpreter
+    is torn down, where destroying them can abort the process (SIGABRT, "terminate called without an
+    active exception"); collect them first, while Python is whole."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def device_for(name: str, world: World) -> torch.device:

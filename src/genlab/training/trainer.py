@@ -233,6 +233,7 @@ class Trainer:
             self.save_sample_grid()
             plot_curves(self.run.path)
         self.logger.close()
+        self._runners = None  # release the DDP wrappers (and their hold on the process group)
         epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
         return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
 
