@@ -67,25 +67,42 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
 
 
 class CompiledOrEager:
-    """Calls the compiled function; on its first failure, warns once and calls ``eager`` from then on.
-
-    A failure can only come from compilation or a compiled forward pass, before any backward or
-    optimiser step of that phase, so running the same step eagerly is safe."""
+    """Calls the compiled function; if the first compiled step fails (compiling, or its backward
+    pass: e.g. AOTAutograd has no double backward, which a gradient penalty needs), warns once and
+    calls ``eager`` from then on. The trainer redoes that step eagerly: the failure comes before the
+    optimiser step, and gradients are zeroed before every backward, so nothing half-done remains."""
 
     def __init__(self, fn, name: str):
         self.eager, self.name = fn, name
         self.compiled = torch.compile(fn)
+        self.proven = False  # one compiled step, forward and backward, went through
 
     def __call__(self, *args, **kwargs):
         if self.compiled is not None:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as err:  # noqa: BLE001  (any backend failure: fall back, say why)
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                log.warning("torch.compile of phase %r failed (%s); running it eagerly", self.name, first)
-                self.compiled = None
+                self.give_up(err)
         return self.eager(*args, **kwargs)
+
+    def give_up(self, err: BaseException) -> None:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        log.warning("torch.compile of phase %r failed (%s); running it eagerly", self.name, first)
+        self.compiled = None
 
 
 def maybe_compile(fn, name: str, enabled: bool):
     return CompiledOrEager(fn, name) if enabled else fn
+
+
+def can_fall_back(run, err: BaseException) -> bool:
+    """A compiled phase's first step failed: switch it to eager (True), or let the error stand."""
+    if isinstance(run, CompiledOrEager) and run.compiled is not None and not run.proven:
+        run.give_up(err)
+        return True
+    return False
+
+
+def proven(run) -> None:
+    if isinstance(run, CompiledOrEager) and run.compiled is not None:
+        run.proven = True

@@ -159,18 +159,28 @@ class Trainer:
         opt, run = self.optimizers[phase.name], self._runners[phase.name]
         for _ in range(phase.repeat):
             batch = {k: v.to(self.device, non_blocking=True) for k, v in next(self._batches).items()}
-            with speed.autocast(self.autocast, self.device):
-                out = run(batch, self.step)
-            loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                out = self._forward_backward(phase, run, opt, batch)
+            except RuntimeError as err:  # a compiled phase whose backward cannot run compiled
+                if not speed.can_fall_back(run, err):
+                    raise
+                out = self._forward_backward(phase, run, opt, batch)  # eagerly, the same batch
+            speed.proven(run)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
             opt.step()
             if phase.after_step is not None:
                 phase.after_step()
+        return out
+
+    def _forward_backward(self, phase, run, opt, batch) -> dict:
+        with speed.autocast(self.autocast, self.device):
+            out = run(batch, self.step)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
         return out
 
     def _diverged_message(self, phase: str, value: float) -> str:
