@@ -87,6 +87,22 @@ def test_every_trainable_parameter_of_a_phase_gets_a_gradient(case):
         assert not missing, f"phase {phase.name}: {len(missing)} of {len(params)} parameters get no gradient"
 
 
+def test_every_phase_runs_in_the_channels_last_layout(case):
+    """The trainer trains conv models channels-last (train.memory_format="auto"): no phase may rely on
+    contiguous NCHW tensors (a .view on a conv output would fail)."""
+    from genlab.training import speed
+
+    _, data, model = case
+    if not speed.channels_last("auto", model):
+        pytest.skip("no 2-D convolutions")
+    model.to(memory_format=torch.channels_last)
+    nhwc = speed.to_device(batch(data), torch.device("cpu"), True)
+    for phase in model.phases():
+        loss = model.loss(phase.name, nhwc, step=0)["loss"]
+        loss.backward()
+        assert torch.isfinite(loss), phase.name
+
+
 def test_state_dict_round_trip(case):
     name, data, model = case
     twin = tiny(name, data, arch=model.config.arch)

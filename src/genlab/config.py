@@ -56,6 +56,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (None: torch's default)
     precision: str = "fp32"  # "fp32", "bf16" (autocast; fp32 where the device has no fast bf16) or "auto"
     compile: bool = False  # torch.compile each phase's forward (falls back to eager if it fails)
+    memory_format: str = "auto"  # "auto": channels_last for models with 2-D convolutions; or "contiguous"
     sync_batchnorm: bool = True  # under torchrun with NCCL: BatchNorm -> SyncBatchNorm (gloo has none)
 
 

