@@ -150,7 +150,8 @@ def gemm_ceiling(size: int = 1024, reps: int = 5) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def step_flops(model_name: str, seed: int, root: Path, memory_format: str, steps: int = 8) -> dict:
+def step_flops(model_name: str, seed: int, root: Path, memory_format: str, precision: str = "fp32",
+               steps: int = 8) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -161,7 +162,7 @@ def step_flops(model_name: str, seed: int, root: Path, memory_format: str, steps
     cls = MODELS.get(model_name)
     model = cls(cls.Config(), DataInfo(shape=tuple(data.shape), kind="image", num_classes=10))
     cfg = TrainConfig(seed=seed, eval_every=0, sample_every=0, checkpoint_every=0, eval_metrics=(), threads=1,
-                      memory_format=memory_format)
+                      memory_format=memory_format, precision=precision)
     t = Trainer(model, data, new_run(root, model_name, "mnist5k"), cfg, progress=False)
     t._batches = iter(t.loader)
     t.train_step()  # warm-up
@@ -184,7 +185,7 @@ def step_flops(model_name: str, seed: int, root: Path, memory_format: str, steps
         ops.append({"op": e.key, "shapes": str(e.input_shapes)[:90], "ms_per_step": e.self_cpu_time_total / 3e3,
                     "gflops_per_s": (e.flops / (e.self_cpu_time_total * 1e-6) / 1e9) if e.flops else None})
     ops.sort(key=lambda o: -o["ms_per_step"])
-    return {"model": model_name, "memory_format": memory_format, "batch": t.loader.batch_size, "gflop_per_step": flops / 1e9,
+    return {"model": model_name, "memory_format": memory_format, "precision": precision, "batch": t.loader.batch_size, "gflop_per_step": flops / 1e9,
             "ms_per_step": sec * 1e3, "gflops_per_s": flops / sec / 1e9, "img_per_s": t.loader.batch_size
             * sum(p.repeat for p in t.phases) / sec, "top_ops": ops[:12]}
 
@@ -236,6 +237,8 @@ def main() -> None:
                                             for c in args.cases]
         out["flops"] = [step_flops(m, args.seed, Path(tmp), fmt) for m in ("gan", "wgan-gp")
                         for fmt in ("contiguous", "channels_last")]
+        # bf16 autocast (train.precision=bf16): only where the CPU has AMX / AVX512-BF16
+        out["flops"] += [step_flops(m, args.seed, Path(tmp), "channels_last", "bf16") for m in ("gan", "wgan-gp")]
         out["sampling"] = [sampling(m) for m in ("gan", "vae")]
     out["loadavg_end"] = os.getloadavg()
     print(report(out))
@@ -254,7 +257,7 @@ def report(out: dict) -> str:
                      f"{r['target']:>5.1f}x {ok:<7}{r['fd_reference']:>7.1f}{r['fd_genlab']:>10.1f}  ({r['images_each']})")
     lines.append(f"\nfp32 GEMM ceiling, one thread: {out['gemm_gflops_1thread']:.1f} GFLOP/s")
     for f in out["flops"]:
-        lines.append(f"genlab {f['model']} (default conv, batch {f['batch']}, {f['memory_format']}): "
+        lines.append(f"genlab {f['model']} (default conv, batch {f['batch']}, {f['memory_format']}, {f['precision']}): "
                      f"{f['gflop_per_step']:.2f} GFLOP a step "
                      f"in {f['ms_per_step']:.1f} ms = {f['gflops_per_s']:.1f} GFLOP/s "
                      f"({100 * f['gflops_per_s'] / out['gemm_gflops_1thread']:.0f}% of the ceiling), "

@@ -305,16 +305,20 @@ class Trainer:
 
 
 class _StopOnSigint:
-    """While training, SIGINT sets a flag that the loop reads between steps, instead of raising
-    KeyboardInterrupt wherever the main thread happens to be: an exception inside a library's locked
-    region (e.g. TensorBoard's event queue) can leave a lock held and hang the final save. A second
-    Ctrl-C raises at once. Only the main thread can install signal handlers; elsewhere this does nothing."""
+    """While training, SIGINT (Ctrl-C) and SIGTERM (``kill``, SLURM's preemption, torchrun's shutdown)
+    set a flag that the loop reads between steps, instead of raising wherever the main thread happens
+    to be: an exception inside a library's locked region (e.g. TensorBoard's event queue) can leave a
+    lock held and hang the final save. Under torchrun all ranks then stop at the same step and save.
+    A second signal raises at once. Only the main thread can install signal handlers; elsewhere this
+    does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -322,9 +326,9 @@ class _StopOnSigint:
         self.requested = True
 
     def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
 
 
 class _NoLogger:
