@@ -183,3 +183,11 @@ def test_sigterm_stops_between_steps_and_saves(tmp_path):
     assert result.interrupted and result.step == 6
     assert load_checkpoint(run.checkpoint)["step"] == 6
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
+    trainer, _ = make(tmp_path, blobs(), train=replace(QUICK, cpu_time=0.5))
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = trainer.fit()
+    used = time.process_time() - cpu
+    assert result.step > 0 and 0.5 <= used < 5.0 and time.perf_counter() - wall > 0

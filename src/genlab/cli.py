@@ -36,7 +36,7 @@ def _add_data_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 # sub-command groups that live beside the code they drive: each module has ``add_parsers(sub, common)``
 # and sets ``handler="module:function"`` on its parsers (imported only when that command runs)
-PARSER_MODULES: tuple[str, ...] = ("genlab.latent.cli",)
+PARSER_MODULES: tuple[str, ...] = ("genlab.latent.cli", "genlab.report.cli")
 
 
 class CommonArgs:
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="data set, e.g. mnist5k, toy2d:ring8, folder:PATH (default mnist5k)")
     budget = p.add_argument_group("budget (the smallest one given wins; none: 10 epochs)")
     budget.add_argument("--time", default=None, help="wall-clock for this invocation, e.g. 90s, 3m, 1h")
+    budget.add_argument("--cpu-time", default=None,
+                        help="CPU time of this process, e.g. 15m: the same work on a busy machine")
     budget.add_argument("--epochs", type=float, default=None, help="total passes over the train split")
     budget.add_argument("--steps", type=int, default=None, help="total optimiser steps")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -88,14 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     _add_data_arg(p, "reconstruct")
     p.add_argument("-n", type=int, default=32)
-    p.add_argument("-o", "--output", required=True)
-
-    p = sub.add_parser("interpolate", help="strips between pairs of held-out images")
-    _add_run_args(p)
-    _add_data_arg(p, "take the pairs from")
-    p.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
-    p.add_argument("--pairs", type=int, default=8)
-    p.add_argument("--steps", type=int, default=10)
     p.add_argument("-o", "--output", required=True)
 
     p = sub.add_parser("encode", help="latent codes (posterior means) of a data set -> .npz (z, y)")

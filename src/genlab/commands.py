@@ -66,6 +66,7 @@ def _split(args, own_data: bool) -> str:
 # --- train -----------------------------------------------------------------------------------
 def _train_config(args, train: TrainConfig) -> TrainConfig:
     budget = {"time": parse_duration(args.time) if args.time else None, "epochs": args.epochs,
+              "cpu_time": parse_duration(args.cpu_time) if getattr(args, "cpu_time", None) else None,
               "steps": args.steps}
     if args.seed is not None:
         budget["seed"] = args.seed
@@ -105,10 +106,10 @@ def _train(args) -> int:
             raise GenlabError(f"{run.path} was trained with a labels budget of {config.data.labels}, "
                               f"not {args.labels}")
         train = apply_overrides({"train": config.train}, args.sets)["train"]
-        # --time counts this invocation, --steps/--epochs the total; with none given, the run's own
-        # budget stands (its steps/epochs target, or its time once more)
-        if args.time or args.epochs is not None or args.steps is not None:
-            train = replace(train, time=None, steps=None, epochs=None)
+        # --time / --cpu-time count this invocation, --steps/--epochs the total; with none given, the
+        # run's own budget stands (its steps/epochs target, or its time once more)
+        if args.time or args.cpu_time or args.epochs is not None or args.steps is not None:
+            train = replace(train, time=None, cpu_time=None, steps=None, epochs=None)
         config = replace(config, train=_train_config(args, train))
     else:
         parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),
@@ -278,16 +279,6 @@ def cmd_reconstruct(args) -> int:
     x, _ = data.tensors(_split(args, args.data is None), limit=args.n)
     with torch.no_grad():
         save_reconstructions(x, model.reconstruct(x.to(model.device)).cpu(), out, nrow=min(16, len(x)))
-    _out(f"wrote {out}")
-    return 0
-
-
-def cmd_interpolate(args) -> int:
-    from .artifacts import interpolation_picture
-
-    out, model, _, data = _encoder_job(args, "interpolate between real images")
-    interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp,
-                          split=_split(args, args.data is None))
     _out(f"wrote {out}")
     return 0
 

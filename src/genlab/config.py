@@ -44,6 +44,8 @@ class TrainConfig:
     steps: int | None = None  # budget: total optimiser steps ...
     epochs: float | None = None  # ... or total passes over the train split ...
     time: float | None = None  # ... or seconds of wall-clock in this invocation
+    cpu_time: float | None = None  # ... or seconds of this process's CPU time (all threads) in this invocation:
+    # the same work whatever else the machine runs (benchmarks on a shared machine)
     device: str = "auto"  # "auto" takes CUDA when present
     log_every: int = 50
     eval_every: int = 1000  # steps between validation evaluations (0: only at the end)

@@ -106,3 +106,18 @@ def gradient_penalty(critic, real: Tensor, fake: Tensor, *, generator: torch.Gen
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     norm = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()  # (N,); the epsilon keeps d norm finite at 0
     return (norm - 1.0).pow(2).mean()
+
+
+# --- InfoGAN's mutual-information term --------------------------------------------------------------
+def info_categorical(logits: Tensor, codes: Tensor) -> Tensor:
+    """Cross-entropy of Q's categorical predictions: logits (N, C, K), codes (N, C) ints -> ().
+
+    L_I = H(c) - CE for a uniform c, so minimising this (mean over codes) maximises InfoGAN's lower
+    bound on I(c; G(z, c)) (Chen et al. 2016, eq. 4)."""
+    return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+
+
+def info_continuous(mean: Tensor, log_std: Tensor, codes: Tensor) -> Tensor:
+    """Gaussian negative log-likelihood of continuous codes (N, C) under Q's factorised N(mean, std²),
+    summed over codes, mean over the batch -> () (Chen et al. 2016, the continuous part of L_I)."""
+    return gaussian_nll(mean, codes, log_std).mean() if codes.shape[1] else mean.new_zeros(())

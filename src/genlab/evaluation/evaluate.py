@@ -45,7 +45,7 @@ POINTS_N = 10_000  # samples per points metric
 
 @dataclass(frozen=True)
 class Metric:
-    """One registered metric. ``kind`` is "sample", "encoder", "likelihood", "labels" or "points"."""
+    """One registered metric. ``kind`` is "sample", "encoder", "likelihood", "labels", "codes" or "points"."""
 
     name: str
     help: str
@@ -129,7 +129,7 @@ for _m in (
 ):
     _register(_m)
 _ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "recon_mse", "psnr", "elbo", "nll",
-          "accuracy", "bpp", "rd_loss")
+          "accuracy", "code_acc", "code_nmi", "code_acc_real", "bpp", "rd_loss")
 
 
 # --- sampling ---------------------------------------------------------------------------------------
@@ -178,6 +178,9 @@ class _ModelRun:
         self.model, self.x, self.seed, self.nll_k, self.batch_size = model, x, seed, nll_k, batch_size
         self.y = y  # (N,) labels of x, when the data has them
         self.device = _device(model)
+        self.features: FeatureExtractor | None = None  # the evaluator, for metrics that classify samples
+        self.n_samples = DEFAULT_N  # samples a metric of kind "codes" draws
+        self.memo: dict[str, Any] = {}  # quantities several metrics of one kind share
 
     def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, batch: int, desc: str) -> Tensor:
         parts = [fn(xb.to(self.device)).detach().cpu().double()
@@ -233,7 +236,7 @@ def _choose(names: list[str] | None, model, features: FeatureExtractor | None, d
     if names is None:  # ours in their order (sample metrics first), then any others by name
         names = sorted(METRICS.names(), key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k))
     candidates = [m for m in (METRICS.get(k) for k in names) if isinstance(m, Metric)]
-    if features is None and any(m.kind == "sample" and m.needs(model) for m in candidates):
+    if features is None and any((m.kind == "sample" or m.needs_classifier) and m.needs(model) for m in candidates):
         features = feature_extractor(data, device=_device(model))  # trained (or loaded) only when needed
     chosen = [m for m in candidates if (m.kind != "sample" or features is not None)
               and m.applies(model, features, data)]
@@ -306,10 +309,11 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 info["n_points"] = n or POINTS_N
                 x = model_sampler(model, seed=seed, batch_size=batch_size)(info["n_points"])
                 values.update({m.name: m.compute(x, data) for m in points_ms})
-            model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood", "labels")]
+            model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood", "labels", "codes")]
             if model_ms:
                 x, y = data.tensors(split, limit=n, seed=seed)
                 run = _ModelRun(model, x, y=y, seed=seed, nll_k=nll_k, batch_size=batch_size)
+                run.features, run.n_samples = features, n or DEFAULT_N  # generated: not capped by the split
                 values.update({m.name: m.compute(run) for m in model_ms})
                 info["n_model"] = len(x)
                 if any(m.name == "nll" for m in model_ms):

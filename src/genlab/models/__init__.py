@@ -1,6 +1,6 @@
 """Model families, one file each, registered by name in ``genlab.registry.MODELS``."""
 
-from . import autoencoder, cgan, codec, cvae, gan, gmvae, m2, stackgan, vae  # noqa: F401  (registration)
+from . import autoencoder, cgan, codec, cvae, gan, gmvae, infogan, m2, stackgan, vae  # noqa: F401  (registration)
 from .base import GenerativeModel, Phase
 
 __all__ = ["GenerativeModel", "Phase", "build_model"]

@@ -84,6 +84,11 @@ class GenerativeModel(nn.Module):
         """{"x": samples, "z": the latents that made them (and "y" when conditional)}."""
         raise NotImplementedError
 
+    @property
+    def latent_size(self) -> int:
+        """Length of the latent vector the latent tools see (``prior_sample``, ``decode``)."""
+        return self.config.latent_dim
+
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """z ~ N(0, I), (n, latent_dim), on the model's device."""
         z = torch.randn(n, self.config.latent_dim, generator=generator)

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from .. import losses
 from ..config import DataInfo, ModelConfig
 from ..errors import GenlabError
+from ..nn.augment import AUGMENTATIONS, augment
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
 from .autoencoder import _check_choice
@@ -60,6 +61,7 @@ class GANConfig(ModelConfig):
     ema: float | None = None  # decay of the moving average of G used for sampling (0: off; e.g. 0.999)
     spectral_norm: bool = False  # spectral normalisation of every critic layer
     label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax / nonsaturating)
+    augment: str = "none"  # differentiable augmentation of everything D sees: "none" or "translation"
 
     #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
@@ -101,16 +103,25 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(features, 1)  # psi
         self.embed = nn.Embedding(num_classes, features) if num_classes else None
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor | None = None, *, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """(N,) outputs; with ``features=True`` also phi(x) (N, F), for heads that share D's trunk."""
         h = self.body(x * 2 - 1 if self.image else x)  # (N, F)
         out = self.head(h).squeeze(1)  # (N,)
         if self.embed is not None:
             out = out + (self.embed(y) * h).sum(1)
-        return out
+        return (out, h) if features else out
 
 
 def _twice(y: Tensor | None) -> Tensor | None:
     return None if y is None else torch.cat([y, y])
+
+
+def _with_auxiliary(out: dict[str, Tensor], aux: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Add an auxiliary term's "loss" to the phase's loss; its other entries are logged."""
+    if not aux:
+        return out
+    logged = {k: v for k, v in aux.items() if k != "loss"}
+    return {**out, **logged, "loss": out["loss"] + aux["loss"]}
 
 
 @MODELS.register("gan", help="GAN: generator vs discriminator; minimax, non-saturating, hinge or Wasserstein loss")
@@ -126,6 +137,7 @@ class GAN(GenerativeModel):
         _check_choice("arch", config.arch, ("auto", "mlp", "conv"))
         _check_choice("loss", config.loss, losses.GAN_LOSSES)
         _check_choice("optimizer", config.optimizer, ("adam", "rmsprop"))
+        _check_choice("augment", config.augment, AUGMENTATIONS)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.ema < 1.0:
@@ -141,6 +153,8 @@ class GAN(GenerativeModel):
         self.critic = Discriminator(body, features, image=self.is_image, num_classes=classes)
         if config.spectral_norm:
             spectral_normed(self.critic)
+        # a critic with batch normalisation sees real and fake batches in separate passes
+        self.critic_batch_stats = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.critic.modules())
         # the moving average of G: a module (so it is in the state_dict) outside every phase
         self.g_ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema else None
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
@@ -198,15 +212,28 @@ class GAN(GenerativeModel):
         """The labels a conditional model trains with (its fakes get the same ones); None here."""
         return None
 
+    def draw_latents(self, n: int) -> dict[str, Tensor]:
+        """G's inputs for a training batch: {"z": (n, latent)} from the global RNG (InfoGAN adds codes)."""
+        return {"z": self.prior_sample(n)}
+
+    def auxiliary_loss(self, features: Tensor, latents: dict[str, Tensor]) -> dict[str, Tensor]:
+        """An extra term on D's features of the fakes, added in both phases (InfoGAN's Q); none here."""
+        return {}
+
     def loss(self, phase, batch, *, step=0):
         x, y = batch["x"], self.batch_labels(batch)
-        z = self.prior_sample(x.shape[0])  # (N, latent), from the global RNG
+        latents = self.draw_latents(x.shape[0])
+        z = latents["z"]  # (N, latent)
         c = self.config
         if phase == "critic":
             with torch.no_grad():
                 fake = self.generator(z, y)  # (N, *shape), no graph into G
-            # one critic pass over real and fake (D has no batch statistics, so this is exact)
-            d_real, d_fake = self.critic(torch.cat([x, fake]), _twice(y)).chunk(2)  # (N,) each
+            if self.critic_batch_stats:  # real and fake normalised apart, as G's phase sees fakes alone
+                d_real = self.critic(augment(c.augment, x), y)
+                d_fake, h_fake = self.critic(augment(c.augment, fake), y, features=True)
+            else:  # one pass over both (no batch statistics, so this is exact)
+                d, h = self.critic(augment(c.augment, torch.cat([x, fake])), _twice(y), features=True)
+                (d_real, d_fake), h_fake = d.chunk(2), h[len(x):]  # (N,) each; (N, F)
             loss = losses.gan_d_loss(c.loss, d_real, d_fake, smoothing=c.label_smoothing)
             # critic_gap = E[D(real)] - E[D(fake)]: with the Wasserstein loss, the critic's estimate of
             # W1(real, fake) (up to its Lipschitz constant); with the others, a gap in logits / margins
@@ -218,10 +245,11 @@ class GAN(GenerativeModel):
                 gp = losses.gradient_penalty(lambda v: self.critic(v, y), x, fake)
                 loss = loss + c.gp_weight * gp
                 out["gp"] = gp.detach()
-            return {"loss": loss, **out}
+            return _with_auxiliary({"loss": loss, **out}, self.auxiliary_loss(h_fake, latents))
         if phase == "generator":
-            d_fake = self.critic(self.generator(z, y), y)  # (N,)
-            return {"loss": self.generator_loss(d_fake), "d_fake": d_fake.mean().detach()}
+            d_fake, h = self.critic(augment(c.augment, self.generator(z, y)), y, features=True)  # (N,), (N, F)
+            out = {"loss": self.generator_loss(d_fake), "d_fake": d_fake.mean().detach()}
+            return _with_auxiliary(out, self.auxiliary_loss(h, latents))
         raise ValueError(f"GAN has no phase {phase!r}")
 
     # --- what the critic sees (genlab.adversarial draws it) ---------------------------------------

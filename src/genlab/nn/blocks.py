@@ -31,16 +31,20 @@ def _num_downsamples(h: int, w: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 4x4 convolutions (28x28 -> 14 -> 7), then a linear layer to ``out_features``."""
+    """Stride-2 4x4 convolutions (28x28 -> 14 -> 7), then a linear layer to ``out_features``;
+    ``batchnorm``: batch normalisation after every convolution but the first."""
 
-    def __init__(self, shape: Sequence[int], out_features: int, channels: Sequence[int] = (32, 64, 128)):
+    def __init__(self, shape: Sequence[int], out_features: int, channels: Sequence[int] = (32, 64, 128), *,
+                 batchnorm: bool = False):
         super().__init__()
         c, h, w = shape
         n = _num_downsamples(h, w)
         chans = [c, *channels[:n]]
         layers: list[nn.Module] = []
-        for a, b in zip(chans[:-1], chans[1:], strict=True):
-            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
+            # batchnorm: after every convolution but the first (the DCGAN discriminator)
+            norm = [nn.BatchNorm2d(b)] if batchnorm and i > 0 else []
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1, bias=not norm), *norm, nn.LeakyReLU(0.2)]
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, c, h, w)).numel()

@@ -191,11 +191,11 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         target = self.target_steps()
-        time_limit = self.cfg.time
-        if target is None and time_limit is None:
+        time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
+        if target is None and time_limit is None and cpu_limit is None:
             target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
         self._batches = iter(self.loader)
-        start, start_elapsed = time.perf_counter(), self.elapsed
+        start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
         interrupted = False
         # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
         bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
@@ -204,7 +204,8 @@ class Trainer:
         stop = _StopOnSigint()  # Ctrl-C ends the step in progress, then saves (no exception mid-step)
         try:
             while target is None or self.step < target:
-                time_up = time_limit is not None and time.perf_counter() - start >= time_limit
+                time_up = ((time_limit is not None and time.perf_counter() - start >= time_limit)
+                           or (cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit))
                 if self.world.distributed:  # every rank stops at the same step, or none does
                     code = 2 * stop.requested + time_up
                     code = distributed.max_across(code, self.world)
