@@ -13,6 +13,11 @@ initialisation and hyper-parameters, trained by ``genlab.training.Trainer``.
 * ``wgan-gp-mlp``: PyTorch-GAN ``wgan_gp.py`` (28x28, MLP G with BatchNorm eps 0.8, MLP D, lambda 10,
   n_critic 5, Adam 2e-4 (0.5, 0.999), batch 64).
 * ``wgan-gp-conv``: the same loop with the DCGAN nets, D without BatchNorm (Gulrajani et al.).
+* ``infogan``: PyTorch-GAN ``infogan.py`` (32x32, 62 noise + 10 categories + 2 continuous codes; LSGAN's
+  MSE adversarial loss; a G step, a D step on the same fakes, then an "info" step of G and D together;
+  its Softmax before CrossEntropyLoss kept, on both sides, as the script has it). genlab's side is a
+  three-phase model (generator, critic, info): genlab's own ``infogan`` differs in design (Q head,
+  info term in both phases), so this row measures the trainer, not that model.
 * ``vae-mlp``: pytorch/examples ``vae/main.py`` (784-400-20, BCE summed, Adam 1e-3, batch 128);
   genlab's own ``vae`` with ``hidden=(400,)``, ``latent_dim=20``, no binarisation is this net.
 """
@@ -28,7 +33,10 @@ from torch.autograd import Variable
 from gan_mnist import RefDiscriminator, RefGenerator, ref_init  # benchmarks/gan_mnist.py
 from vae import ReferenceVAE  # benchmarks/vae.py
 
-from genlab.config import DataInfo
+import itertools
+
+from genlab.config import DataInfo, ModelConfig
+from genlab.models.base import GenerativeModel, Phase
 from genlab.models.gan import GAN, WGANGP, GANConfig, WGANGPConfig
 from genlab.models.vae import VAE, VAEConfig
 from genlab.nn.blocks import Flat
@@ -224,6 +232,133 @@ class RefVAE(RefLoop):
             return torch.sigmoid(self.model.decode_logits(z)).view(n, 1, 28, 28)
 
 
+class InfoGenerator(nn.Module):
+    """PyTorch-GAN infogan.py's G: (noise, one-hot label, code) -> (N, 1, 32, 32) in [-1, 1]."""
+
+    def __init__(self, latent=62, classes=10, code=2):
+        super().__init__()
+        self.l1 = nn.Sequential(nn.Linear(latent + classes + code, 128 * 8 * 8))
+        self.conv_blocks = RefGenerator(100, 32).conv  # the same stack as the DCGAN's G
+
+    def forward(self, noise, labels, code):
+        out = self.l1(torch.cat((noise, labels, code), -1))
+        return self.conv_blocks(out.view(out.shape[0], 128, 8, 8))
+
+
+class InfoDiscriminator(nn.Module):
+    """PyTorch-GAN infogan.py's D: conv blocks (BatchNorm eps 0.8), adversarial, softmax class and code heads."""
+
+    def __init__(self, classes=10, code=2):
+        super().__init__()
+        self.conv_blocks = nn.Sequential(*[m for m in RefDiscriminator(32).body])
+        self.adv_layer = nn.Sequential(nn.Linear(512, 1))
+        self.aux_layer = nn.Sequential(nn.Linear(512, classes), nn.Softmax(dim=1))
+        self.latent_layer = nn.Sequential(nn.Linear(512, code))
+
+    def forward(self, img):
+        out = self.conv_blocks(img).flatten(1)
+        return self.adv_layer(out), self.aux_layer(out), self.latent_layer(out)
+
+
+def info_inputs(n: int, latent=62, classes=10, code=2):
+    z = Variable(Tensor(np.random.normal(0, 1, (n, latent))))
+    sampled = np.random.randint(0, classes, n)
+    labels = Variable(Tensor(np.eye(classes, dtype=np.float32)[sampled]))
+    codes = Variable(Tensor(np.random.uniform(-1, 1, (n, code))))
+    return z, labels, codes, torch.as_tensor(sampled)
+
+
+class RefInfoGAN(RefLoop):
+    latent, images_per_iteration = 62, 64
+
+    def __init__(self, x, seed):
+        super().__init__(x * 2 - 1, 64, seed)
+        self.G, self.D = InfoGenerator(), InfoDiscriminator()
+        self.G.apply(ref_init), self.D.apply(ref_init)
+        self.mse, self.ce = nn.MSELoss(), nn.CrossEntropyLoss()
+        adam = {"lr": 2e-4, "betas": (0.5, 0.999)}
+        self.opt_g, self.opt_d = torch.optim.Adam(self.G.parameters(), **adam), torch.optim.Adam(self.D.parameters(), **adam)
+        self.opt_info = torch.optim.Adam(itertools.chain(self.G.parameters(), self.D.parameters()), **adam)
+
+    def train(self, iterations: int) -> None:
+        for _ in range(iterations):
+            imgs = self.next_batch()
+            b = imgs.shape[0]
+            valid = Variable(Tensor(b, 1).fill_(1.0), requires_grad=False)
+            fake = Variable(Tensor(b, 1).fill_(0.0), requires_grad=False)
+            real_imgs = Variable(imgs.type(Tensor))
+            self.opt_g.zero_grad()
+            z, label_input, code_input, _ = info_inputs(b)
+            gen_imgs = self.G(z, label_input, code_input)
+            g_loss = self.mse(self.D(gen_imgs)[0], valid)
+            g_loss.backward()
+            self.opt_g.step()
+            self.opt_d.zero_grad()
+            d_loss = (self.mse(self.D(real_imgs)[0], valid) + self.mse(self.D(gen_imgs.detach())[0], fake)) / 2
+            d_loss.backward()
+            self.opt_d.step()
+            self.opt_info.zero_grad()
+            z, label_input, code_input, gt_labels = info_inputs(b)
+            _, pred_label, pred_code = self.D(self.G(z, label_input, code_input))
+            info_loss = self.ce(pred_label, gt_labels) + 0.1 * self.mse(pred_code, code_input)
+            info_loss.backward()
+            self.opt_info.step()
+            self.line = "[D loss: %f] [G loss: %f] [info loss: %f]" % (d_loss.item(), g_loss.item(), info_loss.item())
+
+    def sample(self, n, generator):
+        self.G.eval()
+        with torch.no_grad():
+            z = torch.randn(n, 62, generator=generator)
+            labels = F.one_hot(torch.randint(0, 10, (n,), generator=generator), 10).float()
+            codes = torch.rand(n, 2, generator=generator) * 2 - 1
+            img = self.G(z, labels, codes)
+        self.G.train()
+        return (F.interpolate(img, size=(28, 28), mode="bilinear", antialias=True, align_corners=False) + 1) / 2
+
+
+class InfoGANNets(GenerativeModel):
+    """The reference InfoGAN's nets, losses and three steps as genlab phases: generator, critic (on the
+    generator phase's fakes), info (G and D's trunk and code heads together)."""
+
+    def __init__(self, config, data_info):
+        super().__init__(config, data_info)
+        self.generator, self.critic = InfoGenerator(), InfoDiscriminator()
+        self.generator.apply(ref_init), self.critic.apply(ref_init)
+        self._fakes = None
+
+    def phases(self):
+        adam = {"lr": 2e-4, "betas": (0.5, 0.999)}
+        d = self.critic
+        info = lambda: itertools.chain(self.generator.parameters(), d.conv_blocks.parameters(),  # noqa: E731
+                                       d.aux_layer.parameters(), d.latent_layer.parameters())
+        return [Phase("generator", self.generator.parameters, **adam), Phase("critic", d.parameters, **adam),
+                Phase("info", info, **adam)]
+
+    def draw(self, n, generator=None):
+        z = torch.randn(n, 62, generator=generator)
+        sampled = torch.randint(0, 10, (n,), generator=generator)
+        return z, F.one_hot(sampled, 10).float(), torch.rand(n, 2, generator=generator) * 2 - 1, sampled
+
+    def loss(self, phase, batch, *, step=0):
+        x = batch["x"] * 2 - 1
+        if phase == "generator":
+            z, labels, codes, _ = self.draw(len(x))
+            gen = self.generator(z, labels, codes)
+            self._fakes = gen.detach()
+            return {"loss": F.mse_loss(self.critic(gen)[0], torch.ones(len(x), 1))}
+        if phase == "critic":
+            real, fake = self.critic(x)[0], self.critic(self._fakes)[0]
+            return {"loss": (F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))) / 2}
+        z, labels, codes, sampled = self.draw(len(x))
+        _, pred_label, pred_code = self.critic(self.generator(z, labels, codes))
+        return {"loss": F.cross_entropy(pred_label, sampled) + 0.1 * F.mse_loss(pred_code, codes)}
+
+    def sample_with_latents(self, n, *, y=None, generator=None):
+        with torch.no_grad():
+            z, labels, codes, _ = self.draw(n, generator)
+            return {"x": (self.generator(z, labels, codes) + 1) / 2, "z": z}
+
+
 # --- genlab models with the references' nets -------------------------------------------------------------
 class DCGANNets(GAN):
     """genlab's GAN with PyTorch-GAN's DCGAN nets, init and algorithm (BCE, D loss halved, D's real
@@ -277,6 +412,8 @@ def genlab_model(case: str, shape: tuple[int, ...]):
     if case in ("wgan-gp-mlp", "wgan-gp-conv"):
         arch = case.rsplit("-", 1)[1]
         return WGANGPNets(WGANGPConfig(arch=arch, n_critic=5, gp_weight=10.0, **common), info)
+    if case == "infogan":
+        return InfoGANNets(ModelConfig(latent_dim=62), info)
     if case == "vae-mlp":
         return VAE(VAEConfig(latent_dim=20, hidden=(400,), arch="mlp", binarize=False), info)
     raise KeyError(case)
