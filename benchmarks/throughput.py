@@ -127,7 +127,7 @@ def fd(sampler, features, real) -> float:
     return values["fd"]
 
 
-def ab_case(name: str, reps: int, seed: int, root: Path, features, real) -> dict:
+def ab_case(name: str, reps: int, seed: int, root: Path, features, real, train_to: int = 0) -> dict:
     c = CASES[name]
     data = load_data("mnist5k", image_size=None if c.size == 28 else c.size)
     x = data.tensors("train")[0]
@@ -151,8 +151,13 @@ def ab_case(name: str, reps: int, seed: int, root: Path, features, real) -> dict
     wall = {s: statistics.median(r["img_per_s"] for r in rows if r["side"] == s) for s in sides}
     ratios = sorted(g["img_per_cpu_s"] / r["img_per_cpu_s"] for g, r in zip(
         [r for r in rows if r["side"] == "genlab"], [r for r in rows if r["side"] == "reference"], strict=True))
+    done = reps + 1
+    while done * images < train_to:  # untimed: both sides on to the same number of images, then FD
+        for fn in sides.values():
+            fn()
+        done += 1
     quality = {"fd_reference": fd(ref.sample, features, real), "fd_genlab": fd(ours.sample, features, real),
-               "images_each": (reps + 1) * images}
+               "images_each": done * images}
     return {"case": name, "rows": rows, "median_img_per_cpu_s": med, "median_img_per_wall_s": wall,
             "ratio": med["genlab"] / med["reference"], "ratio_wall": wall["genlab"] / wall["reference"],
             "ratio_per_rep": ratios, "target": 1.5 if c.mlp else 1.1, **quality}
@@ -264,6 +269,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-ab", action="store_true")
+    ap.add_argument("--only-ab", action="store_true", help="skip the FLOP and sampling sections")
+    ap.add_argument("--train-to", type=int, default=0, metavar="IMAGES",
+                    help="before scoring FD, train both sides on (untimed) to this many images")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -279,13 +287,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out["gemm_gflops_1thread"] = gemm_ceiling()
         print(f"fp32 GEMM ceiling (1024^3, one thread): {out['gemm_gflops_1thread']:.1f} GFLOP/s", flush=True)
-        out["ab"] = [] if args.skip_ab else [ab_case(c, args.reps, args.seed, Path(tmp), features, real)
-                                            for c in args.cases]
-        out["flops"] = [step_flops(m, args.seed, Path(tmp), fmt) for m in ("gan", "wgan-gp")
-                        for fmt in ("contiguous", "channels_last")]
-        # bf16 autocast (train.precision=bf16): only where the CPU has AMX / AVX512-BF16
-        out["flops"] += [step_flops(m, args.seed, Path(tmp), "channels_last", "bf16") for m in ("gan", "wgan-gp")]
-        out["sampling"] = [sampling(m) for m in ("gan", "vae", "infogan") if m in MODELS]
+        out["ab"] = [] if args.skip_ab else [ab_case(c, args.reps, args.seed, Path(tmp), features, real,
+                                                     args.train_to) for c in args.cases]
+        out["flops"], out["sampling"] = [], []
+        if not args.only_ab:
+            out["flops"] = [step_flops(m, args.seed, Path(tmp), fmt) for m in ("gan", "wgan-gp")
+                            for fmt in ("contiguous", "channels_last")]
+            # bf16 autocast (train.precision=bf16): only where the CPU has AMX / AVX512-BF16
+            out["flops"] += [step_flops(m, args.seed, Path(tmp), "channels_last", "bf16") for m in ("gan", "wgan-gp")]
+            out["sampling"] = [sampling(m) for m in ("gan", "vae", "infogan") if m in MODELS]
     out["loadavg_end"] = os.getloadavg()
     print(report(out))
     if args.json:
