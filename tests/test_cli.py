@@ -143,7 +143,7 @@ def test_ctrl_c_saves_and_exits_0(tmp_path):
     import torch
 
     (ckpt,) = tmp_path.glob("*/checkpoint.pt")
-    assert torch.load(ckpt, weights_only=True)["step"] >= 10
+    assert torch.load(ckpt, weights_only=True)["step"] >= 10, (out, err)
 
 
 def test_bad_image_folder_gets_one_line(tmp_path, capsys):

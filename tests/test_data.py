@@ -343,7 +343,20 @@ def test_loader_ranks_see_disjoint_items():
     data = _counting(50)
     items = []
     for rank in (0, 1):
-        loader = Loader(data, batch_size=5, seed=2, rank=rank, world_size=2, workers=0)
+        loader = Loader(data, batch_size=10, seed=2, rank=rank, world_size=2, workers=0)
+        assert loader.rank_batch_size == 5 and loader.steps_per_epoch == 5
         items.append(torch.cat([b["x"] for _, b in zip(range(loader.steps_per_epoch), loader, strict=False)]))
     assert len(items[0]) == len(items[1]) == 25
     assert not set(items[0].flatten().tolist()) & set(items[1].flatten().tolist())
+
+
+def test_loader_ranks_split_the_global_batch():
+    """Step i's items over all ranks are exactly the single-process batch i, and the state is the same."""
+    data = _counting(50)
+    whole = Loader(data, batch_size=8, seed=4, workers=0)
+    ranks = [Loader(data, batch_size=8, seed=4, rank=r, world_size=2, workers=0) for r in (0, 1)]
+    for _, one, *parts in zip(range(14), whole, *ranks, strict=False):  # 6 steps an epoch: crosses two epochs
+        assert torch.equal(one["x"], torch.cat([p["x"] for p in parts]))
+    assert ranks[0].state_dict()["position"] == whole.state_dict()["position"]
+    with pytest.raises(GenlabError, match="multiple"):
+        Loader(data, batch_size=7, rank=0, world_size=2)

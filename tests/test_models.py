@@ -74,6 +74,36 @@ def test_every_phase_changes_its_weights(case):
         assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True)), phase.name
 
 
+def test_every_trainable_parameter_of_a_phase_gets_a_gradient(case):
+    """Distributed training syncs each phase's parameters through DDP without find_unused_parameters:
+    every one must get a gradient from the phase's loss, unless the phase says otherwise."""
+    _, data, model = case
+    for phase in model.phases():
+        if phase.unused_parameters:
+            continue
+        params = [p for p in phase.parameters() if p.requires_grad]
+        model.zero_grad(set_to_none=True)
+        model.loss(phase.name, batch(data), step=0)["loss"].backward()
+        missing = [i for i, p in enumerate(params) if p.grad is None]
+        assert not missing, f"phase {phase.name}: {len(missing)} of {len(params)} parameters get no gradient"
+
+
+def test_every_phase_runs_in_the_channels_last_layout(case):
+    """The trainer trains conv models channels-last (train.memory_format="auto"): no phase may rely on
+    contiguous NCHW tensors (a .view on a conv output would fail)."""
+    from genlab.training import speed
+
+    _, data, model = case
+    if not speed.channels_last("auto", model):
+        pytest.skip("no 2-D convolutions")
+    model.to(memory_format=torch.channels_last)
+    nhwc = speed.to_device(batch(data), torch.device("cpu"), True)
+    for phase in model.phases():
+        loss = model.loss(phase.name, nhwc, step=0)["loss"]
+        loss.backward()
+        assert torch.isfinite(loss), phase.name
+
+
 def test_state_dict_round_trip(case):
     name, data, model = case
     twin = tiny(name, data, arch=model.config.arch)

@@ -166,6 +166,25 @@ def test_ctrl_c_mid_step_finishes_the_step_then_saves(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is put back
 
 
+def test_sigterm_stops_between_steps_and_saves(tmp_path):
+    """kill / SLURM's preemption / torchrun's shutdown send SIGTERM: the step ends, the run saves."""
+    data = blobs(200)
+    trainer, run = make(tmp_path, data, replace(QUICK, steps=1000))
+    loss = trainer.model.loss
+
+    def loss_with_sigterm(phase, batch, *, step=0):
+        if trainer.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss(phase, batch, step=step)
+
+    trainer.model.loss = loss_with_sigterm
+    before = signal.getsignal(signal.SIGTERM)
+    result = trainer.fit()
+    assert result.interrupted and result.step == 6
+    assert load_checkpoint(run.checkpoint)["step"] == 6
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
     trainer, _ = make(tmp_path, blobs(), train=replace(QUICK, cpu_time=0.5))
     cpu, wall = time.process_time(), time.perf_counter()

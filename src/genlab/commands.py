@@ -74,11 +74,21 @@ def _train_config(args, train: TrainConfig) -> TrainConfig:
 
 
 def cmd_train(args) -> int:
+    """Train one run; under torchrun every process runs this, rank 0 alone creates, writes and prints."""
+    from .training import distributed
+
+    try:
+        return _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args) -> int:
     import genlab.evaluation  # noqa: F401
     import genlab.models  # noqa: F401
 
     from .models import build_model
-    from .training import Trainer, new_run, open_run
+    from .training import Run, Trainer, distributed, new_run, open_run
 
     model_cls = MODELS.get(args.model)
     if getattr(args, "qualities", None):
@@ -108,6 +118,10 @@ def cmd_train(args) -> int:
         parts["data"] = replace(parts["data"], **{k: v for k, v in budget.items() if v is not None})
         config = RunConfig(model=args.model, model_config=parts["model"], data=parts["data"],
                            train=_train_config(args, parts["train"]))
+    world = distributed.init_from_env(config.train.device)
+    out = _out if world.main else (lambda text="": None)
+    if not world.main:
+        logging.getLogger().setLevel(logging.WARNING)
     data = load_run_data(config.data)
     config = replace(config, data_info=data_info(data))
     model = build_model(config)
@@ -117,23 +131,26 @@ def cmd_train(args) -> int:
 
         check_factor_batches(data, model.batch_plan, f"a {config.model!r} model")
     if not args.resume:
-        run = new_run(Path(args.runs), config.model, data.name, name=getattr(args, "run_name", None))
-    run.write_config(config)
-    _out(f"run folder: {run.path}")
-    if labelled is not None:
+        made = new_run(Path(args.runs), config.model, data.name, name=getattr(args, "run_name", None)) \
+            if world.main else None
+        run = Run(Path(distributed.broadcast_object(None if made is None else str(made.path), world)))
+    if world.main:
+        run.write_config(config)
+    out(f"run folder: {run.path}" + (f" ({world.size} processes, {world.backend})" if world.distributed else ""))
+    if labelled is not None and world.main:
         from .data.labels import write_label_record
 
         record = write_label_record(run.path / "labelled.json", data, labelled, n=config.data.labels,
                                     seed=config.data.label_seed, share=config.data.label_share)
-        _out(f"labels budget: {len(labelled)} labelled train examples, the rest unlabelled ({record})")
+        out(f"labels budget: {len(labelled)} labelled train examples, the rest unlabelled ({record})")
     trainer = Trainer(model, data, run, config.train, progress=not args.quiet)
     if args.resume:
         trainer.resume()
     result = trainer.fit()
     status = "interrupted" if result.interrupted else "finished"
-    _out(f"{status} at step {result.step} ({result.epochs:.1f} epochs, {result.seconds:.0f} s); "
-         f"checkpoint: {run.checkpoint}")
-    if result.interrupted or args.no_final:
+    out(f"{status} at step {result.step} ({result.epochs:.1f} epochs, {result.seconds:.0f} s); "
+        f"checkpoint: {run.checkpoint}")
+    if result.interrupted or args.no_final or not world.main:
         return 0
     _final_report(run, data)
     return 0

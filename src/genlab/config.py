@@ -38,7 +38,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: under torchrun each of N processes takes 1/N
     lr: float = 1e-3
     seed: int = 0
     steps: int | None = None  # budget: total optimiser steps ...
@@ -56,6 +56,10 @@ class TrainConfig:
     checkpoint_every: int = 1000
     grad_clip: float | None = None
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    precision: str = "fp32"  # "fp32", "bf16" (autocast; fp32 where the device has no fast bf16) or "auto"
+    compile: bool = False  # torch.compile each phase's forward (falls back to eager if it fails)
+    memory_format: str = "auto"  # "auto": channels_last for models with 2-D convolutions; or "contiguous"
+    sync_batchnorm: bool = True  # under torchrun with NCCL: BatchNorm -> SyncBatchNorm (gloo has none)
 
 
 @dataclass(frozen=True)

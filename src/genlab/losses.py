@@ -90,15 +90,18 @@ def gan_g_loss(kind: str, d_fake: Tensor) -> Tensor:
     return -d_fake.mean()
 
 
-def gradient_penalty(critic, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(critic, real: Tensor, fake: Tensor, *, generator: torch.Generator | None = None,
+                     eps: Tensor | None = None) -> Tensor:
     """WGAN-GP's penalty (Gulrajani et al. 2017): E[(||grad_x critic(x_hat)||_2 - 1)^2], a scalar.
 
-    x_hat = eps·real + (1 - eps)·fake with one eps ~ U(0, 1) per example (drawn on the CPU from
-    ``generator``, or the global RNG); the norm is over the flattened example. The graph is kept
-    (create_graph) so the penalty trains the critic.
+    x_hat = eps·real + (1 - eps)·fake with one eps ~ U(0, 1) per example (given as ``eps`` (N,), or
+    drawn on the CPU from ``generator``, or the global RNG); the norm is over the flattened example.
+    The graph is kept (create_graph) so the penalty trains the critic.
     """
-    n = real.shape[0]
-    eps = torch.rand(n, *([1] * (real.dim() - 1)), generator=generator).to(real)  # (N, 1, ...)
+    n, ones = real.shape[0], [1] * (real.dim() - 1)
+    if eps is None:
+        eps = torch.rand(n, generator=generator)
+    eps = eps.reshape(n, *ones).to(real)  # (N, 1, ...)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     norm = (grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt()  # (N,); the epsilon keeps d norm finite at 0

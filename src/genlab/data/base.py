@@ -141,20 +141,26 @@ class Loader:
 
     Each epoch is one permutation drawn from the loader's own generator; the state is the
     generator state at the start of the epoch plus the position inside it, so a resumed run sees
-    the very same batches. With ``world_size > 1`` every rank takes its own slice of each
-    permutation (distributed training). Streaming sets read batches with DataLoader workers.
+    the very same batches. ``batch_size`` is the global batch: with ``world_size > 1`` (distributed
+    training) global batch i of the permutation is cut into ``world_size`` equal slices and rank r
+    takes slice r, so the items of a step, the epoch length and the state do not depend on the
+    number of processes (a run saved by 2 ranks resumes on 1 and vice versa). Streaming sets read
+    batches with DataLoader workers.
     """
 
     def __init__(self, data: DataSet, split: str = "train", *, batch_size: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1, workers: int = 2):
-        self.data, self.batch_size = data, batch_size
+        self.data = data
         self.index = data.train_plan if split == "train" and data.train_plan is not None else data.indices(split)
         self.rank, self.world_size, self.workers = rank, world_size, workers
-        per_rank = len(self.index) // world_size
-        if per_rank < 1:
+        if batch_size % world_size:
+            raise GenlabError(f"batch size {batch_size} must be a multiple of the {world_size} processes")
+        # the global batch, at most the split, and a multiple of the number of processes
+        self.batch_size = min(batch_size, len(self.index)) // world_size * world_size
+        if self.batch_size < 1:
             raise ValueError(f"split {split!r} of {data.name} has {len(self.index)} items: too few")
-        self.batch_size = min(batch_size, per_rank)
-        self.steps_per_epoch = per_rank // self.batch_size
+        self.rank_batch_size = self.batch_size // world_size  # this process's share of each batch
+        self.steps_per_epoch = len(self.index) // self.batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.position = 0, 0
         self._epoch_start_state = self.generator.get_state()
@@ -168,11 +174,9 @@ class Loader:
 
     def _epoch_plan(self) -> list[Tensor]:
         self.generator.set_state(self._epoch_start_state)
-        perm = torch.randperm(len(self.index), generator=self.generator)
-        per_rank = len(self.index) // self.world_size
-        mine = self.index[perm[self.rank * per_rank:(self.rank + 1) * per_rank]]
-        b = self.batch_size
-        return [mine[i * b:(i + 1) * b] for i in range(self.steps_per_epoch)]
+        perm = self.index[torch.randperm(len(self.index), generator=self.generator)]
+        b, start = self.batch_size, self.rank * self.rank_batch_size
+        return [perm[i * b + start:i * b + start + self.rank_batch_size] for i in range(self.steps_per_epoch)]
 
     def _batches(self, plan: list[Tensor]) -> Iterator[dict[str, Tensor]]:
         todo = plan[self.position:]

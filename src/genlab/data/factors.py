@@ -113,8 +113,12 @@ class FactorLoader:
                 self.epoch, self.position = self.epoch + 1, 0
 
 
-def train_loader(data: DataSet, plan: FactorBatches | None, *, batch_size: int, seed: int = 0):
-    """The trainer's loader: shuffled train batches, or one-factor batches when a plan is given."""
+def train_loader(data: DataSet, plan: FactorBatches | None, *, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+    """The trainer's loader: shuffled train batches (this rank's slice of each global batch), or
+    one-factor batches when a plan is given (one process only)."""
     if plan is None:
-        return Loader(data, "train", batch_size=batch_size, seed=seed)
+        return Loader(data, "train", batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
+    if world_size > 1:
+        raise GenlabError("one-factor batches (dcign) train in one process: run without torchrun")
     return FactorLoader(data, plan, batch_size=batch_size, seed=seed)

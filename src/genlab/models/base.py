@@ -25,6 +25,9 @@ class Phase:
 
     ``repeat`` runs the phase that many times per step, each on a fresh batch (a GAN critic's
     n_critic); ``after_step`` runs after each optimiser step (e.g. WGAN weight clipping).
+    Distributed training syncs exactly ``parameters`` through one DDP wrapper per phase, which
+    expects every one of them to get a gradient at every step: a phase whose loss may leave some
+    unused sets ``unused_parameters`` (DDP then looks for them, at a cost).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Phase:
     weight_decay: float = 0.0
     repeat: int = 1
     after_step: Callable[[], None] | None = None
+    unused_parameters: bool = False
 
     def make_optimizer(self, default_lr: float) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -5,6 +5,11 @@ Per step, each phase runs ``repeat`` times on fresh batches: loss -> backward ->
 with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids
 (and, for a model with a critic on 2-D points, D-field pictures: ``genlab.adversarial``), atomic
 checkpoints that resume exactly, Ctrl-C that saves, and a NaN guard.
+
+Under torchrun the same loop runs in every process (``genlab.training.distributed``): each phase's
+forward pass goes through its own DDP wrapper, rank 0 alone writes, and the ranks stop together.
+While a phase runs, the parameters of the other phases are frozen (no gradient is computed for
+weights that phase's optimiser does not step: a GAN's generator phase skips D's weight gradients).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..data.factors import train_loader
 from ..errors import TrainingDiverged
 from ..models.base import GenerativeModel
 from ..registry import METRICS
+from . import distributed, speed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .logger import RunLogger, plot_curves
 from .runs import Run
@@ -34,9 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return distributed.device_for(name, distributed.current())
 
 
 @dataclass
@@ -52,25 +56,31 @@ class Trainer:
     def __init__(self, model: GenerativeModel, data: DataSet, run: Run, config: TrainConfig, *,
                  progress: bool = True):
         self.model, self.data, self.run, self.cfg = model, data, run, config
-        self.progress = progress
-        self.device = resolve_device(config.device)
+        self.world = distributed.current()
+        self.progress = progress and self.world.main
+        self.device = distributed.device_for(config.device, self.world)
         if config.threads:
             torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
-        self.model.to(self.device)
+        torch.manual_seed(distributed.rank_seed(config.seed, self.world.rank))
+        self.model = model = distributed.sync_batchnorm(model, self.world, config.sync_batchnorm)
+        self.nhwc = speed.channels_last(config.memory_format, model)
+        self.model.to(self.device, **({"memory_format": torch.channels_last} if self.nhwc else {}))
         if hasattr(model, "prepare"):  # e.g. a frozen feature network trained on this data set
             model.prepare(data)
         self.phases = model.phases()
+        self.autocast = speed.autocast_dtype(config.precision, self.device)
+        self._runners: dict | None = None  # built at fit(), after a resume has loaded the weights
+        self._cpu = self.device.type == "cpu"
         self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
                              else getattr(model, "default_eval_metrics", ()))
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
         # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
         self.loader = train_loader(data, getattr(model, "batch_plan", None), batch_size=config.batch_size,
-                                   seed=config.seed)
+                                   seed=config.seed, rank=self.world.rank, world_size=self.world.size)
         self.step, self.elapsed = 0, 0.0
         self.best: dict | None = None
         self.last_checkpoint_step: int | None = None
-        self.logger = RunLogger(run.path)
+        self.logger = RunLogger(run.path) if self.world.main else _NoLogger()
         # fixed latents for the "samples over training" grids, so the frames are comparable
         self._sample_generator_seed = config.seed + 12345
 
@@ -83,6 +93,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "loader": self.loader.state_dict(),
             "rng": torch.get_rng_state(),
+            "rng_ranks": distributed.rng_states(self.world),  # one per rank (collective)
             "best": self.best or {},
         }
 
@@ -92,7 +103,7 @@ class Trainer:
             o.load_state_dict(state["optimizers"][k])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.loader.load_state_dict(state["loader"])
-        torch.set_rng_state(state["rng"])
+        distributed.restore_rng(state, self.world, seed=self.cfg.seed, step=self.step)
         self.best = state.get("best") or None
         self.last_checkpoint_step = self.step
 
@@ -101,7 +112,10 @@ class Trainer:
         log.info("resumed %s at step %d", self.run.path, self.step)
 
     def save(self) -> None:
-        save_checkpoint(self.run.checkpoint, self.state_dict())
+        """Every rank calls it (the RNG states are gathered); rank 0 writes."""
+        state = self.state_dict()
+        if self.world.main:
+            save_checkpoint(self.run.checkpoint, state)
         self.last_checkpoint_step = self.step
 
     # --- budget --------------------------------------------------------------------------------
@@ -115,29 +129,64 @@ class Trainer:
         return min(targets) if targets else None
 
     # --- the loop ------------------------------------------------------------------------------
+    def _build_runners(self) -> None:
+        """Each phase's forward: through DDP when distributed, compiled when asked; and the trainable
+        parameters of the other phases, frozen while it runs."""
+        runners = distributed.phase_runners(self.model, self.phases, self.world, self.device)
+        self._runners = {name: speed.maybe_compile(fn, name, self.cfg.compile) for name, fn in runners.items()}
+        mine = {p.name: {id(q) for q in p.parameters()} for p in self.phases}
+        trainable = [q for p in self.phases for q in p.parameters() if q.requires_grad]
+        unique = list({id(q): q for q in trainable}.values())
+        self._others = {name: [q for q in unique if id(q) not in ids] for name, ids in mine.items()}
+
     def train_step(self) -> dict[str, float]:
+        if self._runners is None:
+            self._build_runners()
         self.model.train()
         logged: dict[str, float] = {}
         for phase in self.phases:
-            opt = self.optimizers[phase.name]
-            for _ in range(phase.repeat):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in next(self._batches).items()}
-                out = self.model.loss(phase.name, batch, step=self.step)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
-                opt.step()
-                if phase.after_step is not None:
-                    phase.after_step()
+            frozen = self._others[phase.name]
+            for q in frozen:
+                q.requires_grad_(False)
+            try:
+                out = self._run_phase(phase)
+            finally:
+                for q in frozen:
+                    q.requires_grad_(True)
             prefix = "" if len(self.phases) == 1 else f"{phase.name}/"
-            logged.update({prefix + k: float(v.detach()) for k, v in out.items()})
+            # CPU: a float now is cheapest; GPU: keep tensors (no sync per step), read at log time
+            logged.update({prefix + k: (v.detach().item() if self._cpu else v.detach()) for k, v in out.items()})
         self.step += 1
         return logged
+
+    def _run_phase(self, phase) -> dict:
+        """``phase.repeat`` optimiser steps of one phase, each on a fresh batch; the last loss dict."""
+        opt, run = self.optimizers[phase.name], self._runners[phase.name]
+        for _ in range(phase.repeat):
+            batch = speed.to_device(next(self._batches), self.device, self.nhwc)
+            try:
+                out = self._forward_backward(phase, run, opt, batch)
+            except RuntimeError as err:  # a compiled phase whose backward cannot run compiled
+                if not speed.can_fall_back(run, err):
+                    raise
+                out = self._forward_backward(phase, run, opt, batch)  # eagerly, the same batch
+            speed.proven(run)
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+            opt.step()
+            if phase.after_step is not None:
+                phase.after_step()
+        return out
+
+    def _forward_backward(self, phase, run, opt, batch) -> dict:
+        with speed.autocast(self.autocast, self.device):
+            out = run(batch, self.step)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return out
 
     def _diverged_message(self, phase: str, value: float) -> str:
         where = (f"last good checkpoint: {self.run.checkpoint} (step {self.last_checkpoint_step})"
@@ -159,26 +208,31 @@ class Trainer:
         stop = _StopOnSigint()  # Ctrl-C ends the step in progress, then saves (no exception mid-step)
         try:
             while target is None or self.step < target:
-                if time_limit is not None and time.perf_counter() - start >= time_limit:
-                    break
-                if cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit:
-                    break
+                time_up = ((time_limit is not None and time.perf_counter() - start >= time_limit)
+                           or (cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit))
+                if self.world.distributed:  # every rank stops at the same step, or none does
+                    code = 2 * stop.requested + time_up
+                    code = distributed.max_across(code, self.world)
+                    time_up, stop.requested = bool(code & 1), bool(code & 2)
                 if stop.requested:
                     raise KeyboardInterrupt
+                if time_up:
+                    break
                 values = self.train_step()
                 for k, v in values.items():
                     running[k] = running.get(k, 0.0) + v
                 self.elapsed = start_elapsed + time.perf_counter() - start
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0:
-                    means = {k: v / self.cfg.log_every for k, v in running.items()}
+                    means = {k: float(v) / self.cfg.log_every for k, v in running.items()}
+                    means = distributed.mean_across(means, self.world)  # the same on every rank
                     running = {}
                     self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
                                       time=round(self.elapsed, 2))
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
-                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
                     self.evaluate(bar)
-                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.world.main:
                     self.save_sample_grid()
                 if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                     self.save()
@@ -188,12 +242,14 @@ class Trainer:
         finally:
             stop.restore()
             bar.close()
-        if not interrupted and (self.best is None or self.best.get("step") != self.step):
+        if self.world.main and not interrupted and (self.best is None or self.best.get("step") != self.step):
             self.evaluate(None)
-        self.save()
-        self.save_sample_grid()
+        self.save()  # every rank (the RNG states are gathered); rank 0 writes
+        if self.world.main:
+            self.save_sample_grid()
+            plot_curves(self.run.path)
         self.logger.close()
-        plot_curves(self.run.path)
+        self._runners = None  # release the DDP wrappers (and their hold on the process group)
         epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
         return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
 
@@ -254,16 +310,20 @@ class Trainer:
 
 
 class _StopOnSigint:
-    """While training, SIGINT sets a flag that the loop reads between steps, instead of raising
-    KeyboardInterrupt wherever the main thread happens to be: an exception inside a library's locked
-    region (e.g. TensorBoard's event queue) can leave a lock held and hang the final save. A second
-    Ctrl-C raises at once. Only the main thread can install signal handlers; elsewhere this does nothing."""
+    """While training, SIGINT (Ctrl-C) and SIGTERM (``kill``, SLURM's preemption, torchrun's shutdown)
+    set a flag that the loop reads between steps, instead of raising wherever the main thread happens
+    to be: an exception inside a library's locked region (e.g. TensorBoard's event queue) can leave a
+    lock held and hang the final save. Under torchrun all ranks then stop at the same step and save.
+    A second signal raises at once. Only the main thread can install signal handlers; elsewhere this
+    does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self.previous = None
+        self.previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -271,6 +331,16 @@ class _StopOnSigint:
         self.requested = True
 
     def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+
+class _NoLogger:
+    """What ranks other than 0 log to: nothing."""
+
+    def write(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,64 @@
+"""train.precision and train.compile: the choices, and the clean fall-back when they cannot help."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+import torch
+
+from genlab.errors import GenlabError
+from genlab.training import speed
+from test_training import QUICK, make, params
+
+from conftest import blobs
+
+
+def test_precision_choices(monkeypatch, caplog):
+    cpu = torch.device("cpu")
+    assert speed.autocast_dtype("fp32", cpu) is None
+    with pytest.raises(GenlabError, match="precision"):
+        speed.autocast_dtype("fp8", cpu)
+    monkeypatch.setattr(speed, "fast_bf16", lambda device: True)
+    assert speed.autocast_dtype("bf16", cpu) is torch.bfloat16 and speed.autocast_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(speed, "fast_bf16", lambda device: False)
+    with caplog.at_level(logging.WARNING):
+        assert speed.autocast_dtype("bf16", cpu) is None
+    assert "no fast bf16" in caplog.text
+    assert speed.autocast_dtype("auto", cpu) is None
+
+
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("this backward cannot run compiled")
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_a_failing_compile_falls_back_to_eager(tmp_path, monkeypatch, caplog, where):
+    """The first compiled step fails (while compiling, or in its backward, as a gradient penalty's
+    double backward does): the phase runs eagerly from that very step, and trains as without compile."""
+    def fake_compile(fn):
+        def compiled(*args, **kwargs):
+            if where == "forward":
+                raise RuntimeError("no C++ compiler")
+            out = fn(*args, **kwargs)
+            return {**out, "loss": _FailingBackward.apply(out["loss"])}
+        return compiled
+
+    monkeypatch.setattr(speed.torch, "compile", fake_compile)
+    data = blobs(120)
+    eager, _ = make(tmp_path, data, replace(QUICK, steps=5))
+    eager.fit()
+    compiled, _ = make(tmp_path, data, replace(QUICK, steps=5, compile=True))
+    with caplog.at_level(logging.WARNING):
+        compiled.fit()
+    assert caplog.text.count("running it eagerly") == 1
+    assert compiled.step == 5 and torch.isfinite(params(compiled.model)).all()
+    if where == "forward":  # nothing of the failed attempt was consumed: the very same training
+        assert torch.equal(params(eager.model), params(compiled.model))
