@@ -225,12 +225,13 @@ def sample_metrics(sampler: Callable[[int], Tensor], real: FeatureSet, features:
 class _ModelRun:
     """Per-example quantities on real data, computed once, batched, seeded."""
 
-    def __init__(self, model, x: Tensor, *, seed: int, nll_k: int, batch_size: int, y: Tensor | None = None):
+    def __init__(self, model, x: Tensor, *, seed: int, nll_k: int, batch_size: int, y: Tensor | None = None,
+                 features: FeatureExtractor | None = None, n_samples: int = DEFAULT_N):
         self.model, self.x, self.seed, self.nll_k, self.batch_size = model, x, seed, nll_k, batch_size
         self.y = y  # (N,) labels of x, when the data has them
         self.device = _device(model)
-        self.features: FeatureExtractor | None = None  # the evaluator, for metrics that classify samples
-        self.n_samples = DEFAULT_N  # samples a metric of kind "codes" draws
+        self.features = features  # the evaluator, for metrics that classify samples
+        self.n_samples = n_samples  # samples a metric of kind "codes" draws (not capped by the split)
         self.memo: dict[str, Any] = {}  # quantities several metrics of one kind share
 
     def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, batch: int, desc: str) -> Tensor:
@@ -370,8 +371,8 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
             model_ms = [m for m in chosen if m.kind in ("encoder", "likelihood", "labels", "codes")]
             if model_ms:
                 x, y = data.tensors(split, limit=n, seed=seed)
-                run = _ModelRun(model, x, y=y, seed=seed, nll_k=nll_k, batch_size=batch_size)
-                run.features, run.n_samples = features, n or DEFAULT_N  # generated: not capped by the split
+                run = _ModelRun(model, x, y=y, seed=seed, nll_k=nll_k, batch_size=batch_size, features=features,
+                                n_samples=n or DEFAULT_N)
                 values.update({m.name: m.compute(run) for m in model_ms})
                 info["n_model"] = len(x)
                 if any(m.name == "nll" for m in model_ms):
