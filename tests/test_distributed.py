@@ -25,7 +25,7 @@ from genlab.config import TrainConfig
 from genlab.data import DataSet
 from genlab.models.gan import WGANGP, WGANGPConfig
 from genlab.models.vae import VAE, VAEConfig
-from genlab.training import Run, Trainer, load_checkpoint
+from genlab.training import Run, Trainer, distributed, load_checkpoint
 
 from conftest import blobs, info
 
@@ -103,7 +103,12 @@ def _entry(fn, rank: int, world: int, folder: str, args: tuple) -> None:
         fn(rank, world, Path(folder), *args)
     finally:
         if world > 1:
-            torch.distributed.destroy_process_group()
+            distributed.shutdown()  # the library's teardown: collect the DDP wrappers, barrier, leave
+    # the work (and its checks) is done: leave without the interpreter's teardown, where gloo's threads
+    # are destroyed in no fixed order (a rare SIGABRT, "terminate called without an active exception",
+    # that says nothing about training); a failure above still exits non-zero through the exception
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(fn, world: int, folder: Path, *args) -> None:
