@@ -187,7 +187,7 @@ def test_sigterm_stops_between_steps_and_saves(tmp_path):
 
 def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
     trainer, _ = make(tmp_path, blobs(), train=replace(QUICK, cpu_time=0.5))
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu = time.process_time()
     result = trainer.fit()
     used = time.process_time() - cpu
-    assert result.step > 0 and 0.5 <= used < 5.0 and time.perf_counter() - wall > 0
+    assert result.step > 0 and 0.5 <= used < 5.0

@@ -3,6 +3,7 @@ neighbours (parsers in ``latent/cli.py``). Each takes only a run folder and name
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -33,10 +34,22 @@ def _image_model(args):
     return model, config
 
 
-def _feature_net(config):
+@functools.lru_cache(maxsize=4)
+def _data(config, spec: str | None):
+    """The run's data (or ``spec``), loaded once per command however many examples it resolves."""
+    return data_for_run(config, spec)
+
+
+@functools.lru_cache(maxsize=2)
+def _features(config):
+    """The feature network of the run's own data set, loaded once per command."""
     from ..evaluation import feature_extractor
 
-    return feature_extractor(data_for_run(config, None)).net
+    return feature_extractor(_data(config, None))
+
+
+def _feature_net(config):
+    return _features(config).net
 
 
 def codes_of(model, config, x: Tensor, args=None) -> Tensor:
@@ -50,7 +63,7 @@ def codes_of(model, config, x: Tensor, args=None) -> Tensor:
 
 
 def _refs(args, config, refs: list[str]) -> Tensor:
-    data = data_for_run(config, getattr(args, "data", None))
+    data = _data(config, getattr(args, "data", None))
     return resolve_all(refs, data, tuple(config.data_info.shape), split=args.split or "test", k=args.k)
 
 
@@ -70,7 +83,7 @@ def cmd_interpolate(args) -> int:
     else:
         from ..artifacts import interpolation_picture
 
-        data = data_for_run(config, args.data)
+        data = _data(config, args.data)
         interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp,
                               split=args.split or "test")
         _out(f"wrote {out}")
@@ -191,9 +204,7 @@ def effect_report(grid: Tensor, config) -> dict:
     first, mid, last = grid[:, 0], grid[:, grid.shape[1] // 2], grid[:, -1]
     report = {name: {"weakest": float(m(first).mean()), "strongest": float(m(last).mean()),
                      "rose": float((m(last) > m(mid)).double().mean())} for name, m in MEASURES.items()}
-    from ..evaluation import feature_extractor
-
-    features = feature_extractor(data_for_run(config, None))
+    features = _features(config)
     if features.has_classifier:
         same = features.probs(last).argmax(1) == features.probs(mid).argmax(1)
         report["class_kept"] = float(same.double().mean())
@@ -202,12 +213,9 @@ def effect_report(grid: Tensor, config) -> dict:
 
 # --- neighbours ----------------------------------------------------------------------------------
 def cmd_neighbours(args) -> int:
-    from ..evaluation import feature_extractor
-
     out = _check_output(args.output, (".png",))
     model, config = _image_model(args)
-    data = data_for_run(config, None)
-    features = feature_extractor(data)
+    data, features = _data(config, None), _features(config)
     train_x, _ = data.tensors("train")
     train_f = features.features(train_x)
     n = -(-args.n // 8) * 8  # whole rows of 8
