@@ -62,3 +62,22 @@ def test_a_failing_compile_falls_back_to_eager(tmp_path, monkeypatch, caplog, wh
     assert compiled.step == 5 and torch.isfinite(params(compiled.model)).all()
     if where == "forward":  # nothing of the failed attempt was consumed: the very same training
         assert torch.equal(params(eager.model), params(compiled.model))
+
+
+def _denormal_survives() -> bool:
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    return (tiny * 1.0).item() != 0.0
+
+
+def test_denormals_are_flushed_while_training_only(tmp_path, monkeypatch):
+    """train.flush_denormal: the CPU treats denormals as 0 inside fit (the steps see it), and the
+    process computes as before once fit returns; with the option off, nothing changes."""
+    assert _denormal_survives()
+    seen = []
+    for flush in (True, False):
+        trainer, _ = make(tmp_path, blobs(120), replace(QUICK, steps=3, flush_denormal=flush))
+        step = trainer.train_step
+        monkeypatch.setattr(trainer, "train_step", lambda step=step: (seen.append(_denormal_survives()), step())[1])
+        trainer.fit()
+        assert _denormal_survives()
+    assert seen == [False] * 3 + [True] * 3

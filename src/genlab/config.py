@@ -59,6 +59,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", "bf16" (autocast; fp32 where the device has no fast bf16) or "auto"
     compile: bool = False  # torch.compile each phase's forward (falls back to eager if it fails)
     memory_format: str = "auto"  # "auto": channels_last for models with 2-D convolutions; or "contiguous"
+    flush_denormal: bool = True  # CPU: treat denormal floats as 0 while training (x86 computes them ~100x slower)
     sync_batchnorm: bool = True  # under torchrun with NCCL: BatchNorm -> SyncBatchNorm (gloo has none)
 
 

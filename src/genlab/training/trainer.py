@@ -195,47 +195,17 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         target = self.target_steps()
-        time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
-        if target is None and time_limit is None and cpu_limit is None:
+        if target is None and self.cfg.time is None and self.cfg.cpu_time is None:
             target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
         self._batches = iter(self.loader)
-        start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
         interrupted = False
         # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
         bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
                    dynamic_ncols=True, desc=self.run.path.name)
-        running: dict[str, float] = {}
         stop = _StopOnSigint()  # Ctrl-C ends the step in progress, then saves (no exception mid-step)
         try:
-            while target is None or self.step < target:
-                time_up = ((time_limit is not None and time.perf_counter() - start >= time_limit)
-                           or (cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit))
-                if self.world.distributed:  # every rank stops at the same step, or none does
-                    code = 2 * stop.requested + time_up
-                    code = distributed.max_across(code, self.world)
-                    time_up, stop.requested = bool(code & 1), bool(code & 2)
-                if stop.requested:
-                    raise KeyboardInterrupt
-                if time_up:
-                    break
-                values = self.train_step()
-                for k, v in values.items():
-                    running[k] = running.get(k, 0.0) + v
-                self.elapsed = start_elapsed + time.perf_counter() - start
-                bar.update(1)
-                if self.step % self.cfg.log_every == 0:
-                    means = {k: float(v) / self.cfg.log_every for k, v in running.items()}
-                    means = distributed.mean_across(means, self.world)  # the same on every rank
-                    running = {}
-                    self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
-                                      time=round(self.elapsed, 2))
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
-                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
-                    self.evaluate(bar)
-                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.world.main:
-                    self.save_sample_grid()
-                if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                    self.save()
+            with speed.flush_denormals(self.cfg.flush_denormal, self.device):
+                self._loop(target, stop, bar)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted at step %d: saving a checkpoint", self.step)
@@ -252,6 +222,42 @@ class Trainer:
         self._runners = None  # release the DDP wrappers (and their hold on the process group)
         epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
         return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
+
+    def _loop(self, target: int | None, stop: _StopOnSigint, bar) -> None:
+        """Steps until the target step or a time budget; logs, evaluates, samples and checkpoints on
+        their schedules. Raises KeyboardInterrupt on Ctrl-C (on any rank, under torchrun)."""
+        time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
+        start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
+        running: dict[str, float] = {}
+        while target is None or self.step < target:
+            time_up = ((time_limit is not None and time.perf_counter() - start >= time_limit)
+                       or (cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit))
+            if self.world.distributed:  # every rank stops at the same step, or none does
+                code = 2 * stop.requested + time_up
+                code = distributed.max_across(code, self.world)
+                time_up, stop.requested = bool(code & 1), bool(code & 2)
+            if stop.requested:
+                raise KeyboardInterrupt
+            if time_up:
+                break
+            values = self.train_step()
+            for k, v in values.items():
+                running[k] = running.get(k, 0.0) + v
+            self.elapsed = start_elapsed + time.perf_counter() - start
+            bar.update(1)
+            if self.step % self.cfg.log_every == 0:
+                means = {k: float(v) / self.cfg.log_every for k, v in running.items()}
+                means = distributed.mean_across(means, self.world)  # the same on every rank
+                running = {}
+                self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
+                                  time=round(self.elapsed, 2))
+                bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
+            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
+                self.evaluate(bar)
+            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.world.main:
+                self.save_sample_grid()
+            if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                self.save()
 
     # --- evaluation and pictures ---------------------------------------------------------------
     def _selection_metric(self, values: dict[str, float]) -> str | None:
