@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -194,6 +195,7 @@ def infogan_run(tmp_path_factory):
                  "--set", "model.channels=8,16", "--set", "model.hidden=32", "--set", "train.eval_every=0",
                  "--set", "train.sample_every=0"]) == 0
     (run,) = runs.iterdir()
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "auto"  # the family's default
     return run
 
 
