@@ -38,7 +38,8 @@ from .gan import GAN, GANConfig
 @dataclass(frozen=True)
 class InfoGANConfig(GANConfig):
     """The paper's MNIST set-up: 62 noise dimensions, one 10-way categorical code, two continuous
-    codes uniform on [−1, 1]; λ = 1 for the categorical part and smaller for the continuous one."""
+    codes uniform on [−1, 1]; λ = 1 for the categorical part and smaller for the continuous one,
+    whose Gaussian Q has a fixed unit std as in the authors' code."""
 
     categories: int = 10  # values of each categorical code
     cat_codes: int = 1  # number of categorical codes
