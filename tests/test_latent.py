@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from genlab.evaluation import evaluate
 from genlab.latent import interpolate, slerp
 from genlab.latent.attributes import apply_attribute, arithmetic, attribute_vector, slant, thickness
 from genlab.latent.project import project
+from genlab.latent.references import extremes
 from genlab.latent.traverse import code_grid, dimension_grid, sweep
 from genlab.models import build_model
 from genlab.models.infogan import CodeLayout, InfoGAN, InfoGANConfig
@@ -149,6 +151,31 @@ def test_attribute_vector_is_the_difference_of_means_and_applies_linearly():
     assert arithmetic(torch.ones(2), torch.zeros(2), torch.ones(2)).tolist() == [2.0, 2.0]
 
 
+class _Ranked:
+    """A labelled stand-in data set: item i is an image filled with value i / 100; classes alternate."""
+
+    labelled, num_classes = True, 2
+
+    def __init__(self, n=100):
+        self.y = torch.arange(n) % 2
+
+    def indices(self, split):
+        return torch.arange(len(self.y))
+
+    def images(self, index):
+        return (index.float() / 100).view(-1, 1, 1, 1).expand(-1, 1, 2, 2)
+
+
+def test_measure_references_spread_over_each_class_half():
+    data = _Ranked()
+    picked = extremes(data, thickness, split="train", k=6, highest=True)  # 3 per class, from its top 25
+    assert (thickness(picked) * 100).round().tolist() == [98, 74, 50, 99, 75, 51]
+    low = extremes(data, thickness, split="train", k=6, highest=False)
+    assert (thickness(low) * 100).round().tolist() == [0, 24, 48, 1, 25, 49]
+    most = extremes(data, thickness, split="train", k=4, highest=True, share=0.0)  # the k most extreme
+    assert (thickness(most) * 100).round().tolist() == [98, 96, 99, 97]
+
+
 def test_measures_see_thickness_and_slant():
     img = torch.zeros(1, 1, 20, 20)
     img[0, 0, 2:18, 9:11] = 1  # a vertical bar
@@ -168,6 +195,7 @@ def infogan_run(tmp_path_factory):
                  "--set", "model.channels=8,16", "--set", "model.hidden=32", "--set", "train.eval_every=0",
                  "--set", "train.sample_every=0"]) == 0
     (run,) = runs.iterdir()
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "auto"  # the family's default
     return run
 
 

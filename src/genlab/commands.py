@@ -112,7 +112,7 @@ def _train(args) -> int:
             train = replace(train, time=None, cpu_time=None, steps=None, epochs=None)
         config = replace(config, train=_train_config(args, train))
     else:
-        parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(),
+        parts = apply_overrides({"model": model_cls.Config(), "train": TrainConfig(**model_cls.train_defaults),
                                  "data": DataConfig(spec=args.data or "mnist5k")}, args.sets)
         budget = {"labels": args.labels, "label_seed": args.label_seed}
         parts["data"] = replace(parts["data"], **{k: v for k, v in budget.items() if v is not None})

@@ -251,8 +251,9 @@ class RunSession:
         return self._lazy("directions", make)
 
     def attributes(self) -> dict[str, Tensor]:
-        """Built-in vectors (thickness, slant: extremes of held-out data, encoded; without an encoder,
-        extremes among decoded prior samples) and the vectors saved with ``genlab attribute --save``."""
+        """Built-in vectors (thickness, slant: items from the upper minus the lower half of held-out
+        data, encoded; without an encoder, extremes among decoded prior samples) and the vectors
+        saved with ``genlab attribute --save``."""
         def make():
             self._need_decode()
             out = {}

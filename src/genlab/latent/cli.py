@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 _HANDLERS = "genlab.latent.commands"
-_REF_HELP = ("an image file, SPLIT:I[,J..] (test:12), label=K, or a measured extreme (thickness+, "
-             "slant-: the k highest / lowest, balanced over classes)")
+_REF_HELP = ("an image file, SPLIT:I[,J..] (test:12), label=K, or a measured attribute (thickness+, "
+             "slant-: k items spread over each class's upper / lower half)")
 
 
 def _examples(p) -> None:

@@ -5,9 +5,12 @@ A reference is one of
 * ``SPLIT:I`` or ``SPLIT:I,J,...``: items of the run's data set by position in a split
   (``test:12``; splits train, val, test, all);
 * ``label=K``: the first ``k`` items of class K in the split;
-* ``MEASURE+`` / ``MEASURE-`` (``thickness+``, ``slant-``): the ``k`` items with the highest /
-  lowest measured value, balanced over classes when the data is labelled (k/C per class), so an
-  attribute vector from them does not also carry a change of class.
+* ``MEASURE+`` / ``MEASURE-`` (``thickness+``, ``slant-``): ``k`` items from the upper / lower
+  half of the measured values, spread evenly over its ranks, and balanced over classes when the
+  data is labelled (k/C from each class's own half), so an attribute vector from them does not
+  also carry a change of class. Not the k most extreme items: on a VAE trained on mnist5k their
+  mean difference was 1.8x longer (|v| 4.9 against a mean |z| of 4.1) and, added at strength 1,
+  changed the predicted class of 57% of digits (the halves: 22% with k=20, 4% with k=100).
 """
 
 from __future__ import annotations
@@ -61,14 +64,25 @@ def resolve_all(refs: list[str], data, shape: tuple[int, ...], **kw) -> Tensor:
     return torch.cat([resolve(r, data, shape, **kw) for r in refs])
 
 
-def extremes(data, measure, *, split: str, k: int, highest: bool) -> Tensor:
-    """The k items of a split with the highest (lowest) measure; k/C per class when labelled."""
+def extremes(data, measure, *, split: str, k: int, highest: bool, share: float = 0.5) -> Tensor:
+    """k items (M, *shape) from the ``share`` of a split with the highest (lowest) measure, at evenly
+    spread ranks (rank 0 = the most extreme; ``share`` -> 0 gives the k most extreme items); when
+    labelled, k/C from each class's own top (bottom) share."""
     index = data.indices(split)
     values = torch.cat([measure(data.images(i)) for i in index.split(1000)])  # (N,)
-    order = values.argsort(descending=highest)
     if not data.labelled:
-        return data.images(index[order[:k]])
-    y = data.y[index][order]
+        return data.images(index[_spread(values.argsort(descending=highest), k, share)])
+    y = data.y[index]
     per = max(1, k // int(data.num_classes))
-    picked = torch.cat([order[y == c][:per] for c in range(int(data.num_classes))])
-    return data.images(index[picked])
+    picked = []
+    for c in range(int(data.num_classes)):
+        members = (y == c).nonzero().squeeze(1)  # (N_c,) positions in the split
+        picked.append(members[_spread(values[members].argsort(descending=highest), per, share)])
+    return data.images(index[torch.cat(picked)])
+
+
+def _spread(order: Tensor, k: int, share: float) -> Tensor:
+    """k entries of ``order`` (most extreme first) at evenly spaced ranks within its first ``share``
+    (at least its first k)."""
+    n = min(len(order), max(k, round(share * len(order))))
+    return order[torch.linspace(0, n - 1, min(k, n)).round().long()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +57,8 @@ class GenerativeModel(nn.Module):
     # validation metrics during training when train.eval_metrics is not set; the first that applies
     # picks best.pt
     default_eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")
+    # TrainConfig fields this family trains with unless ``--set train.X=...`` says otherwise
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig, data_info: DataInfo):
         super().__init__()
