@@ -59,10 +59,13 @@ def train(model: str, seed: int, minutes: float, runs: Path, extra: list[str]) -
     return run
 
 
+WHICH = {"checkpoint": "best"}  # the weights scored: best.pt (what genlab sample / evaluate load) or last
+
+
 def load(run: Path):
     from genlab.training import load_model, open_run
 
-    model, config = load_model(open_run(run), which="last")
+    model, config = load_model(open_run(run), which=WHICH["checkpoint"])
     return model.eval(), config
 
 
@@ -166,8 +169,12 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--runs", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="score runs already in --runs instead of training")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="weights to score: best.pt (picked during training by validation FD, no labels "
+                        "beyond the evaluator's) as genlab sample and evaluate load them, or the last")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    WHICH["checkpoint"] = args.which
     torch.set_num_threads(2)
     import genlab.evaluation  # noqa: F401
     import genlab.models  # noqa: F401
@@ -189,7 +196,7 @@ def main() -> None:
     features = feature_extractor(data)
     info_rows = [infogan_scores(r, data, features) for r in done[:len(args.seeds)]]
     vae_run, gan_run = done[len(args.seeds):]
-    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "train_wall_seconds": wall,
+    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "train_wall_seconds": wall,
               "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows,
               "attribute": attribute_scores(vae_run, data, features),
               "projection": projection_scores(gan_run, vae_run, data, features), "targets": TARGETS}
