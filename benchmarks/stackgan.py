@@ -16,7 +16,7 @@ caption for two caption sets, both from the held-out (test split) examples:
 and the judge's verdicts give the shape-match and quadrant-match rates. Issue 3's figure: >= 90%
 shape match and >= 80% quadrant match (held-out captions).
 
-    python benchmarks/stackgan.py --seconds 600 --runs runs \\
+    python benchmarks/stackgan.py --cpu-time 600 --threads 1 --runs runs \\
         --json benchmarks/results/stackgan.json | tee benchmarks/results/stackgan.txt
 """
 
