@@ -9,8 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import genlab.models  # noqa: F401  (registration)
+from genlab import losses
 from genlab.cli import main
 from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.data import load_data
@@ -170,6 +172,42 @@ def test_samples_honour_the_caption(tmp_path):
     cx, cy = (ink.sum(1) * grid).sum(1) / mass, (ink.sum(2) * grid).sum(1) / mass
     got = (cy >= 0.5).long() * 2 + (cx >= 0.5).long()
     assert (got == want).float().mean() > 0.8
+
+
+# --- the auxiliary classifier (AC-GAN on captions) ----------------------------------------------------
+def test_caption_classification_is_a_cross_entropy_per_given_slot():
+    sizes = (2, 3)  # two slots: words 1-2 and 3-5
+    logits = torch.tensor([[2.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 3.0]])
+    ids = torch.tensor([[1, 4], [0, 5]])  # the second caption leaves slot 0 open
+    want = (F.cross_entropy(logits[:1, :2], torch.tensor([0]), reduction="sum")
+            + F.cross_entropy(logits[:, 2:], torch.tensor([1, 2]), reduction="sum")) / 2  # per caption
+    assert losses.caption_classification(logits, ids, sizes).item() == pytest.approx(want.item())
+    # naming the captioned word costs less than naming another: the sign G is pushed by
+    wrong = torch.tensor([[2, 3], [0, 3]])
+    assert losses.caption_classification(logits, ids, sizes) < losses.caption_classification(logits, wrong, sizes)
+    assert losses.caption_classification(logits, torch.zeros(2, 2, dtype=torch.long), sizes).item() == 0.0
+
+
+def test_auxiliary_terms_are_in_both_phases_with_their_weight():
+    data = load_data("shapes", n=100, image_size=12)
+    model = stackgan(data).eval()  # eval: no word dropout, frozen BatchNorm and spectral-norm estimates
+    batch = {"x": data.x[:32], "y": data.y[:32], "factors": data.factors[:32]}
+
+    def losses_with(weight):
+        model.config = replace(model.config, aux_weight=weight)
+        torch.manual_seed(0)
+        return model.loss("critic", batch), model.loss("generator", batch)
+
+    (d0, g0), (d2, g2) = losses_with(0.0), losses_with(2.0)
+    assert "aux" not in g0 and "d1_aux" not in d0
+    assert d2["loss"].item() == pytest.approx(d0["loss"].item() + 2 * (d2["d1_aux"] + d2["d2_aux"]).item(), rel=1e-5)
+    assert g2["loss"].item() == pytest.approx(g0["loss"].item() + 2 * g2["aux"].item(), rel=1e-5)
+    # the heads are in the graph of both phases only with a weight (the generator's phase: through G's images)
+    for out, has in ((d0, False), (g0, False), (d2, True), (g2, True)):
+        model.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grads = [c.classify.parametrizations.weight.original.grad for c in (model.d1, model.d2)]
+        assert all((g is not None and g.abs().sum() > 0) == has for g in grads)
 
 
 # --- the command line -------------------------------------------------------------------------------

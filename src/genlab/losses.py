@@ -7,6 +7,8 @@ the data term (a per-pixel mean beside a per-example KL silently changes the obj
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -115,6 +117,25 @@ def info_categorical(logits: Tensor, codes: Tensor) -> Tensor:
     L_I = H(c) - CE for a uniform c, so minimising this (mean over codes) maximises InfoGAN's lower
     bound on I(c; G(z, c)) (Chen et al. 2016, eq. 4)."""
     return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+
+
+def caption_classification(logits: Tensor, ids: Tensor, sizes: Sequence[int]) -> Tensor:
+    """The auxiliary classifier's term for captions (AC-GAN, Odena et al. 2017; on text, TAC-GAN, Dash et
+    al. 2017): logits (N, V) over a vocabulary split into slots of ``sizes`` mutually exclusive words,
+    ids (N, S) token ids (offset + word + 1; 0 = the caption leaves the slot open) -> ().
+
+    The negative log-likelihood of the caption under a head that names each slot's word independently
+    (a softmax over that slot's words only): each given slot's cross-entropy, summed over the slots,
+    mean over the batch; open slots cost nothing. (A mean over the slots would give the shape, one of
+    five slots on shapes, a fifth of the weight of AC-GAN's single class term.)"""
+    total, start = logits.new_zeros(()), 0
+    for s, size in enumerate(sizes):
+        given = ids[:, s] > 0  # (N,)
+        target = (ids[:, s] - 1 - start).clamp_min(0)  # (N,) word index within the slot (any, if open)
+        ce = F.cross_entropy(logits[:, start:start + size], target, reduction="none")  # (N,)
+        total = total + (ce * given).sum()
+        start += size
+    return total / ids.shape[0]
 
 
 def info_continuous(mean: Tensor, log_std: Tensor, codes: Tensor) -> Tensor:

@@ -4,13 +4,18 @@
     c = mu + sigma * eps                                 conditioning augmentation, KL(N(mu, sigma) || N(0, I))
     stage I:  z (N, latent) ++ c --g1--> x1 (N, C, H/2, W/2)   the low-resolution sketch
     stage II: x1, c (tiled) --g2--> x (N, C, H, W)             refined at full resolution
-    d1(x1 | caption), d2(x | caption): projection discriminators on a bag of words (Miyato & Koyama 2018)
+    d1(x1 | caption), d2(x | caption): projection discriminators on a bag of words (Miyato & Koyama 2018),
+        each with an auxiliary classifier naming every caption word (AC-GAN, Odena et al. 2017; TAC-GAN)
 
 Captions come from the data (``genlab.data.captions``): the factors of ``shapes`` ("a small heart,
 rotated, top left"), measured stroke width and slant of digits ("a thick, left-slanted seven"), or
 the class of any labelled set. Each training caption drops each word with ``word_dropout``, so a
 partial caption ("a heart") means "any heart". The critic is matching-aware (Reed et al. 2016): a
-real image under another example's caption counts as fake, half-weighted as in StackGAN.
+real image under another example's caption counts as fake, half-weighted as in StackGAN. Those
+negatives alone taught the critics position, not shape: another example's caption almost always names
+another quadrant, so position settles nearly every pair. Each critic's auxiliary head therefore also
+names the words of real images' captions, and G is trained to have its images named by their own, and
+the critics' body pools a shape feature over positions (``WhereWhat``) so shape can be seen anywhere.
 
 Unlike the paper, whose stage II is trained after stage I is frozen, both stages train together
 (as in StackGAN++), because the shared trainer runs the same phases every step: the critic phase
@@ -57,10 +62,18 @@ class StackGANConfig(ModelConfig):
     kl_weight: float = 0.05
     word_dropout: float = 0.2  # chance that a training caption omits a word
     mismatch: bool = True  # matching-aware critic: real images with wrong captions are fakes
+    # weight of the auxiliary classifier (AC-GAN / TAC-GAN): each critic also names every caption word
+    # of real images, and G is scored on whether its images are named by their caption. Without it the
+    # projection term learnt position, not shape (on real test images it scored the true caption above a
+    # quadrant-swapped one 99% of the time, above a shape-swapped one 61-64%) and G drew blobs for
+    # squares (0.5% judged square after 600 s)
+    aux_weight: float = 1.0
     loss: str = "hinge"  # "minimax", "nonsaturating", "hinge" or "wasserstein"
     n_critic: int = 1
     lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    # two time-scale update rule (Heusel et al. 2017; SAGAN's 4e-4 for D): the critics' word classifier
+    # must learn shape before G can follow it (600 CPU s: shape 0.70 at 2e-4)
+    lr_d: float = 4e-4
     betas: tuple[float, float] = (0.5, 0.999)
     spectral_norm: bool = True  # on every critic layer
 
@@ -128,14 +141,44 @@ class RefineMLP(nn.Module):
         return x1 + out if self.residual else out
 
 
+class WhereWhat(nn.Module):
+    """The critics' body phi on images: (N, C, H, W) -> (N, width + K) features.
+
+    *Where*: ConvEncoder's strided convolutions to a (K, h, w) map, flattened through a linear layer
+    (position and size, a weight per map cell). *What*: a 3x3 convolution on the same map, pooled over
+    positions, so a shape is the same feature wherever it is (the global pooling of SNGAN's projection
+    critic, Miyato & Koyama 2018; max, not its sum: "a corner somewhere" should not grow with the area).
+    The flattened map alone must learn each shape once per cell: its caption term told true from
+    shape-swapped captions on 61-64% of real test images, its classifier named their shape for 46-51%.
+    A spectrally normed shape classifier on real 32x32 shapes, 400 steps of Adam 2e-4: 48% on this
+    body's *where* part, 52% with a summed *what* part, 84% with a max-pooled one (squares 67%)."""
+
+    def __init__(self, shape: tuple[int, ...], width: int, channels: tuple[int, ...]):
+        super().__init__()
+        self.where = ConvEncoder(shape, width, channels)
+        with torch.no_grad():
+            k = self.where.conv(torch.zeros(1, *shape)).shape[1]
+        self.what = nn.Conv2d(k, k, 3, padding=1)  # the receptive field grows to cover a whole shape
+        self.act = nn.LeakyReLU(0.2)
+        self.features = width + k
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.where.conv(x)  # (N, K, h, w)
+        where = self.act(self.where.fc(m.flatten(1)))  # (N, width)
+        what = self.act(self.what(m)).amax((2, 3))  # (N, K)
+        return torch.cat([where, what], 1)
+
+
 class CaptionCritic(nn.Module):
-    """D(x | ids) = psi(phi(x)) + <sum of word embeddings, phi(x)>, (N,): a projection critic on captions."""
+    """D(x | ids) = psi(phi(x)) + <sum of word embeddings, phi(x)>, (N,): a projection critic on captions,
+    with an auxiliary head phi(x) -> (N, vocab) of logits naming each caption word (AC-GAN)."""
 
     def __init__(self, body: nn.Module, features: int, vocab: int, *, image: bool):
         super().__init__()
         self.body, self.image = body, image  # phi: x -> (N, features)
         self.head = nn.Linear(features, 1)  # psi
         self.words = nn.Embedding(vocab + 1, features)
+        self.classify = nn.Linear(features, vocab)  # logits per word, a softmax per slot
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x * 2 - 1 if self.image else x)  # (N, F)
@@ -170,6 +213,7 @@ class StackGAN(GenerativeModel):
         # stage I's resolution: half the side for images, the points themselves otherwise
         self.shape1 = (shape[0], -(-shape[1] // 2), -(-shape[2] // 2)) if len(shape) == 3 else shape
         vocab, c = len(self.grammar.vocabulary), config
+        self.slot_sizes = tuple(len(words) for _, words in self.grammar.slots)  # words per slot
         self.text_encoder = TextEncoder(vocab, c.embed_dim, c.cond_dim)
         z_dim = c.latent_dim + c.cond_dim
         if conv:
@@ -189,7 +233,8 @@ class StackGAN(GenerativeModel):
         c, width = self.config, self.config.hidden[-1]
         leaky = functools.partial(nn.LeakyReLU, 0.2)
         if conv:
-            return nn.Sequential(ConvEncoder(shape, width, c.channels), leaky()), width
+            body = WhereWhat(shape, width, tuple(c.channels))
+            return body, body.features
         return Flat(mlp([math.prod(shape), *c.hidden], act=leaky, final_act=True)), width
 
     def phases(self) -> list[Phase]:
@@ -302,13 +347,21 @@ class StackGAN(GenerativeModel):
                     d_fake = torch.cat([d_fake, d_wrong])  # the fakes' half-weight, as in StackGAN
                     out[f"d{i}_wrong"] = d_wrong.mean().detach()
                 total = total + losses.gan_d_loss(c.loss, d_real, d_fake)
+                if c.aux_weight:  # the classifier learns on real images only: fakes would teach it G's errors
+                    aux = losses.caption_classification(critic.classify(h_real), ids, self.slot_sizes)
+                    total, out[f"d{i}_aux"] = total + c.aux_weight * aux, aux.detach()
             return {"loss": total, **out}
         if phase == "generator":
             fake = self.generate(z, ids, eps)
             kl = losses.kl_normal(DiagonalGaussian(fake["mu"], fake["logvar"])).mean()
-            adv = [losses.gan_g_loss(c.loss, critic(fake[key], ids)) for critic, _, key in stages]
-            return {"loss": adv[0] + adv[1] + c.kl_weight * kl, "g1": adv[0].detach(), "g2": adv[1].detach(),
-                    "kl": kl.detach()}
+            h = [critic.features(fake[key]) for critic, _, key in stages]  # (N, F) per stage
+            adv = [losses.gan_g_loss(c.loss, critic.score(f, ids)) for (critic, _, _), f in zip(stages, h, strict=True)]
+            total, out = adv[0] + adv[1] + c.kl_weight * kl, {"g1": adv[0].detach(), "g2": adv[1].detach()}
+            if c.aux_weight:  # G's images must be named by their own caption's words
+                aux = sum(losses.caption_classification(critic.classify(f), ids, self.slot_sizes)
+                          for (critic, _, _), f in zip(stages, h, strict=True))
+                total, out["aux"] = total + c.aux_weight * aux, aux.detach()
+            return {"loss": total, **out, "kl": kl.detach()}
         raise ValueError(f"StackGAN has no phase {phase!r}")
 
     # --- sampling --------------------------------------------------------------------------------
