@@ -76,11 +76,6 @@ class StackGANConfig(ModelConfig):
     lr_d: float = 4e-4
     betas: tuple[float, float] = (0.5, 0.999)
     spectral_norm: bool = True  # on every critic layer
-    # channels of a stride-1 3x3 convolution at full resolution before the critics' strided ones (0: none):
-    # a square's corners and a heart's notch are a pixel or two wide, and a stride-2 4x4 first layer
-    # sees them once per 2x2 cell; in a standalone classifier of real 32x32 shapes it lifted shape
-    # accuracy from 84% to 93% (squares 67% to 93%)
-    d_stem: int = 0
 
 
 class TextEncoder(nn.Module):
@@ -158,20 +153,17 @@ class WhereWhat(nn.Module):
     A spectrally normed shape classifier on real 32x32 shapes, 400 steps of Adam 2e-4: 48% on this
     body's *where* part, 52% with a summed *what* part, 84% with a max-pooled one (squares 67%)."""
 
-    def __init__(self, shape: tuple[int, ...], width: int, channels: tuple[int, ...], stem: int = 0):
+    def __init__(self, shape: tuple[int, ...], width: int, channels: tuple[int, ...]):
         super().__init__()
-        c, h, w = shape
-        # (N, C, H, W) -> (N, stem, H, W) at full resolution, or nothing
-        self.stem = nn.Sequential(nn.Conv2d(c, stem, 3, padding=1), nn.LeakyReLU(0.2)) if stem else nn.Identity()
-        self.where = ConvEncoder((stem or c, h, w), width, channels)
+        self.where = ConvEncoder(shape, width, channels)
         with torch.no_grad():
-            k = self.where.conv(self.stem(torch.zeros(1, *shape))).shape[1]
+            k = self.where.conv(torch.zeros(1, *shape)).shape[1]
         self.what = nn.Conv2d(k, k, 3, padding=1)  # the receptive field grows to cover a whole shape
         self.act = nn.LeakyReLU(0.2)
         self.features = width + k
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.where.conv(self.stem(x))  # (N, K, h, w)
+        m = self.where.conv(x)  # (N, K, h, w)
         where = self.act(self.where.fc(m.flatten(1)))  # (N, width)
         what = self.act(self.what(m)).amax((2, 3))  # (N, K)
         return torch.cat([where, what], 1)
@@ -241,7 +233,7 @@ class StackGAN(GenerativeModel):
         c, width = self.config, self.config.hidden[-1]
         leaky = functools.partial(nn.LeakyReLU, 0.2)
         if conv:
-            body = WhereWhat(shape, width, tuple(c.channels), c.d_stem)
+            body = WhereWhat(shape, width, tuple(c.channels))
             return body, body.features
         return Flat(mlp([math.prod(shape), *c.hidden], act=leaky, final_act=True)), width
 
