@@ -7,9 +7,10 @@ issue's "2 CPU minutes": the same work however busy the machine is) on one CPU t
 model's DEFAULT config (what ``genlab train wgan-gp --data toy2d:grid25`` gives; only the loss is
 chosen for ``gan``; ``--set FIELD=VALUE`` overrides model fields, for trials) and the default
 TrainConfig, except: no sample grids, no checkpoints and no validation during training (so the
-whole budget goes to training), and the final weights are scored. Scores: ``modes`` (modes holding >= 1% of the samples within 3 sigma)
-and ``hq`` (share of samples within 3 sigma of a centre), from 10,000 samples drawn by
-``genlab.evaluation.evaluate``; reported as the median over seeds with the min-max.
+whole budget goes to training), and the final weights are scored. Scores: ``modes`` (modes
+holding >= 1% of the samples within 3 sigma) and ``hq`` (share of samples within 3 sigma of a
+centre), from 10,000 samples drawn by ``genlab.evaluation.evaluate``;
+reported as the median over seeds with the min-max.
 
 Runs go ``--parallel`` at a time (default 2: one per core, each a fresh process with one torch
 thread). Each run records its own CPU seconds (so a run that did not get a full core shows a CPU
@@ -90,7 +91,8 @@ def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides
     train = TrainConfig(cpu_time=seconds, batch_size=batch, seed=seed, threads=1, eval_every=0, sample_every=0,
                         checkpoint_every=0)
     info = DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes)
-    cfg = RunConfig(model=name, model_config=REGISTRY.get(name).Config(**fields, **overrides), train=train, data_info=info)
+    model_config = REGISTRY.get(name).Config(**fields, **overrides)
+    cfg = RunConfig(model=name, model_config=model_config, train=train, data_info=info)
     cpu0 = own_cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         run = new_run(Path(tmp), name, data.name)
@@ -171,7 +173,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    jobs = [(m, d, s, args.seconds, overrides, args.batch_size) for d in args.data for m in args.models for s in args.seeds]
+    jobs = [(m, d, s, args.seconds, overrides, args.batch_size)
+            for d in args.data for m in args.models for s in args.seeds]
     print(f"{len(jobs)} runs of {args.seconds:.0f} s, {args.parallel} at a time", flush=True)
     rows, wall, ours, other = run_pool(_spawn, jobs, args.parallel)
     for r in rows:
@@ -185,7 +188,8 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
-            "cpu_seconds": args.seconds, "overrides": overrides, "batch_size": args.batch_size, "seeds": args.seeds, "parallel": args.parallel, "threads_per_run": 1,
+            "cpu_seconds": args.seconds, "overrides": overrides, "batch_size": args.batch_size, "seeds": args.seeds,
+            "parallel": args.parallel, "threads_per_run": 1,
             "wall_seconds": round(wall, 1), "other_load_cores": round(other, 3),
             "benchmark_cores": round(ours / wall, 3), "rows": rows, "summary": summary}, indent=2, default=list))
 

@@ -196,7 +196,8 @@ def main() -> None:
     features = feature_extractor(data)
     info_rows = [infogan_scores(r, data, features) for r in done[:len(args.seeds)]]
     vae_run, gan_run = done[len(args.seeds):]
-    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "train_wall_seconds": wall,
+    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which,
+              "train_wall_seconds": wall,
               "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows,
               "attribute": attribute_scores(vae_run, data, features),
               "projection": projection_scores(gan_run, vae_run, data, features), "targets": TARGETS}
