@@ -1,6 +1,8 @@
-"""Options that change how fast a phase runs, not what it computes: bf16 autocast and torch.compile.
+"""Options that change how fast a phase runs, not what it computes: bf16 autocast, torch.compile,
+the memory layout and denormal flushing.
 
-Both are off by default and fall back to plain fp32 eager execution where they cannot help:
+bf16 and compile are off by default and fall back to plain fp32 eager execution where they cannot
+help; the layout and flushing are on by default where they apply:
 
 * ``train.precision``: "fp32" (default); "bf16" runs each phase's forward pass under
   ``torch.autocast(dtype=bfloat16)`` (the backward pass follows the forward's dtypes, the weights
