@@ -81,3 +81,21 @@ def test_denormals_are_flushed_while_training_only(tmp_path, monkeypatch):
         trainer.fit()
         assert _denormal_survives()
     assert seen == [False] * 3 + [True] * 3
+
+
+def test_backward_fills_only_the_phase_parameters(tmp_path, monkeypatch):
+    """A loss that also depends on a tensor outside the model (as WGAN-GP's interpolates do) trains the
+    model, and the backward spends nothing on that tensor's gradient."""
+    trainer, _ = make(tmp_path, blobs(120), replace(QUICK, steps=2))
+    outside = torch.ones(1, requires_grad=True)
+    loss = trainer.model.loss
+
+    def loss_with_outside(phase, batch, *, step=0):
+        out = loss(phase, batch, step=step)
+        return {**out, "loss": out["loss"] * outside.sum()}
+
+    monkeypatch.setattr(trainer.model, "loss", loss_with_outside)
+    before = params(trainer.model).clone()
+    trainer.fit()
+    assert outside.grad is None
+    assert not torch.equal(before, params(trainer.model))

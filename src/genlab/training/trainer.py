@@ -138,6 +138,9 @@ class Trainer:
         trainable = [q for p in self.phases for q in p.parameters() if q.requires_grad]
         unique = list({id(q): q for q in trainable}.values())
         self._others = {name: [q for q in unique if id(q) not in ids] for name, ids in mine.items()}
+        # backward computes gradients for these alone: nothing for inputs that require grad (WGAN-GP's
+        # interpolates: a (N, in) x (in, F) product a step spent on a gradient nobody reads)
+        self._own = {name: [q for q in unique if id(q) in ids] for name, ids in mine.items()}
 
     def train_step(self) -> dict[str, float]:
         if self._runners is None:
@@ -185,7 +188,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise TrainingDiverged(self._diverged_message(phase.name, loss.detach().item()))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=self._own[phase.name])
         return out
 
     def _diverged_message(self, phase: str, value: float) -> str:
