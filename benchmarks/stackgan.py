@@ -3,7 +3,8 @@
 Trains ``stackgan`` on ``shapes`` (32x32, the default 12,000 items, seeded 80/10/10 split) through
 genlab's own Trainer for ``--seconds`` of wall-clock (or ``--cpu-time`` seconds of the process's CPU
 time, the same work on a shared machine) on ``--threads`` CPU threads, with the model's
-DEFAULT config (what ``genlab train stackgan --data shapes`` gives) and the default TrainConfig
+DEFAULT config (what ``genlab train stackgan --data shapes`` gives) and the default TrainConfig with the
+model's ``train_defaults``
 except: no sample grids, checkpoints or validation during training, so the budget goes to training;
 or scores a trained run folder (``--run``). The judge is a small CNN with two heads (shape: square,
 ellipse, heart; quadrant: top/bottom x left/right of the shape's centre) trained on the real train
@@ -120,11 +121,14 @@ def train_model(data, *, seconds: float | None, cpu_time: float | None, seed: in
     from genlab.registry import MODELS
     from genlab.training import Trainer, new_run
 
-    train = TrainConfig(time=None if cpu_time else seconds, cpu_time=cpu_time, seed=seed, threads=threads,
-                        eval_every=0, sample_every=0, checkpoint_every=0, eval_metrics=())
+    model_cls = MODELS.get("stackgan")
+    train = TrainConfig(**{**model_cls.train_defaults, "time": None if cpu_time else seconds, "cpu_time": cpu_time,
+                           "seed": seed, "threads": threads, "eval_every": 0, "sample_every": 0,
+                           "checkpoint_every": 0, "eval_metrics": ()})
     info = DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes,
                     class_names=tuple(data.class_names))
-    model_config = apply_overrides({"model": MODELS.get("stackgan").Config()}, sets)["model"]
+    parts = apply_overrides({"model": model_cls.Config(), "train": train}, sets)
+    model_config, train = parts["model"], parts["train"]
     cfg = RunConfig(model="stackgan", model_config=model_config, data=DataConfig(spec="shapes"), train=train,
                     data_info=info)
     run = new_run(runs, "stackgan", data.name)
@@ -160,7 +164,7 @@ def main() -> None:
     p.add_argument("--runs", default=None, help="keep the run folder here (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="model config override, e.g. model.kl_weight=0.1 (default: the model's defaults)")
+                   help="config override, e.g. model.kl_weight=0.1 or train.precision=fp32 (default: the model's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--judge-epochs", type=int, default=12)
     p.add_argument("--judge", default=None, metavar="FILE",
