@@ -316,19 +316,21 @@ class WGAN(GAN):
 @dataclass(frozen=True)
 class WGANGPConfig(GANConfig):
     """Gulrajani et al. 2017. Images: their Algorithm 1 (gradient penalty 10, 5 critic steps, Adam
-    1e-4, betas (0, 0.9)). Points (toy 2-D): an MLP 3 x 256 with a 2-d latent (as the paper's toy
+    1e-4, betas (0, 0.9)). Points (toy 2-D): an MLP 3 x 192 with a 2-d latent (as the paper's toy
     experiments, narrower), penalty 0.1, one critic step, Adam 5e-4 and a moving average of G (0.99)
-    for sampling. Measured on one thread, batch 128, 60 s, seed 0: toy2d:grid25 25/25 modes at 82%
-    high quality, ring8 8/8 at 93%, where the paper's settings (and a 2 x 256 MLP with a 8-d latent)
-    gave 0/25 at 2%. benchmarks/gan.py, 120 s, 3 seeds (median): grid25 25/25 at 91.7%, ring8 8/8 at
-    94.7% (benchmarks/results/gan_toy2d.txt)."""
+    for sampling; the paper's settings (and a 2 x 256 MLP with a 8-d latent) gave 0/25 modes at 2%.
+    The width trades steps for capacity in a fixed CPU budget (benchmarks/gan.py, 120 CPU s, hq):
+    3 x 256 ring8 0.940 / grid25 0.917 (medians of 3 seeds), 3 x 128 ring8 0.966 / grid25 0.885 and
+    one seed at 24/25 modes, 3 x 64 ring8 0.973 / grid25 12/25 modes (seed 0), 3 x 192 ring8 0.955 /
+    grid25 0.919 (seeds 0 and 2): ring8's misses are the bridges a continuous G draws between modes,
+    which shrink with steps; grid25 needs the capacity (benchmarks/results/gan_toy2d*.txt)."""
 
     loss: str = "wasserstein"
     betas: tuple[float, float] | None = (0.0, 0.9)
 
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
         "image": {**GANConfig.AUTO["image"], "gp_weight": 10.0, "n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4},
-        "points": {**GANConfig.AUTO["points"], "latent_dim": 2, "hidden": (256, 256, 256), "gp_weight": 0.1,
+        "points": {**GANConfig.AUTO["points"], "latent_dim": 2, "hidden": (192, 192, 192), "gp_weight": 0.1,
                    "n_critic": 1, "lr_g": 5e-4, "lr_d": 5e-4, "ema": 0.99},
     }
 
