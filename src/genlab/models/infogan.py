@@ -110,7 +110,8 @@ class InfoGAN(GAN):
     # the last weights are the run's (no best.pt): validation FD, which picks best.pt for other GANs,
     # is lowest early for the averaged G, before the categories are the classes (15 CPU minutes, seed 2:
     # FD's pick at step 2,000 had test code_acc 0.75, the last weights 0.92). Seeds 0 / 1 / 2: the
-    # average's last weights 0.986 / 0.909 / 0.915, the paper's set-up's best.pt by FD 0.993 / 0.891 / 0.874
+    # average's last weights 0.986 / 0.909 / 0.915 (seed 1 rerun, its budget ending at step 6,986 instead of
+    # 7,531: 0.887), the paper's set-up's best.pt by FD 0.993 / 0.891 / 0.874
     train_defaults = {"precision": "auto", "select_metric": "last"}
 
     def __init__(self, config: InfoGANConfig, data_info: DataInfo):
