@@ -11,12 +11,12 @@
    per category, then over categories, and the attribute with the larger mean is the code's. "Class
    kept": the share of swept images the classifier labels as the sweep's middle image.
 3. Attribute vector on a VAE (default ``vae``, ``--vae-minutes`` of CPU): "thickness" = mean z of
-   k thick minus k thin train digits, k/C per class taken at evenly spread ranks from the class's
-   thicker (thinner) half (``genlab.latent.references.extremes``; the class is balanced out, and
-   ordinary thick digits rather than the most extreme ones give a shorter vector with less class in
-   it), for k = 100 (the headline) and 20; added at strengths 0.25, 0.5 and 1 to 100 other (test)
-   digits: share whose measured thickness rose, share whose predicted class stayed (against the
-   same code decoded without the vector).
+   k thick minus k thin train digits, k/C per class, one from the middle of each of k/C equal bins
+   of ranks of the class's thicker (thinner) half (``genlab.latent.references.extremes``; the class
+   is balanced out, and ordinary thick digits rather than the most extreme ones give a shorter
+   vector with less class in it), for k = 20 (the issue's count, the headline) and 100; added at
+   strengths 0.25, 0.5 and 1 to 100 other (test) digits: share whose measured thickness rose, share
+   whose predicted class stayed (against the same code decoded without the vector).
 4. Projection: a DCGAN (default ``gan``, ``--gan-minutes`` of CPU) inverts 100 test digits
    (8 starts x 300 Adam steps, pixel + feature loss): median PSNR, beside the VAE's median
    reconstruction PSNR of the same digits.
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 STRENGTHS = (0.25, 0.5, 1.0)  # multiples of the attribute vector added to the codes
-ATTRIBUTE_K = (100, 20)  # examples on each side of the thickness vector; the first is the headline
+ATTRIBUTE_K = (20, 100)  # examples on each side of the thickness vector; the first (the issue's) is the headline
 TARGETS = {"code_acc": 0.90, "mi_gap": 0.10, "spearman": 0.8, "class_kept": 0.90, "thickness_rose": 0.90,
            "thickness_class_kept": 0.90}
 
@@ -59,13 +59,13 @@ def train(model: str, seed: int, minutes: float, runs: Path, extra: list[str]) -
     return run
 
 
-WHICH = {"checkpoint": "best"}  # the weights scored: best.pt (what genlab sample / evaluate load) or last
+WHICH = {"checkpoint": "best"}  # InfoGAN weights scored: best.pt (what genlab sample / evaluate load) or last
 
 
-def load(run: Path):
+def load(run: Path, which: str = "best"):
     from genlab.training import load_model, open_run
 
-    model, config = load_model(open_run(run), which=WHICH["checkpoint"])
+    model, config = load_model(open_run(run), which=which)
     return model.eval(), config
 
 
@@ -82,7 +82,7 @@ def infogan_scores(run: Path, data, features) -> dict:
     from genlab.latent.traverse import sweep
     from genlab.training.logger import read_jsonl
 
-    model, _ = load(run)
+    model, _ = load(run, WHICH["checkpoint"])
     values = evaluate(model, data, metrics=["code_acc", "code_nmi", "code_acc_real"], n=2000)["values"]
     stats = [r for r in read_jsonl(run / "stats.jsonl") if "critic/mi_cat" in r]
     mi = statistics.fmean(r["critic/mi_cat"] for r in stats[-10:]) if stats else float("nan")
@@ -166,12 +166,15 @@ def main() -> None:
     p.add_argument("--cpu-minutes", type=float, default=15.0, help="InfoGAN CPU minutes per seed")
     p.add_argument("--vae-minutes", type=float, default=5.0)
     p.add_argument("--gan-minutes", type=float, default=10.0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the InfoGAN runs (genlab train --set), e.g. model.ema=0.999")
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--runs", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="score runs already in --runs instead of training")
     p.add_argument("--which", choices=("best", "last"), default="best",
-                   help="weights to score: best.pt (picked during training by validation FD, no labels "
-                        "beyond the evaluator's) as genlab sample and evaluate load them, or the last")
+                   help="InfoGAN weights to score: best.pt as genlab sample and evaluate load them (the "
+                        "last weights when the run kept no best.pt, InfoGAN's default), or the last; the "
+                        "VAE and DCGAN always best.pt")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     WHICH["checkpoint"] = args.which
@@ -183,7 +186,8 @@ def main() -> None:
 
     runs = Path(args.runs or tempfile.mkdtemp(prefix="genlab-infogan-"))
     runs.mkdir(parents=True, exist_ok=True)
-    jobs = [("infogan", s, args.cpu_minutes, []) for s in args.seeds]
+    overrides = [a for kv in args.set for a in ("--set", kv)]
+    jobs = [("infogan", s, args.cpu_minutes, overrides) for s in args.seeds]
     jobs += [("vae", 0, args.vae_minutes, []), ("gan", 0, args.gan_minutes, [])]
     t0 = time.perf_counter()
     if args.reuse:
@@ -196,7 +200,7 @@ def main() -> None:
     features = feature_extractor(data)
     info_rows = [infogan_scores(r, data, features) for r in done[:len(args.seeds)]]
     vae_run, gan_run = done[len(args.seeds):]
-    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which,
+    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "set": args.set,
               "train_wall_seconds": wall,
               "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows,
               "attribute": attribute_scores(vae_run, data, features),
@@ -205,7 +209,8 @@ def main() -> None:
     result["summary"] = {"code_acc_median": statistics.median(accs), "code_acc_worst": accs[0],
                          "code_acc_real_median": statistics.median(r["code_acc_real"] for r in info_rows),
                          "mi_gap_median": statistics.median(r["mi_gap"] for r in info_rows)}
-    print(f"\nInfoGAN on mnist5k, {args.cpu_minutes:g} CPU minutes per seed (trained in {wall:.0f} s wall)")
+    print(f"\nInfoGAN on mnist5k, {args.cpu_minutes:g} CPU minutes per seed (trained in {wall:.0f} s wall), "
+          f"weights: {'best.pt' if args.which == 'best' else 'the last'}, config: {' '.join(args.set) or 'defaults'}")
     print(f"{'seed':>4} {'code_acc':>9} {'code_nmi':>9} {'acc_real':>9} {'L_I':>7} {'ln10-L_I':>9}  continuous codes")
     for s, r in zip(args.seeds, info_rows, strict=True):
         codes = "; ".join(f"c{c['code']}: {c['attribute']} |ρ| {c['spearman']:.2f}, class kept {c['class_kept']:.2f}"

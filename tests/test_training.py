@@ -191,3 +191,14 @@ def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
     result = trainer.fit()
     used = time.process_time() - cpu
     assert result.step > 0 and 0.5 <= used < 5.0
+
+
+def test_select_metric_last_keeps_no_best_and_loads_the_last_weights(tmp_path):
+    from genlab.training import load_model
+
+    data = blobs(120)
+    t, run = make(tmp_path, data, replace(QUICK, steps=10, eval_every=5, select_metric="last"))
+    t.fit()
+    assert not (run.path / "best.pt").exists() and (run.path / "metrics.jsonl").is_file()
+    model, _ = load_model(run, which="best")  # falls back to the last weights
+    assert torch.equal(params(model), params(t.model))

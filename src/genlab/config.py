@@ -51,7 +51,9 @@ class TrainConfig:
     eval_every: int = 1000  # steps between validation evaluations (0: only at the end)
     eval_n: int = 500  # images per sample metric during training
     eval_metrics: tuple[str, ...] | None = None  # validation metrics; None: the model's own defaults
-    select_metric: str = "auto"  # metric that picks best.pt: "auto" = first of eval_metrics that applies
+    # metric that picks best.pt: "auto" = first of eval_metrics that applies; "last": none, no best.pt is
+    # written and sample / evaluate load the last weights
+    select_metric: str = "auto"
     sample_every: int = 1000
     checkpoint_every: int = 1000
     grad_clip: float | None = None

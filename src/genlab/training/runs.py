@@ -1,10 +1,10 @@
 """The run folder is the record: ``runs/<id>-<model>-<data>/``.
 
 It holds ``config.json`` (everything needed to rebuild the model), ``checkpoint.pt`` (the latest
-full training state, for ``--resume``), ``best.pt`` (the weights with the best validation metric),
-``stats.jsonl`` (training scalars), ``metrics.jsonl`` (evaluations over training), ``tb/``
-(TensorBoard events), ``samples/`` (grids over training) and the final pictures. Sampling,
-evaluation and the explorer take only this path.
+full training state, for ``--resume``), ``best.pt`` (the weights with the best validation metric;
+none with ``train.select_metric=last``), ``stats.jsonl`` (training scalars), ``metrics.jsonl``
+(evaluations over training), ``tb/`` (TensorBoard events), ``samples/`` (grids over training) and
+the final pictures. Sampling, evaluation and the explorer take only this path.
 """
 
 from __future__ import annotations

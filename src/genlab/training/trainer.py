@@ -265,6 +265,8 @@ class Trainer:
     # --- evaluation and pictures ---------------------------------------------------------------
     def _selection_metric(self, values: dict[str, float]) -> str | None:
         choice = self.cfg.select_metric
+        if choice == "last":  # no selection: the last weights are the run's
+            return None
         if choice != "auto":
             return choice if choice in values else None
         return next((m for m in self.eval_metrics if m in values), None)
