@@ -201,10 +201,8 @@ class GAN(GenerativeModel):
         updates, as TensorFlow's ExponentialMovingAverage with num_updates); buffers are copied."""
         t = int(self.ema_updates)
         decay = min(self.config.ema, (1 + t) / (10 + t))
-        averages, current = list(self.g_ema.parameters()), list(self.generator.parameters())
-        if len(averages) != len(current):
-            raise RuntimeError("the moving average of G no longer matches G's parameters")
-        torch._foreach_lerp_(averages, current, 1.0 - decay)  # one call for all tensors (toy steps are short)
+        for avg, p in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
+            avg.lerp_(p, 1.0 - decay)
         for avg, b in zip(self.g_ema.buffers(), self.generator.buffers(), strict=True):
             avg.copy_(b)
         self.ema_updates += 1
