@@ -72,13 +72,13 @@ def run_pool(spawn, jobs: list, parallel: int) -> tuple[list[dict], float, float
     return rows, wall, ours, other
 
 
-def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides: dict, batch: int) -> dict:
+def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides: list[str], batch: int) -> dict:
     """Train one model for ``seconds`` on one thread and score it; runs inside a worker process."""
     import torch
 
     import genlab.evaluation  # noqa: F401  (registers the metrics)
     import genlab.models  # noqa: F401
-    from genlab.config import DataInfo, RunConfig, TrainConfig
+    from genlab.config import DataInfo, RunConfig, TrainConfig, apply_overrides
     from genlab.data import load_data
     from genlab.evaluation import evaluate
     from genlab.models import build_model
@@ -91,7 +91,7 @@ def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides
     train = TrainConfig(cpu_time=seconds, batch_size=batch, seed=seed, threads=1, eval_every=0, sample_every=0,
                         checkpoint_every=0)
     info = DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=data.num_classes)
-    model_config = REGISTRY.get(name).Config(**fields, **overrides)
+    model_config = apply_overrides({"model": REGISTRY.get(name).Config(**fields)}, overrides)["model"]
     cfg = RunConfig(model=name, model_config=model_config, train=train, data_info=info)
     cpu0 = own_cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +114,7 @@ def _worker_main(argv: list[str]) -> None:
           flush=True)
 
 
-def _spawn(job: tuple[str, str, int, float, dict, int]) -> dict:
+def _spawn(job: tuple[str, str, int, float, list[str], int]) -> dict:
     model_key, data_spec, seed, seconds, overrides, batch = job
     out = subprocess.run([sys.executable, __file__, "--worker", model_key, data_spec, str(seed), str(seconds),
                           json.dumps(overrides), str(batch)],
@@ -164,7 +164,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=120.0, help="training CPU seconds per run (one thread)")
     ap.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
-                    help="model config overrides (JSON values), e.g. ema=0.999")
+                    help="model config overrides as genlab train --set takes them, e.g. ema=0.999 hidden=[192,192]")
     ap.add_argument("--batch-size", type=int, default=128, help="train.batch_size of every run")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data", nargs="+", default=list(DATA))
@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time, one process and thread each")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    overrides = list(args.set)
     jobs = [(m, d, s, args.seconds, overrides, args.batch_size)
             for d in args.data for m in args.models for s in args.seeds]
     print(f"{len(jobs)} runs of {args.seconds:.0f} s, {args.parallel} at a time", flush=True)

@@ -59,9 +59,6 @@ def train(model: str, seed: int, minutes: float, runs: Path, extra: list[str]) -
     return run
 
 
-WHICH = {"checkpoint": "best"}  # InfoGAN weights scored: best.pt (what genlab sample / evaluate load) or last
-
-
 def load(run: Path, which: str = "best"):
     from genlab.training import load_model, open_run
 
@@ -76,13 +73,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if np.isnan(r) else float(r)
 
 
-def infogan_scores(run: Path, data, features) -> dict:
+def infogan_scores(run: Path, data, features, which: str = "best") -> dict:
+    """``which``: the weights scored, best.pt (what genlab sample / evaluate load) or the last."""
     from genlab.evaluation import evaluate
     from genlab.latent.attributes import MEASURES
     from genlab.latent.traverse import sweep
     from genlab.training.logger import read_jsonl
 
-    model, _ = load(run, WHICH["checkpoint"])
+    model, _ = load(run, which)
     values = evaluate(model, data, metrics=["code_acc", "code_nmi", "code_acc_real"], n=2000)["values"]
     stats = [r for r in read_jsonl(run / "stats.jsonl") if "critic/mi_cat" in r]
     mi = statistics.fmean(r["critic/mi_cat"] for r in stats[-10:]) if stats else float("nan")
@@ -177,7 +175,6 @@ def main() -> None:
                         "VAE and DCGAN always best.pt")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    WHICH["checkpoint"] = args.which
     torch.set_num_threads(2)
     import genlab.evaluation  # noqa: F401
     import genlab.models  # noqa: F401
@@ -198,7 +195,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     data = load_data("mnist5k")
     features = feature_extractor(data)
-    info_rows = [infogan_scores(r, data, features) for r in done[:len(args.seeds)]]
+    info_rows = [infogan_scores(r, data, features, args.which) for r in done[:len(args.seeds)]]
     vae_run, gan_run = done[len(args.seeds):]
     result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "set": args.set,
               "train_wall_seconds": wall,
