@@ -35,7 +35,7 @@ def model(name: str, data, seed: int = 0, **kw):
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_m2_with_every_label_is_a_cvae_plus_a_classifier_term(likelihood):
     data = blobs(64)
-    m2 = model("m2", data, alpha=0.7, likelihood=likelihood)
+    m2 = model("m2", data, alpha=0.7, likelihood=likelihood, consistency=0.0)  # Kingma et al.'s M2
     cvae = model("cvae", data, likelihood=likelihood)
     missing, unexpected = cvae.load_state_dict(m2.state_dict(), strict=False)
     assert not missing and all(k.startswith("classifier.") for k in unexpected)
@@ -51,11 +51,27 @@ def test_m2_with_every_label_is_a_cvae_plus_a_classifier_term(likelihood):
     assert torch.allclose(out_m2["nelbo"], out_cvae["nelbo"], atol=1e-4)
 
 
+def test_m2_consistency_is_the_one_term_added_for_images():
+    data = load_data("digits")
+    plain = model("m2", data, consistency=0.0)
+    with_term = model("m2", data, consistency=2.0)
+    with_term.load_state_dict(plain.state_dict())
+    y = data.y[:32].clone()
+    y[::2] = -1  # half the labels hidden
+    batch = {"x": data.x[:32], "y": y}
+    torch.manual_seed(5)
+    out0 = plain.loss("main", batch, step=0)
+    torch.manual_seed(5)
+    out2 = with_term.loss("main", batch, step=0)
+    assert "consistency" not in out0 and out2["consistency"] > 0
+    assert torch.allclose(out2["loss"], out0["loss"] + 2.0 * out2["consistency"], atol=1e-4)
+
+
 def test_m2_unlabelled_term_enumerates_the_classes():
     """With hidden labels the generative term is sum_y q(y|x) L(x, y) - H(q(y|x)): checked on a model
     whose posterior has (almost) no noise, so that one z per class is the same z every time."""
     data = blobs(64)
-    m2 = model("m2", data, likelihood="gaussian")
+    m2 = model("m2", data, likelihood="gaussian", consistency=0.0)
     with torch.no_grad():
         m2.z_head.bias[SMALL["latent_dim"]:] = -40.0  # log sigma^2 -> clamp at -12: z ~ mu
     x = data.x[:8]

@@ -12,9 +12,12 @@ import torch
 import genlab.models  # noqa: F401  (registration)
 from genlab.cli import main
 from genlab.config import RunConfig, TrainConfig
+from genlab.data import DataSet
 from genlab.evaluation.clustering import balanced_subset, cluster_acc, cluster_scores, kmeans, majority_acc
+from genlab.losses import class_consistency
 from genlab.models import build_model
 from genlab.models.gmvae import GMVAEConfig
+from genlab.nn.augment import label_preserving_view, random_affine
 
 from conftest import blobs, info
 
@@ -69,6 +72,14 @@ def test_balanced_subset_is_balanced_and_seeded():
             balanced_subset(y, bad, seed=0)
 
 
+def digits_like(n: int) -> DataSet:
+    """n random 1x12x12 images in [0, 1] (shapes and augmentations only care about the layout)."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(n, 1, 12, 12, generator=g) > 0.7).float()
+    return DataSet(name="rand", kind="image", x=x, y=torch.arange(n) % 4,
+                   splits={"train": torch.arange(n)}, num_classes=4)
+
+
 # --- the GMVAE ------------------------------------------------------------------------------------
 def gmvae(data, seed: int = 0, **kw):
     cfg = GMVAEConfig(**{"components": 4, "latent_dim": 4, "hidden": (64,), **kw})
@@ -78,16 +89,65 @@ def gmvae(data, seed: int = 0, **kw):
 
 def test_gmvae_loss_pieces_sum_to_the_loss():
     data = blobs(64)
-    model = gmvae(data, balance=0.0)
+    model = gmvae(data, balance=0.0, consistency=0.0)  # the ELBO of the paper, nothing added
     out = model.loss("main", {"x": data.x[:16]}, step=0)
     assert torch.allclose(out["loss"].detach(), out["recon"] + out["kl_z"] + out["kl_y"], atol=1e-4)
     assert out["kl_z"] >= 0 and out["kl_y"] >= 0
     # with the balance term, it is the one piece added to the ELBO
-    model = gmvae(data, balance=0.5)
+    model = gmvae(data, balance=0.5, consistency=0.0)
     torch.manual_seed(1)
     out = model.loss("main", {"x": data.x[:16]}, step=0)
     expected = out["recon"] + out["kl_z"] + out["kl_y"] + 0.5 * out["kl_y_marginal"]
     assert torch.allclose(out["loss"].detach(), expected, atol=1e-4)
+
+
+def test_class_consistency_is_a_kl_to_a_fixed_target():
+    a = torch.randn(6, 5, requires_grad=True)
+    b = torch.randn(6, 5, requires_grad=True)
+    assert torch.allclose(class_consistency(a, a.detach().clone()), torch.zeros(6), atol=1e-6)
+    p, q = torch.softmax(a, 1), torch.softmax(b, 1)
+    kl = class_consistency(a, b)
+    assert torch.allclose(kl, (p * (p / q).log()).sum(1), atol=1e-5) and (kl > 0).all()
+    kl.sum().backward()
+    assert a.grad is None and b.grad.abs().sum() > 0  # only the view's posterior moves
+
+
+def test_random_affine_keeps_the_image_and_identity_is_exact():
+    x = digits_like(16).x
+    same = random_affine(x, degrees=0, scale=0, shift=0)
+    assert torch.allclose(same, x, atol=1e-5)
+    big = torch.zeros(16, 1, 28, 28)
+    big[:, :, 10:18, 9:19] = 1.0  # a block in the middle: small moves keep it inside the frame
+    out = random_affine(big, generator=torch.Generator().manual_seed(0))
+    assert out.shape == big.shape and out.min() >= 0 and out.max() <= 1 + 1e-6
+    assert not torch.allclose(out, big, atol=1e-3)
+    mass = out.sum((1, 2, 3)) / big.sum((1, 2, 3))
+    assert ((mass > 0.75) & (mass < 1.3)).all()  # scale within 10%: area within ~21%
+
+
+def test_gmvae_consistency_term_is_added_and_pulls_views_together():
+    data = digits_like(32)
+    model = gmvae(data, balance=0.5, consistency=2.0)
+    out = model.loss("main", {"x": data.x}, step=0)
+    expected = out["recon"] + out["kl_z"] + out["kl_y"] + 0.5 * out["kl_y_marginal"] + 2.0 * out["consistency"]
+    assert torch.allclose(out["loss"].detach(), expected, atol=1e-4) and out["consistency"] > 0
+    # a few steps on the term alone bring q(y|x') of fixed views x' towards q(y|x)
+    view = label_preserving_view(data.x, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.mul_(3.0)  # confident, disagreeing posteriors to start from
+
+    def term():
+        return class_consistency(model.class_logits(data.x), model.class_logits(view)).mean()  # scalar
+
+    before = term().detach().item()
+    opt = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)
+    for _ in range(30):
+        loss = term()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before > 0.05 and term().detach().item() < 0.5 * before
 
 
 def test_gmvae_cluster_probs_and_shapes():

@@ -7,6 +7,7 @@ the data term (a per-pixel mean beside a per-example KL silently changes the obj
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -183,3 +184,19 @@ def feature_reconstruction(feats_hat: list[Tensor], feats: list[Tensor]) -> Tens
     for a, b in zip(feats_hat, feats, strict=True):
         total = total + _sum_events((a - b) ** 2) / (2 * a.shape[1])
     return total
+
+
+def class_consistency(logits: Tensor, logits_view: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL(q(y|x) || q(y|x')) per example, (N,), with q(y|x) held fixed (no gradient): the class
+    posterior of an augmented view x' is pulled to that of x (the Pi-model / UDA term of Laine &
+    Aila 2017 and Xie et al. 2020). logits, logits_view: (N, K). A ``temperature`` below 1 sharpens
+    the target (UDA's 0.4), so the views are also pulled towards confident answers."""
+    target = F.log_softmax(logits.detach() / temperature, dim=1)
+    return (target.exp() * (target - F.log_softmax(logits_view, dim=1))).sum(1)
+
+
+def marginal_balance(probs: Tensor) -> Tensor:
+    """KL(mean_n q(y|x_n) || U(K)) of a batch's class posteriors (N, K): 0 when every class gets an
+    equal share of the batch (the "marginal KL" of Hoffman & Johnson 2016)."""
+    q_bar = probs.mean(0)  # (K,)
+    return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(probs.shape[1]))).sum()

@@ -39,6 +39,7 @@ from ..errors import GenlabError
 from ..registry import METRICS
 from . import metrics as M
 from . import semantics as S
+from .clustering import cluster_acc
 from .features import FeatureExtractor, FeatureSet, feature_extractor, real_features
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,9 @@ for _m in (
            True, "labels", lambda m: hasattr(m, "classify"),
            lambda run: float((run.predictions == run.y.double()).double().mean()),
            needs_data=lambda d: d.labelled),
+    Metric("cluster_acc", "Hungarian-matched accuracy of the model's own clusters (argmax q(y|x)) on held-out labels",
+           True, "labels", lambda m: hasattr(m, "cluster_probs"),
+           lambda run: cluster_acc(run.y, run.clusters), needs_data=lambda d: d.labelled),
     Metric("nll", "negative log-likelihood estimate, mean of -IWAE bound with K samples, nats per example",
            False, "likelihood", lambda m: hasattr(m, "iwae_bound"),
            lambda run: float(-run.iwae_bounds.mean())),
@@ -244,6 +248,11 @@ class _ModelRun:
         """The model's class for each item, argmax of ``classify`` (N,)."""
         with _seeded(self.seed + 5, self.device):
             return self._map(lambda xb: self.model.classify(xb).argmax(1), self.x, self.batch_size, "classify")
+
+    @cached_property
+    def clusters(self) -> Tensor:
+        """The model's cluster of each item, argmax of ``cluster_probs`` (N,)."""
+        return self._map(lambda xb: self.model.cluster_probs(xb).argmax(1), self.x, self.batch_size, "cluster")
 
     @cached_property
     def targets(self) -> Tensor:

@@ -28,13 +28,17 @@ Our defaults, from 2-minute runs on mnist5k with 100 labels (validation accuracy
 * a small conv classifier q(y|x) (``classifier_arch`` = "conv", channels 16, 32) beside MLP encoder
   and decoder: 85% at 2/3 of the MLP's steps; the decoder, run K times per unlabelled example,
   stays an MLP, which is where the time goes.
+* not in the paper, on images: ``consistency`` * KL(q(y|x) || q(y|x')) for a random view x' of the
+  same image (turned, slanted, scaled, shifted, pen width changed: ``nn.augment.label_preserving_view``),
+  the target q(y|x) held fixed (the Pi-model of Laine & Aila 2017; UDA, Xie et al. 2020). It carries
+  the few labels to the unlabelled images near them (mnist5k, 100 labels: benchmarks/latent_structure.py
+  gives M2 with and without it). ``consistency=0`` is Kingma et al.'s M2.
 ``classify(x)`` is q(y|x) (logits), which is what ``genlab evaluate`` scores as ``accuracy``;
 ``elbo(x)`` (the cvae's, with this q(y|x)) is -U(x) with the KL weight 1.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import DataInfo
+from ..losses import class_consistency, marginal_balance
 from ..nn import make_encoder
+from ..nn.augment import label_preserving_view
 from ..registry import MODELS
 from .autoencoder import _check_choice
 from .cvae import CVAE, CVAEConfig
@@ -54,6 +60,7 @@ class M2Config(CVAEConfig):
     channels: tuple[int, ...] = (16, 32)  # conv widths (the classifier's by default)
     alpha: float = 1.0  # weight of the labelled cross-entropy beside the per-example ELBO (paper: 0.1)
     balance: float = 0.0  # weight of KL(batch-mean q(y|x) || U(K)) (as the GMVAE's; 0: off)
+    consistency: float = 10.0  # weight of KL(q(y|x) || q(y|x')) for a random label-preserving view x' (0: the paper)
     classifier_arch: str | None = "conv"  # q(y|x)'s net, "mlp" or "conv" (None: ``arch``); conv on images only
 
 
@@ -102,13 +109,19 @@ class M2(CVAE):
         gen = per_example(t["loss"], True)  # L for labelled, U for unlabelled
         ce = F.cross_entropy(logits[lab], y[lab]) if n_lab else logits.new_zeros(())
         loss = gen.mean() + self.config.alpha * ce
-        q_bar = F.softmax(logits, dim=1).mean(0)  # (K,) the batch's aggregate q(y)
-        marginal = (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(k))).sum()
+        marginal = marginal_balance(F.softmax(logits, dim=1))
         if self.config.balance > 0:
             loss = loss + self.config.balance * marginal
+        extra = {}
+        if self.config.consistency > 0 and self.is_image:
+            # not in the paper: q(y|x) of a slightly turned, scaled, shifted digit should not change
+            # (the Pi-model term); it carries the labels' information to the unlabelled examples
+            cons = class_consistency(logits, self.classify(label_preserving_view(batch["x"]))).mean()
+            loss = loss + self.config.consistency * cons
+            extra["consistency"] = cons.detach()
         with torch.no_grad():
             nelbo = per_example(t["recon"] + t["kl"] - self.log_prior_y, True).mean()
             out = {"nelbo": nelbo, "recon": per_example(t["recon"], False).mean(),
                    "kl": per_example(t["kl"], False).mean(), "ce": ce.detach(),
-                   "labelled": lab.float().mean(), "kl_y_marginal": marginal.detach()}
+                   "labelled": lab.float().mean(), "kl_y_marginal": marginal.detach(), **extra}
         return {"loss": loss, **out}
