@@ -157,7 +157,8 @@ def test_gmvae_cluster_probs_and_shapes():
     probs = model.cluster_probs(x)
     assert probs.shape == (8, 4) and torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
     assert model.encode(x).shape == (8, 4) and model.reconstruct(x).shape == x.shape
-    assert model.sample_component(5, 2, torch.Generator().manual_seed(0)).shape == (5, *data.shape)
+    assert model.sample(5, y=torch.full((5,), 2), generator=torch.Generator().manual_seed(0)).shape == (5, *data.shape)
+    assert model.sample_groups == 4 and model.sample_with_latents(8)["component"].tolist() == [0, 1, 2, 3] * 2
     with torch.no_grad():
         x_bin = model.eval_targets(x, torch.Generator().manual_seed(0))
         elbo, iwae = model.elbo(x_bin), model.iwae_bound(x_bin, 50)

@@ -35,7 +35,7 @@ def sample_pictures(model, data: DataSet, path: Path, *, n: int = 64, seed: int 
     kw = {}
     if data.kind == "points":
         kw = {"real": data.tensors("test", limit=2000)[0], "centres": data.meta.get("centres")}
-    return save_samples(x, path, kind=data.kind, nrow=getattr(model, "num_classes", None), **kw)
+    return save_samples(x, path, kind=data.kind, nrow=model.sample_groups, **kw)
 
 
 @torch.no_grad()

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, metavar="K",
-                   help="class-conditional models: draw class K only (default: one row per class)")
+                   help="class-conditional models: draw class K only; gmvae: component K (default: a row each)")
     p.add_argument("--caption", default=None, metavar="TEXT",
                    help='caption-conditional models (stackgan): e.g. "a large square at the bottom right"')
 

@@ -225,14 +225,15 @@ def _check_output(path: str, suffixes: tuple[str, ...]) -> Path:
 
 
 def _sample_labels(model, config: RunConfig, label: int | None, n: int) -> torch.Tensor | None:
-    """(n,) copies of ``--label K`` for a class-conditional model (one with ``num_classes``)."""
+    """(n,) copies of ``--label K`` for a class-conditional model, or a mixture model's component K."""
     if label is None:
         return None
-    classes = getattr(model, "num_classes", None)
+    classes = model.sample_groups
     if not classes:
         raise GenlabError(f"a {config.model!r} model is not class-conditional, so it takes no --label")
     if not 0 <= label < classes:
-        raise GenlabError(f"--label {label} is out of range: this model's classes are 0..{classes - 1}")
+        what = "classes" if getattr(model, "num_classes", None) else "components"
+        raise GenlabError(f"--label {label} is out of range: this model's {what} are 0..{classes - 1}")
     return torch.full((n,), label, dtype=torch.long)
 
 
@@ -263,8 +264,8 @@ def cmd_sample(args) -> int:
         _out(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in drawn.items()))
         return 0
     kind, per_row, extra = config.data_info.kind, None, {}
-    classes = getattr(model, "num_classes", None)
-    if y is None and classes and kind == "image":  # a conditional model: one row per class
+    classes = model.sample_groups
+    if y is None and classes and kind == "image":  # a conditional or mixture model: one row per group
         per_row = -(-args.n // classes)
         y = torch.arange(classes).repeat_interleave(per_row)
     if kind == "points":  # samples over the real points and the exact mode centres

@@ -69,6 +69,12 @@ class GenerativeModel(nn.Module):
         return next(self.parameters()).device
 
     @property
+    def sample_groups(self) -> int | None:
+        """K when ``sample(n)`` cycles through K groups (classes, mixture components) and ``sample(n, y=k)``
+        draws from group k: sample grids then give each group a column. None: one population."""
+        return getattr(self, "num_classes", None)
+
+    @property
     def is_image(self) -> bool:
         return self.data_info.kind == "image"
 

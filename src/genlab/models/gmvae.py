@@ -153,19 +153,17 @@ class GMVAE(VAE):
         dist = self.decoder_dist(z)
         return dist.mean if self.is_image or self.likelihood == "bernoulli" else dist.sample(generator)
 
+    @property
+    def sample_groups(self) -> int:
+        return self.components  # sample grids: a row per component
+
     def sample_with_latents(self, n, *, y=None, generator=None):
-        """{"x", "z", "component"}: y ~ U(K), z ~ p(z|y), x the decoder's mean (images)."""
-        comp = torch.randint(self.components, (n,), generator=generator)
+        """{"x", "z", "component"}: components y as given (or cycling 0..K-1: y ~ U(K) in equal shares),
+        z ~ p(z|y), x the decoder's mean (images)."""
+        comp = torch.arange(n) % self.components if y is None else y.cpu().long()
         with torch.no_grad():
             z = self._draw(comp, generator)
             return {"x": self._x_from(z, generator), "z": z, "component": comp}
-
-    @torch.no_grad()
-    def sample_component(self, n: int, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """n samples (n, *shape) of component k: z ~ N(mu_k, sigma_k^2)."""
-        if not 0 <= k < self.components:
-            raise GenlabError(f"component {k} is out of range: this model has 0..{self.components - 1}")
-        return self._x_from(self._draw(torch.full((n,), k, dtype=torch.long), generator), generator)
 
     # --- likelihood ------------------------------------------------------------------------------
     def elbo(self, x: Tensor) -> Tensor:

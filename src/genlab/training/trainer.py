@@ -305,8 +305,8 @@ class Trainer:
             g = torch.Generator().manual_seed(self._sample_generator_seed)
             x = self.model.sample(64, generator=g)
         self.model.train()
-        # conditional models cycle their labels 0..K-1: K columns put one class in each column
-        nrow = getattr(self.model, "num_classes", None)
+        # conditional (and mixture) models cycle their groups 0..K-1: K columns put one in each column
+        nrow = self.model.sample_groups
         self.save_dfield(folder)
         return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
 
