@@ -82,9 +82,12 @@ class DCIGN(VAE):
                               f"{len(config.units)}, got {config.latent_dim}")
         self.bound = _bound_units(config, data_info)
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
-        # the decoder takes (cos, sin) for each circular unit: one input more per circular unit
-        self.decoder = make_decoder(config.arch, config.latent_dim + len(self.circular), data_info.shape,
-                                    hidden=config.hidden, channels=config.channels)
+        orders = self.harmonic_orders()
+        self._lift_orders = {i: orders[config.units[i]] for i in self.circular}
+        # the decoder takes 2K harmonics in place of each circular unit
+        lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
+        self.decoder = make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden,
+                                    channels=config.channels)
         names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
 
@@ -180,12 +183,15 @@ class DCIGN(VAE):
 
     # --- decoding ------------------------------------------------------------------------------
     def lift(self, z: Tensor) -> Tensor:
-        """(N, D) -> (N, D + C): each of the C circular units u is replaced by (cos pi u, sin pi u)."""
+        """(N, D) -> (N, D - C + 2 sum K): each circular unit u becomes its harmonics (cos k pi u, sin k pi u),
+        k in its ``harmonic_orders`` (rotation: 1, 2, 4), so the decoder gets a square's pose (k = 4)
+        as directly as a heart's (k = 1)."""
         if not self.circular:
             return z
         parts, start = [], 0
         for i in self.circular:
-            u = z[:, i:i + 1] * math.pi  # (N, 1) radians of the unit's circle
+            k = torch.tensor(self._lift_orders[i], dtype=z.dtype, device=z.device)  # (K,)
+            u = z[:, i:i + 1] * math.pi * k  # (N, K) radians
             parts += [z[:, start:i], torch.cos(u), torch.sin(u)]
             start = i + 1
         return torch.cat([*parts, z[:, start:]], 1)
@@ -255,14 +261,45 @@ class DCIGN(VAE):
             out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
         return out
 
-    def true_units(self, z: Tensor, factors: Tensor, share: float) -> Tensor:
-        """z with the bound units of a random ``share`` of the examples set to their true factors' values."""
+    def true_units(self, z: Tensor, factors: Tensor, share: float, mu: Tensor | None = None) -> Tensor:
+        """z with the bound units of a random ``share`` of the examples set to their true factors' values;
+        given the posterior means ``mu`` (N, D), the truth replaces the mean and the sample keeps its
+        noise z - mu (so the posterior's sigma still learns how precise the decoder needs the unit)."""
         z = z.clone()
         pick = torch.rand(len(z), device=z.device) < share  # (N,)
         for name, (col, *_rest) in self.bound.items():
             i = self.config.units.index(name)
-            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)), z[:, i])
+            noise = 0 if mu is None else z[:, i] - mu[:, i]
+            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)) + noise, z[:, i])
         return z
+
+    def symmetric_turns(self, z: Tensor, periods: Tensor) -> Tensor:
+        """z with each circular unit turned by a random multiple of its item's period (``periods`` (N, F),
+        radians): the same image. The encoder reads a square's angle in (-45, 45] degrees only; without
+        this the decoder would never see a square at 60 degrees, which a 30-degree edit asks for."""
+        z = z.clone()
+        for i in self.circular:
+            name = self.config.units[i]
+            col, lo, hi, _ = self.bound[name]
+            step = 2 * periods[:, col].to(z) / (hi - lo)  # (N,) the unit's change per symmetric turn
+            order = (2 / step.clamp(min=1e-6)).round()  # (N,) turns per whole turn (4 for a square)
+            z[:, i] = z[:, i] + step * torch.floor(torch.rand_like(step) * order)
+        return z
+
+    def kl(self, post: DiagonalGaussian) -> Tensor:
+        """KL(q || p) per example (N,). A circular unit's prior is uniform over the turn, so no angle is
+        cheaper than another: its mu^2 / 2 is left out (the sigma part stays)."""
+        kl = kl_normal(post)  # (N,)
+        if self.circular:
+            kl = kl - 0.5 * post.mu[:, self.circular].pow(2).sum(1)
+        return kl
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ p(z) (n, D): N(0, 1) units, circular ones uniform over a turn (u in [-1, 1))."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator)
+        for i in self.circular:
+            z[:, i] = 2 * torch.rand(n, generator=generator) - 1
+        return z.to(self.device)
 
     def loss(self, phase, batch, *, step=0):
         x = batch["x"]
@@ -274,9 +311,11 @@ class DCIGN(VAE):
         if clamped is not None:
             z = dcign_clamp(z, clamped, self.config.clamp_grad)
         if self.config.teacher > 0 and "factors" in batch and self.bound:
-            z = self.true_units(z, batch["factors"], self.config.teacher)
+            z = self.true_units(z, batch["factors"], self.config.teacher, post.mu)
+        if "periods" in batch and self.circular:
+            z = self.symmetric_turns(z, batch["periods"])
         rec = self.decoder_dist(z).log_prob(x)  # (N,)
-        kl = kl_normal(post)  # (N,)
+        kl = self.kl(post)  # (N,)
         loss = -rec + self.kl_weight(step) * kl
         out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
         if self.config.bind > 0 and "factors" in batch and self.bound:

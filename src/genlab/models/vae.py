@@ -121,7 +121,7 @@ class VAE(Autoencoder):
     def elbo(self, x: Tensor) -> Tensor:
         """E_q[log p(x|z)] - KL(q || p) with one z sample and the KL in closed form, (N,) nats."""
         post = self.posterior(x)
-        return self.decoder_dist(post.sample()).log_prob(x) - kl_normal(post)
+        return self.decoder_dist(post.sample()).log_prob(x) - self.kl(post)
 
     def iwae_bound(self, x: Tensor, k: int, *, chunk: int = 100) -> Tensor:
         """log p(x) >= log (1/k) sum_j p(x, z_j) / q(z_j|x), z_j ~ q(z|x); (N,) nats.
@@ -141,6 +141,10 @@ class VAE(Autoencoder):
         return iwae_log_weights_to_bound(torch.cat(log_w))
 
     # --- training ------------------------------------------------------------------------------
+    def kl(self, post: DiagonalGaussian) -> Tensor:
+        """KL(q(z|x) || p(z)) per example, (N,); p = N(0, I) here."""
+        return kl_normal(post)
+
     def kl_weight(self, step: int) -> float:
         c = self.config
         return c.beta * (min(1.0, step / c.warmup_steps) if c.warmup_steps > 0 else 1.0)
@@ -152,7 +156,7 @@ class VAE(Autoencoder):
         post = self.posterior(x)
         dist = self.decoder_dist(post.sample())
         rec = dist.log_prob(x)  # (N,) log p(x|z)
-        kl = kl_normal(post)  # (N,)
+        kl = self.kl(post)  # (N,)
         data_term = -rec
         out = {}
         if self.config.loss != "pixel":
