@@ -296,3 +296,42 @@ def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(sha
     sq = {"rotation": harmonics["rotation"][1:]}
     assert model.binding(post.mu[1:], g, sq, shapes.meta["item_periods"](g)).item() == pytest.approx(0, abs=1e-5)
     assert model.binding(post.mu[1:], g, sq).item() > 10
+
+
+# --- the rotation unit: uniform prior, symmetric turns, fixed posterior std ------------------------
+def test_rotation_unit_has_no_preferred_angle_and_the_prior_covers_a_turn(shapes):
+    model = tiny_dcign(shapes)
+    post = model.posterior(shapes.x[:4])
+    turned = post.__class__(post.mu + torch.tensor([0.7, 0, 0, 0, 0, 0]), post.logvar)
+    assert torch.allclose(model.kl(post), model.kl(turned))  # the angle costs nothing ...
+    moved = post.__class__(post.mu + torch.tensor([0, 0.7, 0, 0, 0, 0]), post.logvar)
+    assert not torch.allclose(model.kl(post), model.kl(moved))  # ... a linear unit does
+    z = model.prior_sample(2000, torch.Generator().manual_seed(0))
+    assert z[:, 0].min() >= -1 and z[:, 0].max() < 1 and z[:, 0].std() == pytest.approx(2 / 12**0.5, abs=0.03)
+
+
+def test_symmetric_turns_turn_each_item_by_multiples_of_its_own_period(shapes):
+    model = tiny_dcign(shapes)
+    f = torch.tensor([[0.0, 0.7, 0.3, 0.5, 0.5], [1.0, 0.7, 0.3, 0.5, 0.5], [2.0, 0.7, 0.3, 0.5, 0.5]]).repeat(200, 1)
+    z = torch.zeros(len(f), 6)
+    torch.manual_seed(0)
+    turned = model.symmetric_turns(z, shapes.meta["item_periods"](f))
+    assert torch.equal(turned[:, 1:], z[:, 1:])
+    shift = turned[:, 0].view(200, 3)  # unit 2 = a whole turn: square 0.5 steps, ellipse 1, heart none
+    assert set(shift[:, 0].tolist()) == {0.0, 0.5, 1.0, 1.5}
+    assert set(shift[:, 1].tolist()) == {0.0, 1.0} and set(shift[:, 2].tolist()) == {0.0}
+    # the same image: a shape rendered at the turned angle is the shape rendered at the original
+    g = f.clone()
+    g[:, 2] = model.factor_value("rotation", turned[:, 0] + model.unit_value("rotation", 0.3))
+    assert torch.equal(shapes.render(g), shapes.render(f))
+
+
+def test_bound_units_have_the_bindings_std_and_free_units_learn_theirs(shapes):
+    model = tiny_dcign(shapes, bind_sigma=0.05)
+    post = model.posterior(shapes.x[:4])
+    std = post.logvar.mul(0.5).exp()
+    assert torch.allclose(std[:, 0], torch.full((4,), 0.05 * 2))  # a turn is 2 units
+    assert torch.allclose(std[:, 2], torch.full((4,), 0.05 * 2 * 3**0.5))  # x spans 2 sqrt 3 units
+    assert not torch.allclose(std[:, 4], std[:, 5])
+    learned = tiny_dcign(shapes, fixed_sigma=False).posterior(shapes.x[:4]).logvar
+    assert learned[:, 0].std() > 0
