@@ -1,6 +1,10 @@
 """Forcing the latent to mean something: DC-IGN novel views and disentanglement on ``shapes``, and the
 Deep Feature Consistent VAE against the pixel VAE on ``mnist5k`` at equal training time.
 
+Equal training time means equal CPU time: every model trains ``--minutes`` CPU-minutes of one thread
+(``genlab train --cpu-time``), one job at a time by default (``--parallel``), so another process on
+the machine changes the wall-clock time but not the work each model gets.
+
 Part 1 (``shapes``): ``dcign`` and a plain ``vae`` (same conv nets, same latent size) train for the
 same time. Held-out test images are rotated by 15-90 degrees, rescaled and moved; each output,
 binarised, is compared by IoU with the exact render of the edited factors. The plain VAE edits along
@@ -8,14 +12,17 @@ latent directions found by linear regression of its codes on the factors (train 
 (cos 4 theta, sin 4 theta), what every shape's image determines). "no edit" is the IoU of the
 unedited reconstruction with the edited truth: what an edit that does nothing scores. Disentanglement:
 per factor, |correlation| with its own unit and the largest with any other unit (the VAE's "units"
-are its regression read-outs).
+are its regression read-outs); rotation is scored on the harmonic each item's image determines
+(``genlab.evaluation.semantics``), the common quarter-turn figure in brackets.
 
-Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017; one run per
-``--feature-weights``) and the pixel ``vae``, conv nets, all choosing best.pt by validation FD;
-test FD (genlab's evaluation feature net, not the loss's), sharpness (mean gradient magnitude of
-samples / of real images) and interpolation strips (a row per model, in turn, for each pair).
+Part 2 (``mnist5k``): the pixel ``vae`` and one DFC-VAE (Hou et al. 2017) per ``--dfc LOSS:WEIGHT:STAGES``
+(``model.loss`` feature or both, ``model.feature_weight``, ``model.feature_stages``), conv nets, all
+with ``train.precision`` ``--precision`` and best.pt chosen by validation FD; test FD (genlab's
+evaluation feature net, not the loss's), sharpness (mean gradient magnitude of samples / of real
+images) and interpolation strips (a row per model, in turn, for each pair).
 
-    python benchmarks/semantics.py --minutes 8 --feature-weights 4
+    python benchmarks/semantics.py --minutes 8                       # both parts
+    python benchmarks/semantics.py --part mnist --minutes 6 --dfc feature:4:3 both:1:2
     python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
 """
 
@@ -223,8 +230,9 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=1, help="training jobs at a time (each one thread)")
     p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
     p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
-    p.add_argument("--dfc", nargs="+", default=["feature:4", "both:1"], metavar="LOSS:WEIGHT",
-                   help="the DFC-VAE runs: model.loss (feature or both) and model.feature_weight")
+    p.add_argument("--dfc", nargs="+", default=["feature:4:3", "both:1:2"], metavar="LOSS:WEIGHT[:STAGES]",
+                   help="the DFC-VAE runs: model.loss (feature or both), model.feature_weight and "
+                        "model.feature_stages (default 3)")
     p.add_argument("--precision", default="auto", help="train.precision of the mnist5k runs (all of them)")
     p.add_argument("--json", default=str(RESULTS / "semantics.json"))
     p.add_argument("--shapes-runs", nargs=2, metavar=("DCIGN_RUN", "VAE_RUN"), default=None,
@@ -256,9 +264,9 @@ def main() -> None:
         evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500", f"train.precision={args.precision}"]
         jobs = {"pixel": ("vae", "mnist5k", conv + evals)}
         for spec in args.dfc:
-            loss, w = spec.split(":")
-            jobs[f"{loss}_w{float(w):g}"] = ("vae", "mnist5k", conv + evals + [f"model.loss={loss}",
-                                                                             f"model.feature_weight={w}"])
+            loss, w, stages = (spec.split(":") + ["3"])[:3]
+            jobs[f"{loss}_w{float(w):g}_s{stages}"] = ("vae", "mnist5k", conv + evals + [
+                f"model.loss={loss}", f"model.feature_weight={w}", f"model.feature_stages={stages}"])
         trained = run_all(jobs, args.minutes, runs, args.parallel)
         res["mnist5k"] = {**mnist_part(trained, path.with_name(path.stem + "_interp.png")),
                           "minutes": args.minutes, "precision": args.precision,

@@ -46,6 +46,7 @@ class VAEConfig(AEConfig):
     binarize: bool = True  # dynamic binarisation of training images (Bernoulli decoders only)
     loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
     feature_weight: float = 1.0  # weight of the feature-consistency term
+    feature_stages: int = 3  # compare the activations of the feature net's first 1-3 conv stages
 
 
 @MODELS.register("vae", help="variational autoencoder: Gaussian posterior, ELBO in nats, IWAE bound")
@@ -69,7 +70,10 @@ class VAE(Autoencoder):
                                   f"{data_info.kind} of shape {tuple(data_info.shape)}")
             from ..evaluation.features import FrozenFeatures
 
-            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0)
+            if config.feature_stages not in (1, 2, 3):
+                raise GenlabError(f"model.feature_stages must be 1, 2 or 3, got {config.feature_stages}")
+            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0,
+                                           stages=config.feature_stages)
 
     @property
     def default_eval_metrics(self) -> tuple[str, ...]:
