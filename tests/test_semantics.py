@@ -335,3 +335,25 @@ def test_bound_units_have_the_bindings_std_and_free_units_learn_theirs(shapes):
     assert not torch.allclose(std[:, 4], std[:, 5])
     learned = tiny_dcign(shapes, fixed_sigma=False).posterior(shapes.x[:4]).logvar
     assert learned[:, 0].std() > 0
+
+
+def test_partners_are_the_same_items_with_the_bound_factors_redrawn(shapes):
+    model = tiny_dcign(shapes, swap=0.5)
+    assert model.batch_plan.partner_vary == ("rotation", "scale", "x", "y")
+    loader = FactorLoader(shapes, model.batch_plan, batch_size=16, seed=0)
+    for batch, _ in zip(loader, range(6), strict=False):
+        f, p = batch["factors"], batch["partner_factors"]
+        assert torch.equal(p[:, 0], f[:, 0])  # the same shape ...
+        assert (p[:, 1:] != f[:, 1:]).all(1).float().mean() > 0.9  # ... in another pose
+        assert torch.equal(batch["partner"], shapes.render(p))
+    assert "partner" not in next(iter(FactorLoader(shapes, tiny_dcign(shapes).batch_plan, batch_size=4)))
+
+
+def test_swap_replaces_the_free_units_only_and_only_for_its_share(shapes):
+    x, partner = shapes.x[:64], shapes.x[64:128]
+    z = torch.zeros(64, 6)
+    swapped = tiny_dcign(shapes, swap=1.0).swap_free(z, partner)
+    assert torch.equal(swapped[:, :4], z[:, :4]) and (swapped[:, 4:] != 0).all()
+    assert torch.equal(tiny_dcign(shapes, swap=1e-9).swap_free(z, partner), z)
+    half = tiny_dcign(shapes, swap=0.5).swap_free(z, partner)
+    assert 10 < int((half[:, 4] != 0).sum()) < 54

@@ -58,6 +58,7 @@ class DCIGNConfig(VAEConfig):
     bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
     teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
+    swap: float = 0.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
     unit_encoder: bool = False  # the named units' means come from a net of their own (no shared trunk)
     fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
 
@@ -203,7 +204,8 @@ class DCIGN(VAE):
     @property
     def batch_plan(self) -> FactorBatches:
         """Batches in which one of the named or intrinsic factors varies (the data must render them)."""
-        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches)
+        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches,
+                             partner_vary=tuple(self.bound) if self.config.swap > 0 else ())
 
     # --- decoding ------------------------------------------------------------------------------
     def lift(self, z: Tensor) -> Tensor:
@@ -310,6 +312,20 @@ class DCIGN(VAE):
             z[:, i] = z[:, i] + step * torch.floor(torch.rand_like(step) * order)
         return z
 
+    def swap_free(self, z: Tensor, partner: Tensor) -> Tensor:
+        """z (N, D) with the free units of a random ``swap`` share of the examples replaced by a sample of
+        their partner's (``partner`` (N, *shape): the same item with every bound factor redrawn).
+
+        The per-example form of DC-IGN's clamping: the decoder must rebuild x from x's named units and
+        free units that saw x's shape in another pose, so pose kept in the free units is wrong there and
+        the named units must carry it. Measured without it: the free units carried the rotation and
+        the decoder ignored the rotation unit (a 45-degree edit changed the output less than a true turn).
+        """
+        n = len(self.config.units)
+        pick = (torch.rand(len(z), 1, device=z.device) < self.config.swap)  # (N, 1)
+        other = self.posterior(partner).sample()  # (N, D)
+        return torch.cat([z[:, :n], torch.where(pick, other[:, n:], z[:, n:])], 1)
+
     def kl(self, post: DiagonalGaussian) -> Tensor:
         """KL(q || p) per example (N,). A circular unit's prior is uniform over the turn, so no angle is
         cheaper than another: its mu^2 / 2 is left out (the sigma part stays)."""
@@ -338,6 +354,8 @@ class DCIGN(VAE):
             z = self.true_units(z, batch["factors"], self.config.teacher, post.mu)
         if "periods" in batch and self.circular:
             z = self.symmetric_turns(z, batch["periods"])
+        if self.config.swap > 0 and "partner" in batch:
+            z = self.swap_free(z, batch["partner"])
         rec = self.decoder_dist(z).log_prob(x)  # (N,)
         kl = self.kl(post)  # (N,)
         loss = -rec + self.kl_weight(step) * kl
