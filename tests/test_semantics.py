@@ -350,7 +350,7 @@ def test_partners_are_the_same_items_with_the_bound_factors_redrawn(shapes):
 
 
 def test_swap_replaces_the_free_units_only_and_only_for_its_share(shapes):
-    x, partner = shapes.x[:64], shapes.x[64:128]
+    partner = shapes.x[64:128]
     z = torch.zeros(64, 6)
     swapped = tiny_dcign(shapes, swap=1.0).swap_free(z, partner)
     assert torch.equal(swapped[:, :4], z[:, :4]) and (swapped[:, 4:] != 0).all()
