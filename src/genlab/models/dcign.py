@@ -58,8 +58,7 @@ class DCIGNConfig(VAEConfig):
     bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
     teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
-    swap: float = 0.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
-    coords: bool = False  # the conv decoder gets coordinate maps (CoordConv): rendering at a position is easier
+    swap: float = 0.5  # share of examples decoded with the free units of their partner (see ``swap_free``)
     unit_encoder: bool = False  # the named units' means come from a net of their own (no shared trunk)
     fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
 
@@ -91,7 +90,7 @@ class DCIGN(VAE):
         # the decoder takes 2K harmonics in place of each circular unit
         lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
         self.decoder = make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden,
-                                    channels=config.channels, coords=config.coords)
+                                    channels=config.channels)
         if config.unit_encoder:
             self.unit_encoder = make_encoder(config.arch, data_info.shape, len(config.units) + self.harmonic_outputs(),
                                              hidden=config.hidden, channels=config.channels)

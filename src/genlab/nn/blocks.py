@@ -62,9 +62,8 @@ class ConvDecoder(nn.Module):
     """
 
     def __init__(self, in_features: int, shape: Sequence[int], channels: Sequence[int] = (32, 64, 128), *,
-                 batchnorm: bool = False, coords: bool = False):
+                 batchnorm: bool = False):
         super().__init__()
-        self.coords = coords  # CoordConv (Liu et al. 2018): two coordinate maps into every transposed conv
         c, h, w = shape
         n = min(_num_downsamples(h, w), len(channels))  # one upsampling per given width
         chans = list(reversed(channels[:n]))  # e.g. [64, 32] for 28x28
@@ -76,24 +75,14 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(chans, [*chans[1:], c], strict=True)):
             hidden = i < len(chans) - 1
-            bias = not (batchnorm and hidden)
-            layers.append(nn.ConvTranspose2d(a + 2 * coords, b, 4, stride=2, padding=1, bias=bias))
+            layers.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1, bias=not (batchnorm and hidden)))
             if batchnorm and hidden:
                 layers.append(nn.BatchNorm2d(b))
             layers.append(nn.ReLU())
         self.deconv = nn.Sequential(*layers[:-1])  # no activation after the last layer
 
     def forward(self, z: Tensor) -> Tensor:
-        out = self.fc(z).view(-1, *self.start)  # (N, C0, h, w)
-        if not self.coords:
-            out = self.deconv(out)  # (N, C, >=H, >=W)
-        for layer in self.deconv if self.coords else ():
-            if isinstance(layer, nn.ConvTranspose2d):
-                n, _, h, w = out.shape
-                ys = torch.linspace(-1, 1, h, dtype=out.dtype, device=out.device).view(1, 1, h, 1).expand(n, 1, h, w)
-                xs = torch.linspace(-1, 1, w, dtype=out.dtype, device=out.device).view(1, 1, 1, w).expand(n, 1, h, w)
-                out = torch.cat([out, xs, ys], 1)  # (N, C + 2, h, w)
-            out = layer(out)
+        out = self.deconv(self.fc(z).view(-1, *self.start))  # (N, C, >=H, >=W)
         return out[:, :, : self.shape[1], : self.shape[2]]
 
 
@@ -126,9 +115,9 @@ def make_encoder(arch: str, shape: Sequence[int], out_features: int, *, hidden: 
 
 
 def make_decoder(arch: str, in_features: int, shape: Sequence[int], *, hidden: Sequence[int],
-                 channels: Sequence[int], coords: bool = False) -> nn.Module:
+                 channels: Sequence[int]) -> nn.Module:
     if arch == "conv" and len(shape) == 3:
-        return ConvDecoder(in_features, shape, channels, coords=coords)
+        return ConvDecoder(in_features, shape, channels)
     return Flat(mlp([in_features, *reversed(hidden), math.prod(shape)]), out_shape=shape)
 
 
