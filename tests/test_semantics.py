@@ -14,6 +14,7 @@ from genlab.compression.rd import to_uint8
 from genlab.config import RunConfig
 from genlab.data import load_data, render_shapes
 from genlab.data.factors import FactorBatches, FactorLoader
+from genlab.errors import GenlabError
 from genlab.evaluation import semantics as S
 from genlab.losses import dcign_clamp, feature_reconstruction
 from genlab.models import build_model
@@ -262,6 +263,23 @@ def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
     opt.step()
     assert all(torch.equal(v, model.features.state_dict()[k]) for k, v in frozen.items())
     assert model.default_eval_metrics[0] == "fd"
+
+
+def test_feature_stages_compare_only_the_first_stages_and_cost_less():
+    data = blobs(64)
+    losses = {}
+    for stages in (1, 2, 3):
+        cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="both", feature_stages=stages)
+        model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
+        model.prepare(data)
+        feats = model.features(data.x[:4])
+        assert [f.shape[1] for f in feats] == [32, 64, 128][:stages]
+        torch.manual_seed(0)
+        losses[stages] = float(model.loss("main", {"x": data.x[:16]})["feature"])
+    assert losses[1] < losses[2] < losses[3]  # each stage adds a non-negative term (same init, same z)
+    with pytest.raises(GenlabError, match="feature_stages"):
+        build_model(RunConfig(model="vae", model_config=VAEConfig(**TINY, arch="conv", loss="feature",
+                                                                  feature_stages=4), data_info=info(data)))
 
 
 class Fixed(torch.nn.Module):
