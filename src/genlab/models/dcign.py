@@ -4,25 +4,30 @@ A VAE whose first latent units are bound to named generative factors; the rest a
 ("intrinsic" appearance, here the shape):
 
     z = [z_rotation, z_scale, z_x, z_y | z_intrinsic ...]                      (N, D)
-    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp--> lift --g_dec--> p(x | z)
+    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp / swap--> lift --g_dec--> p(x | z)
 
-Training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
+Some training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
 every unit but k's (all named units when k is intrinsic, e.g. the shape) is *clamped*: the decoder
 sees its batch mean, and its gradient is replaced, as in the paper, by lambda times its difference
 from that mean (the gradient of lambda/2 ||z - mean||^2: it pulls the encoder toward invariance), so
 the one active unit must carry everything that changes. A share of free batches (every factor
 varies, nothing clamped) keeps reconstructions sharp.
 
-Two choices the paper leaves open, made here so edits are exact:
+Choices the paper leaves open, made here so edits are exact:
 * binding (``bind``): when the batch carries the factor values, each named unit's posterior mean is
   also pulled toward the factor value mapped to a fixed unit scale (a Gaussian term with std
   ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
+  With ``fixed_sigma`` the named units' posterior std is that of the binding, not learned.
   ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
+* swap (``swap``): that share of examples is decoded with the free units of a *partner*, the same
+  item with every bound factor redrawn and rendered exactly: the per-example form of the clamping.
 * circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
-  decoder as (cos pi u, sin pi u): a whole turn is a period, and rotating by alpha adds
-  2 alpha / (hi - lo) to u. The image fixes theta only modulo its own symmetry (a quarter turn for
-  squares), so the encoder regresses the harmonics (cos k theta, sin k theta), k = 1, 2, 4, and reads
-  the unit's mean from the lowest one the image determines; any representative renders the same image.
+  decoder as its harmonics (cos k pi u, sin k pi u): a whole turn is a period, and rotating by alpha
+  adds 2 alpha / (hi - lo) to u; its prior is uniform over the turn. The image fixes theta only
+  modulo its own symmetry (a quarter turn for squares), so the encoder regresses the harmonics
+  (cos k theta, sin k theta), k = 1, 2, 4, and reads the unit's mean from the lowest one the image
+  determines; any representative renders the same image, and in training the decoder sees each
+  item turned by a random multiple of its symmetry.
 
 ``transform(x, rotate=, scale=, move=)`` is novel-view synthesis: encode, edit the named units, decode.
 """
