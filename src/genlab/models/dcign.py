@@ -45,7 +45,7 @@ from ..data.factors import FactorBatches
 from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
 from ..losses import dcign_clamp, kl_normal
-from ..nn import make_decoder, make_encoder
+from ..nn import make_decoder
 from ..registry import MODELS
 from .vae import VAE, VAEConfig
 
@@ -63,8 +63,7 @@ class DCIGNConfig(VAEConfig):
     bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
     teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
-    swap: float = 0.5  # share of examples decoded with the free units of their partner (see ``swap_free``)
-    unit_encoder: bool = False  # the named units' means come from a net of their own (no shared trunk)
+    swap: float = 1.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
     fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
 
 
@@ -96,9 +95,6 @@ class DCIGN(VAE):
         lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
         self.decoder = make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden,
                                     channels=config.channels)
-        if config.unit_encoder:
-            self.unit_encoder = make_encoder(config.arch, data_info.shape, len(config.units) + self.harmonic_outputs(),
-                                             hidden=config.hidden, channels=config.channels)
         names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
 
@@ -116,7 +112,7 @@ class DCIGN(VAE):
         return 2 * sum(len(k) for k in self.harmonic_orders().values())
 
     def encoder_outputs(self) -> int:
-        return 2 * self.config.latent_dim + (0 if self.config.unit_encoder else self.harmonic_outputs())
+        return 2 * self.config.latent_dim + self.harmonic_outputs()
 
     # --- the posterior ---------------------------------------------------------------------------
     def encode_all(self, x: Tensor) -> tuple[DiagonalGaussian, dict[str, Tensor]]:
@@ -127,13 +123,10 @@ class DCIGN(VAE):
         (cos k theta, sin k theta) is easy where regressing an angle is not; a harmonic the image does
         not fix (k = 1 for a square) is regressed to its mean over the symmetric poses, 0.
         """
-        d, n = self.config.latent_dim, len(self.config.units)
-        out = self.encoder(x)  # (N, 2D [+ 2 sum K])
+        d = self.config.latent_dim
+        out = self.encoder(x)  # (N, 2D + 2 sum K)
         mu, logvar = out[:, :2 * d].chunk(2, dim=1)  # (N, D) each
         harmonics, start = {}, 2 * d
-        if self.config.unit_encoder:  # the named units' means and the harmonics from their own net
-            out = self.unit_encoder(x)  # (N, U + 2 sum K)
-            mu, start = torch.cat([out[:, :n], mu[:, n:]], 1), n
         for name, orders in self.harmonic_orders().items():
             h = out[:, start:start + 2 * len(orders)].view(-1, len(orders), 2)  # (N, K, 2)
             start += 2 * len(orders)
