@@ -1,6 +1,10 @@
 """Forcing the latent to mean something: DC-IGN novel views and disentanglement on ``shapes``, and the
 Deep Feature Consistent VAE against the pixel VAE on ``mnist5k`` at equal training time.
 
+Equal training time means equal CPU time: every model trains ``--minutes`` CPU-minutes of one thread
+(``genlab train --cpu-time``), one job at a time by default (``--parallel``), so another process on
+the machine changes the wall-clock time but not the work each model gets.
+
 Part 1 (``shapes``): ``dcign`` and a plain ``vae`` (same conv nets, same latent size) train for the
 same time. Held-out test images are rotated by 15-90 degrees, rescaled and moved; each output,
 binarised, is compared by IoU with the exact render of the edited factors. The plain VAE edits along
@@ -8,14 +12,17 @@ latent directions found by linear regression of its codes on the factors (train 
 (cos 4 theta, sin 4 theta), what every shape's image determines). "no edit" is the IoU of the
 unedited reconstruction with the edited truth: what an edit that does nothing scores. Disentanglement:
 per factor, |correlation| with its own unit and the largest with any other unit (the VAE's "units"
-are its regression read-outs).
+are its regression read-outs); rotation is scored on the harmonic each item's image determines
+(``genlab.evaluation.semantics``), the common quarter-turn figure in brackets.
 
-Part 2 (``mnist5k``): ``vae --set model.loss=feature`` (Hou et al. 2017; one run per
-``--feature-weights``) and the pixel ``vae``, conv nets, all choosing best.pt by validation FD;
-test FD (genlab's evaluation feature net, not the loss's), sharpness (mean gradient magnitude of
-samples / of real images) and interpolation strips (a row per model, in turn, for each pair).
+Part 2 (``mnist5k``): the pixel ``vae`` and one DFC-VAE (Hou et al. 2017) per ``--dfc LOSS:WEIGHT:STAGES``
+(``model.loss`` feature or both, ``model.feature_weight``, ``model.feature_stages``), conv nets, all
+with ``train.precision`` ``--precision`` and best.pt chosen by validation FD; test FD (genlab's
+evaluation feature net, not the loss's), sharpness (mean gradient magnitude of samples / of real
+images) and interpolation strips (a row per model, in turn, for each pair).
 
-    python benchmarks/semantics.py --minutes 8 --feature-weights 4
+    python benchmarks/semantics.py --minutes 8                       # both parts
+    python benchmarks/semantics.py --part mnist --minutes 6 --dfc feature:4:3 both:1:2
     python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
 """
 
@@ -42,22 +49,30 @@ COMMON = ["--set", "train.threads=1", "--set", "train.eval_every=2000", "--no-fi
 
 
 def train(model: str, data: str, minutes: float, runs: Path, name: str, sets: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "genlab", "-q", "train", model, "--data", data, "--time", f"{minutes}m",
+    """One training job, its budget in CPU time of its one thread (the same work whatever else the
+    machine runs: the benchmark compares models at equal training time)."""
+    cmd = [sys.executable, "-m", "genlab", "-q", "train", model, "--data", data, "--cpu-time", f"{minutes}m",
            "--runs", str(runs / name), *COMMON, *[a for s in sets for a in ("--set", s)]]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def run_all(jobs: dict[str, tuple], minutes: float, runs: Path) -> dict[str, Path]:
-    """Train the jobs two at a time (one thread each); {name: run folder}."""
+def run_all(jobs: dict[str, tuple], minutes: float, runs: Path, parallel: int = 1) -> dict[str, Path]:
+    """Train the jobs ``parallel`` at a time (one thread each); {name: run folder}."""
     out, names = {}, list(jobs)
-    for i in range(0, len(names), 2):
-        procs = {n: train(*jobs[n][:2], minutes, runs, n, jobs[n][2]) for n in names[i:i + 2]}
+    for i in range(0, len(names), parallel):
+        procs = {n: train(*jobs[n][:2], minutes, runs, n, jobs[n][2]) for n in names[i:i + parallel]}
         for n, p in procs.items():
             log = p.communicate()[0]
             if p.returncode:
                 raise SystemExit(f"{n} failed:\n{log}")
             (out[n],) = (runs / n).iterdir()
     return out
+
+
+def steps_of(run: Path) -> int:
+    """The last logged optimiser step of a run."""
+    lines = (run / "stats.jsonl").read_text().splitlines()
+    return max(json.loads(ln).get("step", 0) for ln in lines if ln.strip())
 
 
 class RegressionEdits(torch.nn.Module):
@@ -163,8 +178,7 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
     out, strips = {}, []
     real = data.tensors("test")[0]
     x, _ = held_out(data, 12, seed=0)
-    names = [n for n in runs if n == "pixel" or n.startswith("feature")]
-    for name in names:
+    for name in runs:
         model, _ = load_model(open_run(runs[name]))
         res = evaluate(model, data, split="test", metrics=["fd", "kid", "precision", "recall", "sharpness"], n=500)
         with torch.no_grad():
@@ -172,7 +186,7 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
             z = model.encode(x)
             strips.append(model.decode(interpolate(z[:6], z[6:].flip(0), 10).reshape(-1, z.shape[1])))
         out[name] = {**res["values"], "floor": res["floor"], "grad_samples": S.gradient_magnitude(samples),
-                     "grad_real": S.gradient_magnitude(real)}
+                     "grad_real": S.gradient_magnitude(real), "steps": steps_of(runs[name])}
     rows = torch.stack([s.view(6, 10, *s.shape[1:]) for s in strips], 1).flatten(0, 2)  # one row per model a pair
     save_image_grid(rows, picture, 10)
     out["picture"] = str(picture)
@@ -180,64 +194,88 @@ def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
 
 
 def table(res: dict) -> str:
-    res = {"mnist5k": None, **res}
-    lines = [f"novel views on shapes (held-out, n={res['n']}): median IoU [quartiles] with the exact render",
-             f"{'':<18} {'rotate 15-90°':<26} {'scale':<26} {'move':<26}"]
-    for name, e in res["shapes"]["edits"].items():
-        lines.append(f"{name:<18} " + " ".join(f"{q[1]:.3f} [{q[0]:.3f}-{q[2]:.3f}]{'':<4}" for q in e.values()))
-    lines.append("reconstruction IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in res["shapes"]["recon_iou"].items()))
-    lines.append("disentanglement: |rho| with its own unit / largest with another unit")
-    for name, u in res["shapes"]["units"].items():
-        lines.append(f"{name:<18} " + "  ".join(f"{f} {v['own']:.3f}/{v['other']:.3f}" for f, v in u.items()))
-    m = res["mnist5k"]
-    if m is None:
-        return "\n".join(lines)
-    lines.append(f"mnist5k, {res['minutes']} min each: FD (floor {m['pixel']['floor']['fd']:.2f}), sharpness "
-                 f"(grad of samples / real {m['pixel']['grad_real']:.4f})")
-    for name in [k for k in m if k == "pixel" or k.startswith("feature")]:
-        v = m[name]
-        lines.append(f"vae loss={name:<10} fd {v['fd']:.2f}  kid {v['kid']:.3f}  precision {v['precision']:.3f}  "
-                     f"recall {v['recall']:.3f}  sharpness {v['sharpness']:.3f} (grad {v['grad_samples']:.4f})")
+    lines = []
+    if "shapes" in res:
+        sh = res["shapes"]
+        lines += [f"novel views on shapes (held-out, n={res['n']}; {sh['minutes']} CPU-minutes of one thread each, "
+                  f"steps: " + ", ".join(f"{k} {v}" for k, v in sh["steps"].items()) + "): median IoU [quartiles]",
+                  f"{'':<18} {'rotate 15-90°':<26} {'scale':<26} {'move':<26}"]
+        for name, e in sh["edits"].items():
+            lines.append(f"{name:<18} " + " ".join(f"{q[1]:.3f} [{q[0]:.3f}-{q[2]:.3f}]{'':<4}" for q in e.values()))
+        lines.append("reconstruction IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in sh["recon_iou"].items()))
+        lines.append("disentanglement: |rho| with its own unit / largest with another unit (which); rotation on each "
+                     "item's own harmonic [on the common quarter turn]")
+        for name, u in sh["units"].items():
+            lines.append(f"{name:<18} " + "  ".join(
+                f"{f} {v['own']:.3f}" + (f" [{v['own_common']:.3f}]" if "own_common" in v else "")
+                + f"/{v['other']:.3f} ({v.get('other_unit')})" for f, v in u.items()))
+    if "mnist5k" in res:
+        m = res["mnist5k"]
+        first = next(iter(m.values()))
+        lines.append(f"mnist5k, {m['minutes']} CPU-minutes of one thread each (precision {m['precision']}): "
+                     f"test FD (floor {first['floor']['fd']:.2f}), sharpness (grad of samples / of real "
+                     f"{first['grad_real']:.4f})")
+        for name, v in m.items():
+            if isinstance(v, dict) and "fd" in v:
+                lines.append(f"vae {name:<12} steps {v['steps']:>6}  fd {v['fd']:.2f}  kid {v['kid']:.3f}  precision "
+                             f"{v['precision']:.3f}  recall {v['recall']:.3f}  sharpness {v['sharpness']:.3f}")
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=7.0, help="training time of each model")
+    p.add_argument("--minutes", type=float, default=8.0, help="CPU-minutes of training of each model (one thread)")
+    p.add_argument("--part", choices=("all", "shapes", "mnist"), default="all",
+                   help="train and score one part only; its results replace that part of an existing --json")
+    p.add_argument("--parallel", type=int, default=1, help="training jobs at a time (each one thread)")
     p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
     p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
-    p.add_argument("--feature-weights", type=float, nargs="+", default=[1.0, 4.0],
-                   help="model.feature_weight of the DFC-VAE runs")
+    p.add_argument("--dfc", nargs="+", default=["feature:4:3", "both:1:2"], metavar="LOSS:WEIGHT[:STAGES]",
+                   help="the DFC-VAE runs: model.loss (feature or both), model.feature_weight and "
+                        "model.feature_stages (default 3)")
+    p.add_argument("--precision", default="auto", help="train.precision of the mnist5k runs (all of them)")
     p.add_argument("--json", default=str(RESULTS / "semantics.json"))
     p.add_argument("--shapes-runs", nargs=2, metavar=("DCIGN_RUN", "VAE_RUN"), default=None,
                    help="only part 1, on these trained runs (nothing is trained)")
     args = p.parse_args()
     torch.set_num_threads(1)
+    path = Path(args.json)
+    picture = path.with_name(path.stem + "_views.png")
     if args.shapes_runs:
         runs = dict(zip(("dcign", "vae"), map(Path, args.shapes_runs), strict=True))
-        picture = Path(args.json).with_name(Path(args.json).stem + "_views.png")
-        res = {"n": args.n, "runs": args.shapes_runs, "shapes": shapes_part(runs, args.n, picture)}
-        print("\n".join(table(res).splitlines()[:9]))
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        res = {"n": args.n, "runs": args.shapes_runs,
+               "shapes": {**shapes_part(runs, args.n, picture), "minutes": None, "steps": {}}}
+        print(table(res))
+        path.write_text(json.dumps(res, indent=2))
         return
     runs = Path(tempfile.mkdtemp(prefix="genlab-semantics-"))
     conv = ["model.arch=conv", "train.batch_size=64"]
     start = time.time()
-    evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500"]
-    jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
-            "vae": ("vae", "shapes", conv + ["model.latent_dim=10"]),
-            "pixel": ("vae", "mnist5k", conv + evals)}
-    for w in args.feature_weights:
-        dfc = ["model.loss=feature", f"model.feature_weight={w}"]
-        jobs[f"feature_w{w:g}"] = ("vae", "mnist5k", conv + evals + dfc)
-    trained = run_all(jobs, args.minutes, runs)
-    res = {"minutes": args.minutes, "n": args.n, "runs": {k: str(v) for k, v in trained.items()},
-           "dcign_set": args.dcign_set, "feature_weights": args.feature_weights, "shapes": shapes_part(trained, args.n),
-           "mnist5k": mnist_part(trained, RESULTS / "semantics_interp.png"), "seconds": round(time.time() - start)}
+    res = json.loads(path.read_text()) if args.part != "all" and path.exists() else {}
+    res.update({"n": args.n, "dcign_set": args.dcign_set})
+    if args.part in ("all", "shapes"):
+        jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
+                "vae": ("vae", "shapes", conv + ["model.latent_dim=10"])}
+        trained = run_all(jobs, args.minutes, runs, args.parallel)
+        res["shapes"] = {**shapes_part(trained, args.n, picture), "minutes": args.minutes,
+                         "runs": {k: str(v) for k, v in trained.items()},
+                         "steps": {k: steps_of(v) for k, v in trained.items()}}
+    if args.part in ("all", "mnist"):
+        evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500", f"train.precision={args.precision}"]
+        jobs = {"pixel": ("vae", "mnist5k", conv + evals)}
+        for spec in args.dfc:
+            loss, w, stages = (spec.split(":") + ["3"])[:3]
+            jobs[f"{loss}_w{float(w):g}_s{stages}"] = ("vae", "mnist5k", conv + evals + [
+                f"model.loss={loss}", f"model.feature_weight={w}", f"model.feature_stages={stages}"])
+        trained = run_all(jobs, args.minutes, runs, args.parallel)
+        res["mnist5k"] = {**mnist_part(trained, path.with_name(path.stem + "_interp.png")),
+                          "minutes": args.minutes, "precision": args.precision,
+                          "runs": {k: str(v) for k, v in trained.items()}}
+    res["seconds"] = round(time.time() - start)
     text = table(res)
     print(text)
-    Path(args.json).write_text(json.dumps(res, indent=2))
-    Path(args.json).with_suffix(".txt").write_text(text + "\n")
+    path.write_text(json.dumps(res, indent=2))
+    path.with_suffix(".txt").write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ draws from a ``FactorLoader`` instead of the shuffled ``Loader``. Each batch:
 
 so only factor k changes inside the batch, over the values the training data takes; ``"vary"`` (B,)
 holds k (an index into ``data.factor_names``), or -1 for a free batch of ordinary train items, and
-``"periods"`` (B, F) each item's period of its circular factors when the data knows it. The
+``"periods"`` (B, F) each item's period of its circular factors when the data knows it; with a plan's
+``partner_vary``, ``"partner"`` (B, *shape) and ``"partner_factors"`` (B, F): each item with those factors
+taken from another random train item (DC-IGN's swap of free units, ``models.dcign``). The
 data set must be able to render any factor vector (``DataSet.render``: ``shapes`` can).
 """
 
@@ -32,6 +34,9 @@ class FactorBatches:
 
     vary: tuple[str, ...]
     free_share: float = 0.0
+    # factors redrawn (from other train items) for each item's "partner": the same item with these
+    # factors changed, rendered exactly (B, *shape); empty: no partners
+    partner_vary: tuple[str, ...] = ()
 
 
 def check_factor_batches(data: DataSet, plan: FactorBatches, who: str = "this model") -> list[int]:
@@ -64,6 +69,7 @@ class FactorLoader:
 
     def __init__(self, data: DataSet, plan: FactorBatches, *, batch_size: int, seed: int = 0):
         self.columns = check_factor_batches(data, plan)
+        self.partner_columns = [data.factor_names.index(f) for f in plan.partner_vary]
         self.data, self.plan = data, plan
         self.index = data.indices("train")
         self.batch_size = min(batch_size, len(self.index))
@@ -99,10 +105,16 @@ class FactorLoader:
         return self._with_periods(batch)
 
     def _with_periods(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Add "periods" (B, F) when the data knows each item's symmetry (shapes: by its shape)."""
+        """Add "periods" (B, F) when the data knows each item's symmetry (shapes: by its shape), and
+        "partner" (B, *shape) when the plan asks for partners."""
         periods = self.data.meta.get("item_periods")
         if periods is not None:
             batch["periods"] = periods(batch["factors"])
+        if self.partner_columns:
+            other = self.data.factors[self._pick(len(batch["factors"]))]  # (B, F) other items' factors
+            partner = batch["factors"].clone()
+            partner[:, self.partner_columns] = other[:, self.partner_columns]
+            batch["partner"], batch["partner_factors"] = self.data.render(partner).float(), partner
         return batch
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:

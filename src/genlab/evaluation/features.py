@@ -107,15 +107,16 @@ class FeatureNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return (self.raw(x) - self.feat_mean) / self.feat_std  # (N, F) standardised features
 
-    def hidden(self, x: Tensor) -> list[Tensor]:
-        """The activations after each conv stage's ReLU, [(N, 32, ..), (N, 64, ..), (N, 128, ..)]: the
-        layers a feature-consistent loss compares (Hou et al. 2017 use VGG's relu1_1, relu2_1, relu3_1)."""
+    def hidden(self, x: Tensor, stages: int = 3) -> list[Tensor]:
+        """The activations after the first ``stages`` conv stages' ReLUs, [(N, 32, ..), (N, 64, ..), (N, 128, ..)]:
+        the layers a feature-consistent loss compares (Hou et al. 2017 use VGG's relu1_1, relu2_1, relu3_1);
+        the stages after the last one asked for are not computed."""
         out, h = [], x * 2 - 1
         for layer in self.encoder:
             h = layer(h)
             if isinstance(layer, nn.ReLU):
                 out.append(h)
-            if len(out) == 3:
+            if len(out) == stages:
                 return out
         return out
 
@@ -131,8 +132,9 @@ class FrozenFeatures(nn.Module):
     """A ``FeatureNet`` inside a model, for its loss: never trained, always in eval mode (BatchNorm
     keeps its statistics), saved with the model so sampling needs no data. ``prepare(data)`` fills it."""
 
-    def __init__(self, channels: int, height: int, width: int, num_classes: int = 0):
+    def __init__(self, channels: int, height: int, width: int, num_classes: int = 0, stages: int = 3):
         super().__init__()
+        self.stages = stages  # how many conv stages' activations the loss compares (1-3)
         self.net = FeatureNet(channels, height, width, num_classes).eval().requires_grad_(False)
         self.register_buffer("ready", torch.tensor(False))
 
@@ -151,7 +153,7 @@ class FrozenFeatures(nn.Module):
         if not bool(self.ready):
             raise GenlabError("the feature-consistent loss has no feature network yet (the trainer's "
                               "prepare(data) loads it)")
-        return self.net.hidden(x)
+        return self.net.hidden(x, self.stages)
 
 
 @dataclass

@@ -7,10 +7,17 @@
 * ``unit_corr``, ``unit_leak``: for each factor bound to a named unit (``model.unit_names``), the
   |correlation| of the factor with its own unit (the smallest over factors is ``unit_corr``) and
   the largest |correlation| with any other unit (the largest over factors is ``unit_leak``). A
-  circular factor that images fix modulo a period P (rotation: a quarter turn) is compared as the
-  angle 2 pi theta / P; against its own circular unit by the mean resultant length of the angle
-  difference (1: the unit follows the factor up to a constant offset), against other units by the
-  larger |correlation| of its cosine and sine.
+  circular factor is compared on the harmonic each item's image determines: an item that looks the
+  same after a turn by P_i (shapes: a square's quarter turn, an ellipse's half, a heart's whole turn;
+  ``meta["item_periods"]``, else the factor's common period) is compared as the angle
+  phi = 2 pi theta / P_i. Against its own circular unit: the mean resultant length of phi - psi
+  (psi: the unit read as an angle on the same harmonic), as the mean of cos(phi - psi - offset) for
+  the best single offset and direction (1: the unit follows the factor up to a constant turn); with
+  one period for all items this is the mean resultant length, and for a uniform angle it equals the
+  correlation of cos phi with cos psi. Against other units:
+  the larger |correlation| of cos phi and sin phi. (An earlier version compared every item on the
+  common quarter-turn harmonic: it scored a heart read 90 degrees off as perfect and multiplied a
+  heart's or an ellipse's angle errors by 4 or 2; ``own_common`` still reports that figure.)
 * ``sharpness``: mean gradient magnitude of samples over that of held-out images (1: as sharp).
 
 The edit and correlation metrics need a model with ``transform`` / ``unit_names`` (capabilities,
@@ -119,9 +126,37 @@ def _readings(model, name: str, z: Tensor) -> list[Tensor]:
     return [z[:, i]]
 
 
+def _resultant(theta: Tensor, theta_hat: Tensor, periods: Tensor) -> float:
+    """max over one offset c and a direction s = +-1 of mean_i cos(2 pi (theta_i - s theta_hat_i - c) / P_i):
+    each item's angle error on the harmonic its image determines (period P_i), all items sharing
+    the one offset (a unit may be turned by a constant and count either way). With one period for
+    all items this is the mean resultant length of the errors. (N,) each, factor units."""
+    c = torch.linspace(0, 2 * math.pi, 721, dtype=theta.dtype)[:-1].unsqueeze(1)  # (720, 1) offsets
+    return max(float(torch.cos(2 * math.pi * (theta - s * theta_hat - c) / periods).mean(1).max())
+               for s in (1, -1))
+
+
+def _circular(model, data: DataSet, name: str, v: Tensor, z: Tensor, f: Tensor) -> tuple[float, float, list[Tensor]]:
+    """(own on each item's harmonic, own on the common period, targets [cos phi, sin phi]) of a circular factor."""
+    common = data.meta["factor_periods"][name]
+    item = data.meta.get("item_periods")
+    periods = item(f)[:, _col(data, name)] if item is not None else torch.full_like(v, common)  # (N,)
+    phi = 2 * math.pi * v / periods
+    target = [torch.cos(phi), torch.sin(phi)]
+    unit_period = model.unit_period(name) if hasattr(model, "unit_period") else None
+    if not unit_period:  # a linear unit against an angle: the better of the two correlations
+        rho = max(_corr(t, z[:, model.unit_names.index(name)]) for t in target)
+        return rho, rho, target
+    theta_hat = z[:, model.unit_names.index(name)] * common / unit_period  # the unit in factor units
+    own = _resultant(v, theta_hat, periods)
+    own_common = _resultant(v, theta_hat, torch.full_like(v, common))
+    return own, own_common, target
+
+
 def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | None = None,
                       seed: int = 0) -> dict[str, dict[str, float]]:
-    """{factor: {"own": |rho| with its unit, "other": largest |rho| with another unit}} (see module doc)."""
+    """{factor: {"own": |rho| with its unit, "other": largest |rho| with another unit, "other_unit": which
+    unit that is}} (see the module doc); a circular factor also gets "own_common"."""
     x, f = _held_out(data, split, n, seed)
     with torch.no_grad():
         z = torch.cat([model.encode(xb.to(_device(model))).cpu()
@@ -132,22 +167,19 @@ def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | Non
     for name in names:
         v = f[:, _col(data, name)]
         i = model.unit_names.index(name)
-        own = _readings(model, name, z)
+        extra = {}
         if periods.get(name, 0) > 0:
-            phi = 2 * math.pi * v / periods[name]
-            target = [torch.cos(phi), torch.sin(phi)]
-            if len(own) == 2:  # angle difference (either direction), mean resultant length
-                psi = torch.atan2(own[1], own[0])
-                rho = max(abs(complex(torch.cos(phi - s * psi).mean(), torch.sin(phi - s * psi).mean()))
-                          for s in (1, -1))
-            else:
-                rho = max(_corr(t, own[0]) for t in target)
+            rho, common, target = _circular(model, data, name, v, z, f)
+            extra = {"own_common": float(common)}
         else:
             target = [v]
-            rho = max(_corr(v, r) for r in own)
-        others = [r for j in range(z.shape[1]) if j != i
-                  for r in (_readings(model, model.unit_names[j], z) if j < len(model.unit_names) else [z[:, j]])]
-        out[name] = {"own": float(rho), "other": max((_corr(t, r) for t in target for r in others), default=0.0)}
+            rho = max(_corr(v, r) for r in _readings(model, name, z))
+        others = {(model.unit_names[j] if j < len(model.unit_names) else f"z{j}"):
+                  (_readings(model, model.unit_names[j], z) if j < len(model.unit_names) else [z[:, j]])
+                  for j in range(z.shape[1]) if j != i}
+        leak = {u: max(_corr(t, r) for t in target for r in rs) for u, rs in others.items()}
+        worst = max(leak, key=leak.get, default=None)
+        out[name] = {"own": float(rho), "other": float(leak.get(worst, 0.0)), "other_unit": worst, **extra}
     return out
 
 

@@ -4,25 +4,30 @@ A VAE whose first latent units are bound to named generative factors; the rest a
 ("intrinsic" appearance, here the shape):
 
     z = [z_rotation, z_scale, z_x, z_y | z_intrinsic ...]                      (N, D)
-    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp--> lift --g_dec--> p(x | z)
+    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp / swap--> lift --g_dec--> p(x | z)
 
-Training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
+Some training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
 every unit but k's (all named units when k is intrinsic, e.g. the shape) is *clamped*: the decoder
 sees its batch mean, and its gradient is replaced, as in the paper, by lambda times its difference
 from that mean (the gradient of lambda/2 ||z - mean||^2: it pulls the encoder toward invariance), so
 the one active unit must carry everything that changes. A share of free batches (every factor
 varies, nothing clamped) keeps reconstructions sharp.
 
-Two choices the paper leaves open, made here so edits are exact:
+Choices the paper leaves open, made here so edits are exact:
 * binding (``bind``): when the batch carries the factor values, each named unit's posterior mean is
   also pulled toward the factor value mapped to a fixed unit scale (a Gaussian term with std
   ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
+  With ``fixed_sigma`` the named units' posterior std is that of the binding, not learned.
   ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
+* swap (``swap``): that share of examples is decoded with the free units of a *partner*, the same
+  item with every bound factor redrawn and rendered exactly: the per-example form of the clamping.
 * circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
-  decoder as (cos pi u, sin pi u): a whole turn is a period, and rotating by alpha adds
-  2 alpha / (hi - lo) to u. The image fixes theta only modulo its own symmetry (a quarter turn for
-  squares), so the encoder regresses the harmonics (cos k theta, sin k theta), k = 1, 2, 4, and reads
-  the unit's mean from the lowest one the image determines; any representative renders the same image.
+  decoder as its harmonics (cos k pi u, sin k pi u): a whole turn is a period, and rotating by alpha
+  adds 2 alpha / (hi - lo) to u; its prior is uniform over the turn. The image fixes theta only
+  modulo its own symmetry (a quarter turn for squares), so the encoder regresses the harmonics
+  (cos k theta, sin k theta), k = 1, 2, 4, and reads the unit's mean from the lowest one the image
+  determines; any representative renders the same image, and in training the decoder sees each
+  item turned by a random multiple of its symmetry.
 
 ``transform(x, rotate=, scale=, move=)`` is novel-view synthesis: encode, edit the named units, decode.
 """
@@ -58,6 +63,8 @@ class DCIGNConfig(VAEConfig):
     bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
     teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
+    swap: float = 1.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
+    fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
 
 
 def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
@@ -82,9 +89,12 @@ class DCIGN(VAE):
                               f"{len(config.units)}, got {config.latent_dim}")
         self.bound = _bound_units(config, data_info)
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
-        # the decoder takes (cos, sin) for each circular unit: one input more per circular unit
-        self.decoder = make_decoder(config.arch, config.latent_dim + len(self.circular), data_info.shape,
-                                    hidden=config.hidden, channels=config.channels)
+        orders = self.harmonic_orders()
+        self._lift_orders = {i: orders[config.units[i]] for i in self.circular}
+        # the decoder takes 2K harmonics in place of each circular unit
+        lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
+        self.decoder = make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden,
+                                    channels=config.channels)
         names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
 
@@ -98,8 +108,11 @@ class DCIGN(VAE):
                 out[name] = tuple(k for k in range(1, m + 1) if m % k == 0)
         return out
 
+    def harmonic_outputs(self) -> int:
+        return 2 * sum(len(k) for k in self.harmonic_orders().values())
+
     def encoder_outputs(self) -> int:
-        return 2 * self.config.latent_dim + 2 * sum(len(k) for k in self.harmonic_orders().values())
+        return 2 * self.config.latent_dim + self.harmonic_outputs()
 
     # --- the posterior ---------------------------------------------------------------------------
     def encode_all(self, x: Tensor) -> tuple[DiagonalGaussian, dict[str, Tensor]]:
@@ -124,7 +137,20 @@ class DCIGN(VAE):
             first = torch.where(h.norm(dim=2).gather(1, first) > 0.5, first, torch.full_like(first, len(orders) - 1))
             mu = mu.clone()
             mu[:, self.config.units.index(name)] = angle.gather(1, first).squeeze(1)
-        return DiagonalGaussian(mu, logvar.clamp(-12.0, 8.0)), harmonics
+        logvar = logvar.clamp(-12.0, 8.0)
+        if self.config.fixed_sigma and self.bound:
+            logvar = logvar.clone()
+            for name in self.bound:
+                logvar[:, self.config.units.index(name)] = 2 * math.log(self.unit_sigma(name))
+        return DiagonalGaussian(mu, logvar), harmonics
+
+    def unit_sigma(self, name: str) -> float:
+        """The binding's std in the unit's own scale (bind_sigma times the unit's change over the factor's
+        range): with ``fixed_sigma`` the posterior std of a bound unit. Learned, the rotation unit's std
+        drifted to ~0.93 (half a turn) in 4,500 steps while the free units carried the pose: the decoder
+        could not use so noisy a unit, so nothing pulled its std down."""
+        lo, hi = self.unit_range(name)
+        return self.config.bind_sigma * abs(hi - lo)
 
     def posterior(self, x: Tensor) -> DiagonalGaussian:
         return self.encode_all(x)[0]
@@ -176,16 +202,20 @@ class DCIGN(VAE):
     @property
     def batch_plan(self) -> FactorBatches:
         """Batches in which one of the named or intrinsic factors varies (the data must render them)."""
-        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches)
+        return FactorBatches(vary=(*self.config.units, *self.config.intrinsic), free_share=self.config.free_batches,
+                             partner_vary=tuple(self.bound) if self.config.swap > 0 else ())
 
     # --- decoding ------------------------------------------------------------------------------
     def lift(self, z: Tensor) -> Tensor:
-        """(N, D) -> (N, D + C): each of the C circular units u is replaced by (cos pi u, sin pi u)."""
+        """(N, D) -> (N, D - C + 2 sum K): each circular unit u becomes its harmonics (cos k pi u, sin k pi u),
+        k in its ``harmonic_orders`` (rotation: 1, 2, 4), so the decoder gets a square's pose (k = 4)
+        as directly as a heart's (k = 1)."""
         if not self.circular:
             return z
         parts, start = [], 0
         for i in self.circular:
-            u = z[:, i:i + 1] * math.pi  # (N, 1) radians of the unit's circle
+            k = torch.tensor(self._lift_orders[i], dtype=z.dtype, device=z.device)  # (K,)
+            u = z[:, i:i + 1] * math.pi * k  # (N, K) radians
             parts += [z[:, start:i], torch.cos(u), torch.sin(u)]
             start = i + 1
         return torch.cat([*parts, z[:, start:]], 1)
@@ -255,14 +285,60 @@ class DCIGN(VAE):
             out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
         return out
 
-    def true_units(self, z: Tensor, factors: Tensor, share: float) -> Tensor:
-        """z with the bound units of a random ``share`` of the examples set to their true factors' values."""
+    def true_units(self, z: Tensor, factors: Tensor, share: float, mu: Tensor | None = None) -> Tensor:
+        """z with the bound units of a random ``share`` of the examples set to their true factors' values;
+        given the posterior means ``mu`` (N, D), the truth replaces the mean and the sample keeps its
+        noise z - mu (so the posterior's sigma still learns how precise the decoder needs the unit)."""
         z = z.clone()
         pick = torch.rand(len(z), device=z.device) < share  # (N,)
         for name, (col, *_rest) in self.bound.items():
             i = self.config.units.index(name)
-            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)), z[:, i])
+            noise = 0 if mu is None else z[:, i] - mu[:, i]
+            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)) + noise, z[:, i])
         return z
+
+    def symmetric_turns(self, z: Tensor, periods: Tensor) -> Tensor:
+        """z with each circular unit turned by a random multiple of its item's period (``periods`` (N, F),
+        radians): the same image. The encoder reads a square's angle in (-45, 45] degrees only; without
+        this the decoder would never see a square at 60 degrees, which a 30-degree edit asks for."""
+        z = z.clone()
+        for i in self.circular:
+            name = self.config.units[i]
+            col, lo, hi, _ = self.bound[name]
+            step = 2 * periods[:, col].to(z) / (hi - lo)  # (N,) the unit's change per symmetric turn
+            order = (2 / step.clamp(min=1e-6)).round()  # (N,) turns per whole turn (4 for a square)
+            z[:, i] = z[:, i] + step * torch.floor(torch.rand_like(step) * order)
+        return z
+
+    def swap_free(self, z: Tensor, partner: Tensor) -> Tensor:
+        """z (N, D) with the free units of a random ``swap`` share of the examples replaced by a sample of
+        their partner's (``partner`` (N, *shape): the same item with every bound factor redrawn).
+
+        The per-example form of DC-IGN's clamping: the decoder must rebuild x from x's named units and
+        free units that saw x's shape in another pose, so pose kept in the free units is wrong there and
+        the named units must carry it. Measured (shapes, 6 CPU-minutes): the largest correlation of x or
+        y with a free unit was 0.47 with swap=0.5 and 0.24 with swap=1; without swap all six free units
+        stayed active (3-minute trials).
+        """
+        n = len(self.config.units)
+        pick = (torch.rand(len(z), 1, device=z.device) < self.config.swap)  # (N, 1)
+        other = self.posterior(partner).sample()  # (N, D)
+        return torch.cat([z[:, :n], torch.where(pick, other[:, n:], z[:, n:])], 1)
+
+    def kl(self, post: DiagonalGaussian) -> Tensor:
+        """KL(q || p) per example (N,). A circular unit's prior is uniform over the turn, so no angle is
+        cheaper than another: its mu^2 / 2 is left out (the sigma part stays)."""
+        kl = kl_normal(post)  # (N,)
+        if self.circular:
+            kl = kl - 0.5 * post.mu[:, self.circular].pow(2).sum(1)
+        return kl
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """z ~ p(z) (n, D): N(0, 1) units, circular ones uniform over a turn (u in [-1, 1))."""
+        z = torch.randn(n, self.config.latent_dim, generator=generator)
+        for i in self.circular:
+            z[:, i] = 2 * torch.rand(n, generator=generator) - 1
+        return z.to(self.device)
 
     def loss(self, phase, batch, *, step=0):
         x = batch["x"]
@@ -274,9 +350,13 @@ class DCIGN(VAE):
         if clamped is not None:
             z = dcign_clamp(z, clamped, self.config.clamp_grad)
         if self.config.teacher > 0 and "factors" in batch and self.bound:
-            z = self.true_units(z, batch["factors"], self.config.teacher)
+            z = self.true_units(z, batch["factors"], self.config.teacher, post.mu)
+        if "periods" in batch and self.circular:
+            z = self.symmetric_turns(z, batch["periods"])
+        if self.config.swap > 0 and "partner" in batch:
+            z = self.swap_free(z, batch["partner"])
         rec = self.decoder_dist(z).log_prob(x)  # (N,)
-        kl = kl_normal(post)  # (N,)
+        kl = self.kl(post)  # (N,)
         loss = -rec + self.kl_weight(step) * kl
         out = {"nelbo": (kl - rec).mean().detach(), "kl": kl.mean().detach(), "recon": (-rec).mean().detach()}
         if self.config.bind > 0 and "factors" in batch and self.bound:

@@ -46,6 +46,7 @@ class VAEConfig(AEConfig):
     binarize: bool = True  # dynamic binarisation of training images (Bernoulli decoders only)
     loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
     feature_weight: float = 1.0  # weight of the feature-consistency term
+    feature_stages: int = 3  # compare the activations of the feature net's first 1-3 conv stages
 
 
 @MODELS.register("vae", help="variational autoencoder: Gaussian posterior, ELBO in nats, IWAE bound")
@@ -69,7 +70,10 @@ class VAE(Autoencoder):
                                   f"{data_info.kind} of shape {tuple(data_info.shape)}")
             from ..evaluation.features import FrozenFeatures
 
-            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0)
+            if config.feature_stages not in (1, 2, 3):
+                raise GenlabError(f"model.feature_stages must be 1, 2 or 3, got {config.feature_stages}")
+            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0,
+                                           stages=config.feature_stages)
 
     @property
     def default_eval_metrics(self) -> tuple[str, ...]:
@@ -121,7 +125,7 @@ class VAE(Autoencoder):
     def elbo(self, x: Tensor) -> Tensor:
         """E_q[log p(x|z)] - KL(q || p) with one z sample and the KL in closed form, (N,) nats."""
         post = self.posterior(x)
-        return self.decoder_dist(post.sample()).log_prob(x) - kl_normal(post)
+        return self.decoder_dist(post.sample()).log_prob(x) - self.kl(post)
 
     def iwae_bound(self, x: Tensor, k: int, *, chunk: int = 100) -> Tensor:
         """log p(x) >= log (1/k) sum_j p(x, z_j) / q(z_j|x), z_j ~ q(z|x); (N,) nats.
@@ -141,6 +145,10 @@ class VAE(Autoencoder):
         return iwae_log_weights_to_bound(torch.cat(log_w))
 
     # --- training ------------------------------------------------------------------------------
+    def kl(self, post: DiagonalGaussian) -> Tensor:
+        """KL(q(z|x) || p(z)) per example, (N,); p = N(0, I) here."""
+        return kl_normal(post)
+
     def kl_weight(self, step: int) -> float:
         c = self.config
         return c.beta * (min(1.0, step / c.warmup_steps) if c.warmup_steps > 0 else 1.0)
@@ -152,7 +160,7 @@ class VAE(Autoencoder):
         post = self.posterior(x)
         dist = self.decoder_dist(post.sample())
         rec = dist.log_prob(x)  # (N,) log p(x|z)
-        kl = kl_normal(post)  # (N,)
+        kl = self.kl(post)  # (N,)
         data_term = -rec
         out = {}
         if self.config.loss != "pixel":
