@@ -60,9 +60,10 @@ class GMVAEConfig(VAEConfig):
     # mnist5k, 5 CPU min, seed 0, validation cluster_acc at the end: 10 -> 0.68, 30 -> 0.78, 100 -> 0.78 with
     # views of +-15 degrees, +-10% scale and shift; 100 with +-20 degrees and a +-0.3 slant -> 0.91; with the
     # views of ``label_preserving_view`` (+-25 degrees, +-20% scale, +-0.4 slant) 0.95 (0.946 on all 5,000)
-    consistency_temperature: float = 1.0  # < 1 sharpens the target q(y|x) (UDA)
+    consistency_temperature: float = 1.0  # < 1 sharpens the target q(y|x) (UDA); 0.5 at weight 10: no gain
     # q(y|x)'s own network, "mlp" or "conv" (conv: images only), with ``channels``; None: a head on the
-    # encoder's trunk. Shu's GMVAE has separate networks for q(y|x) and q(z|x, y)
+    # encoder's trunk. Shu's GMVAE has separate networks for q(y|x) and q(z|x, y); a conv one was slower
+    # and no better here (validation cluster_acc 0.57 at step 3,000, the shared MLP trunk 0.64)
     classifier_arch: str | None = None
 
 

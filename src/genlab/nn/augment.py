@@ -5,8 +5,9 @@ through it; with little data (mnist5k has 4,000 training images) this keeps D fr
 training set. It also stops an InfoGAN from hiding its codes in pixel-exact patterns that Q (which
 shares D's trunk) reads but no one sees: a code must survive a shift of a few pixels.
 
-``random_affine`` (small rotations, scalings and shifts) is the view a consistency term compares
-against the original: q(y|x) of the GMVAE and M2 should not change when the digit is turned a little.
+``label_preserving_view`` (a small rotation, slant, scaling and shift, then a change of pen width) is
+the view a consistency term compares against the original: q(y|x) of the GMVAE and M2 should not
+change when the digit is turned a little.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AUGMENTATIONS = ("none", "translation", "affine")
+AUGMENTATIONS = ("none", "translation")
 
 
 def translate(x: Tensor, fraction: float = 0.125) -> Tensor:
@@ -82,6 +83,4 @@ def augment(kind: str, x: Tensor) -> Tensor:
         return x
     if kind == "translation":
         return translate(x)
-    if kind == "affine":
-        return random_affine(x)
     raise ValueError(f"unknown augmentation {kind!r}; choose from {', '.join(AUGMENTATIONS)}")
