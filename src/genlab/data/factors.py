@@ -94,7 +94,7 @@ class FactorLoader:
         if torch.rand((), generator=g).item() < self.plan.free_share:
             batch = batch_dict(self.data, self._pick(b))
             batch["vary"] = torch.full((b,), -1, dtype=torch.long)
-            return self._with_periods(batch)
+            return self._with_item_extras(batch)
         k = self.columns[int(torch.randint(len(self.columns), (), generator=g))]
         base = self.data.factors[self._pick(1)[0]]  # (F,)
         factors = one_factor_factors(base, k, self.data.factors[self._pick(b), k])  # (B, F)
@@ -102,9 +102,9 @@ class FactorLoader:
                  "vary": torch.full((b,), k, dtype=torch.long)}
         if self.label_column is not None:
             batch["y"] = factors[:, self.label_column].round().long()
-        return self._with_periods(batch)
+        return self._with_item_extras(batch)
 
-    def _with_periods(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _with_item_extras(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Add "periods" (B, F) when the data knows each item's symmetry (shapes: by its shape), and
         "partner" (B, *shape) when the plan asks for partners."""
         periods = self.data.meta.get("item_periods")
