@@ -316,6 +316,23 @@ def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(sha
     assert model.binding(post.mu[1:], g, sq).item() > 10
 
 
+def test_in_training_the_items_symmetry_picks_the_harmonic_not_its_confidence(shapes):
+    model = tiny_dcign(shapes)
+    theta = 2.0
+    weak = torch.tensor([[0.1 * math.cos(theta), 0.1 * math.sin(theta)],  # a heart's k = 1, not yet learned
+                         [math.cos(2 * theta + 1), math.sin(2 * theta + 1)], [1.0, 0.0]])
+    out = torch.zeros(1, model.encoder_outputs())
+    out[0, 12:] = weak.flatten()
+    model.encoder = Fixed(out)
+    x = torch.zeros(1, 1, 32, 32)
+    heart = shapes.meta["item_periods"](torch.tensor([[2.0, 0.7, theta, 0.5, 0.5]]))
+    by_k2 = math.atan2(math.sin(2 * theta + 1), math.cos(2 * theta + 1)) / (2 * math.pi)
+    assert model.encode_all(x)[0].mu[0, 0] == pytest.approx(by_k2, abs=1e-6)  # by confidence: k = 2
+    assert model.encode_all(x, heart)[0].mu[0, 0] == pytest.approx(theta / math.pi, abs=1e-6)  # by the heart's period
+    square = shapes.meta["item_periods"](torch.tensor([[0.0, 0.7, theta, 0.5, 0.5]]))
+    assert model.encode_all(x, square)[0].mu[0, 0] == pytest.approx(0.0, abs=1e-6)  # k = 4 (angle 0 here)
+
+
 # --- the rotation unit: uniform prior, symmetric turns, fixed posterior std ------------------------
 def test_rotation_unit_has_no_preferred_angle_and_the_prior_covers_a_turn(shapes):
     model = tiny_dcign(shapes)
@@ -375,3 +392,47 @@ def test_swap_replaces_the_free_units_only_and_only_for_its_share(shapes):
     assert torch.equal(tiny_dcign(shapes, swap=1e-9).swap_free(z, partner), z)
     half = tiny_dcign(shapes, swap=0.5).swap_free(z, partner)
     assert 10 < int((half[:, 4] != 0).sum()) < 54
+
+
+# --- the warp decoder: the pose units applied as geometry ----------------------------------------------
+def test_warp_of_the_upright_shape_by_the_true_pose_is_the_render(shapes):
+    """With the template an upright, centred render and the read-outs set to the shapes' geometry, the
+    warp redraws every item: this pins the frame (y down) and the sense of rotation (a heart's point)."""
+    from genlab.nn.warp import PoseWarpDecoder
+
+    f = shapes.factors[:120]
+    zoom = 1.9  # the template shows the shape larger than any item, so bilinear sampling loses little
+    template = render_shapes(f[:, 0], zoom, 0.0, 0.5, 0.5, size=32) * 20 - 10  # (N, 1, 32, 32) logits
+    decoder = PoseWarpDecoder(2, (1, 32, 32))
+    s3 = math.sqrt(3.0)
+    with torch.no_grad():  # size = scale / zoom, centre = x - 1/2 in [-1, 1] coordinates, from the units
+        decoder.gain.copy_(torch.tensor([0.25 / s3 / zoom, 0.5 / s3, 0.5 / s3]))
+        decoder.bias.copy_(torch.tensor([0.75 / zoom, 0.0, 0.0]))
+    units = torch.stack([s3 * (4 * f[:, 1] - 3), s3 * (2 * f[:, 3] - 1), s3 * (2 * f[:, 4] - 1)], 1)  # (N, 3)
+    drawn = decoder.warp(template, f[:, 2], units) > 0
+    ious = S.iou(drawn.float(), shapes.x[:120])
+    assert ious.median() > 0.93 and ious.min() > 0.8
+    hearts = f[:, 0] == 2
+    mirrored = decoder.warp(template, -f[:, 2], units) > 0  # the other sense of rotation
+    assert S.iou(mirrored.float(), shapes.x[:120])[hearts].median() < ious[hearts].median() - 0.2
+
+
+def test_warp_dcign_turns_its_output_by_the_edit_exactly(shapes):
+    model = tiny_dcign(shapes, decoder="warp").eval()
+    x = shapes.x[:4]
+    assert torch.allclose(model.transform(x), model.reconstruct(x))
+    z = model.encode(x)
+    turned = model.transform(x, rotate=math.pi / 2)
+    # a quarter turn of the warp is a quarter turn of the picture about the object's centre; with the
+    # centre in the middle of the image that is torch.rot90 (counter-clockwise as displayed)
+    z[:, 2:4] = model.unit_value("x", torch.tensor(0.5))
+    middle, turned = model.decode(z), model.decode(z.clone().index_add_(
+        1, torch.tensor([0]), torch.full((4, 1), model.unit_value("rotation", math.pi / 2))))
+    assert torch.allclose(turned, torch.rot90(middle, 1, dims=(2, 3)), atol=1e-4)
+
+
+def test_warp_decoder_needs_the_four_pose_units(shapes):
+    with pytest.raises(GenlabError, match="decoder=warp needs"):
+        tiny_dcign(shapes, decoder="warp", units=("rotation", "scale"))
+    with pytest.raises(GenlabError, match="conv or warp"):
+        tiny_dcign(shapes, decoder="mlp")
