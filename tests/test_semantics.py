@@ -385,7 +385,7 @@ def test_partners_are_the_same_items_with_the_bound_factors_redrawn(shapes):
 
 
 def test_swap_replaces_the_free_units_only_and_only_for_its_share(shapes):
-    partner = shapes.x[64:128]
+    partner = torch.randn(64, 6)  # a sample of each partner's posterior
     z = torch.zeros(64, 6)
     swapped = tiny_dcign(shapes, swap=1.0).swap_free(z, partner)
     assert torch.equal(swapped[:, :4], z[:, :4]) and (swapped[:, 4:] != 0).all()
@@ -436,3 +436,29 @@ def test_warp_decoder_needs_the_four_pose_units(shapes):
         tiny_dcign(shapes, decoder="warp", units=("rotation", "scale"))
     with pytest.raises(GenlabError, match="conv or warp"):
         tiny_dcign(shapes, decoder="mlp")
+
+
+def test_invariance_pulls_the_free_units_of_an_item_and_its_partner_together(shapes):
+    model = tiny_dcign(shapes, swap=0.0, invariance=1.0)
+    assert model.batch_plan.partner_vary == ("rotation", "scale", "x", "y")
+    batch = next(iter(FactorLoader(shapes, model.batch_plan, batch_size=16, seed=0)))
+    torch.manual_seed(0)
+    same = model.loss(None, {**batch, "partner": batch["x"]})
+    assert same["invariance"].item() == pytest.approx(0.0, abs=1e-9)
+    torch.manual_seed(0)
+    other = model.loss(None, batch)
+    plain = tiny_dcign(shapes, swap=0.0)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    base = plain.loss(None, batch)
+    assert other["invariance"] > 0
+    assert other["loss"].item() == pytest.approx(base["loss"].item() + other["invariance"].item(), rel=1e-5)
+
+
+def test_binding_is_learned_from_free_batches_only_unless_asked(shapes):
+    loader = FactorLoader(shapes, tiny_dcign(shapes).batch_plan, batch_size=16, seed=0)
+    batches = [next(iter(loader)) for _ in range(12)]
+    one = next(b for b in batches if int(b["vary"][0]) >= 0)
+    free = next(b for b in batches if int(b["vary"][0]) < 0)
+    assert "bind" not in tiny_dcign(shapes).loss(None, one) and "bind" in tiny_dcign(shapes).loss(None, free)
+    assert "bind" in tiny_dcign(shapes, bind_all=True).loss(None, one)
