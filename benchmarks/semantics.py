@@ -203,12 +203,13 @@ def table(res: dict) -> str:
         for name, e in sh["edits"].items():
             lines.append(f"{name:<18} " + " ".join(f"{q[1]:.3f} [{q[0]:.3f}-{q[2]:.3f}]{'':<4}" for q in e.values()))
         lines.append("reconstruction IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in sh["recon_iou"].items()))
-        lines.append("disentanglement: |rho| with its own unit / largest with another unit (which); rotation on each "
-                     "item's own harmonic [on the common quarter turn]")
+        lines.append("disentanglement: |rho| with its own unit / largest with another unit (which; with inactive free "
+                     "units too); rotation on each item's own harmonic [on the common quarter turn]")
         for name, u in sh["units"].items():
             lines.append(f"{name:<18} " + "  ".join(
                 f"{f} {v['own']:.3f}" + (f" [{v['own_common']:.3f}]" if "own_common" in v else "")
-                + f"/{v['other']:.3f} ({v.get('other_unit')})" for f, v in u.items()))
+                + f"/{v['other']:.3f} ({v.get('other_unit')}; all {v.get('other_all', v['other']):.3f})"
+                for f, v in u.items()))
     if "mnist5k" in res:
         m = res["mnist5k"]
         first = next(iter(m.values()))

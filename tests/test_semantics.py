@@ -192,6 +192,28 @@ def test_edit_metrics_are_one_for_an_oracle_and_low_for_doing_nothing(shapes):
     assert all(v["other"] < 0.2 for v in corr.values()), corr
 
 
+def test_leaks_count_active_free_units_only():
+    """A free unit whose mean follows y by a few hundredths (variance < 0.01, Burda et al.'s inactive unit)
+    is noise to a decoder: it is left out of "other" and reported in "other_all"; the same unit
+    scaled up to an active one counts."""
+    data = load_data("shapes", n=3000)
+    oracle = Oracle(data)
+    encode = oracle.encode
+
+    def with_unit(gain):
+        def enc(x):
+            f = oracle._factors(x)
+            return torch.cat([encode(x), gain * (f[:, 4:5] - 0.5)], 1)  # (N, 6): z5 follows y
+        return enc
+
+    oracle.encode = with_unit(0.05)  # variance 0.05^2 / 12
+    y = S.unit_correlations(oracle, data)["y"]
+    assert y["other"] < 0.2 and y["other_all"] > 0.99
+    oracle.encode = with_unit(1.0)  # variance 1 / 12: active
+    y = S.unit_correlations(oracle, data)["y"]
+    assert y["other"] > 0.99 and y["other_unit"] == "z5"
+
+
 def test_rotation_is_scored_on_the_harmonic_each_item_determines():
     """A read-out that turns every heart by a quarter turn loses the hearts' rotation: the per-item
     measure sees it (hearts are 1/3 of the items, each scoring cos 90 deg = 0), the common quarter-turn

@@ -72,7 +72,7 @@ class DCIGNConfig(VAEConfig):
     fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
     # "conv": one network renders the image from all units (named ones lifted); "warp": a network draws the
     # shape from the free units in its own frame and the pose units move it into place (nn.warp)
-    decoder: str = "conv"
+    decoder: str = "warp"
     # weight of 1/2 ||mu_free(x) - mu_free(partner)||^2: the free units ignore the pose (needs partners)
     invariance: float = 0.0
     known_symmetry: bool = True  # in training, read a circular unit from the harmonic the item's symmetry fixes
