@@ -460,23 +460,6 @@ def test_warp_decoder_needs_the_four_pose_units(shapes):
         tiny_dcign(shapes, decoder="mlp")
 
 
-def test_invariance_pulls_the_free_units_of_an_item_and_its_partner_together(shapes):
-    model = tiny_dcign(shapes, swap=0.0, invariance=1.0)
-    assert model.batch_plan.partner_vary == ("rotation", "scale", "x", "y")
-    batch = next(iter(FactorLoader(shapes, model.batch_plan, batch_size=16, seed=0)))
-    torch.manual_seed(0)
-    same = model.loss(None, {**batch, "partner": batch["x"]})
-    assert same["invariance"].item() == pytest.approx(0.0, abs=1e-9)
-    torch.manual_seed(0)
-    other = model.loss(None, batch)
-    plain = tiny_dcign(shapes, swap=0.0)
-    plain.load_state_dict(model.state_dict())
-    torch.manual_seed(0)
-    base = plain.loss(None, batch)
-    assert other["invariance"] > 0
-    assert other["loss"].item() == pytest.approx(base["loss"].item() + other["invariance"].item(), rel=1e-5)
-
-
 def test_binding_is_learned_from_free_batches_only_unless_asked(shapes):
     loader = FactorLoader(shapes, tiny_dcign(shapes).batch_plan, batch_size=16, seed=0)
     batches = [next(iter(loader)) for _ in range(12)]
@@ -484,3 +467,31 @@ def test_binding_is_learned_from_free_batches_only_unless_asked(shapes):
     free = next(b for b in batches if int(b["vary"][0]) < 0)
     assert "bind" not in tiny_dcign(shapes).loss(None, one) and "bind" in tiny_dcign(shapes).loss(None, free)
     assert "bind" in tiny_dcign(shapes, bind_all=True).loss(None, one)
+
+
+def test_pooled_encoder_head_reads_the_object_wherever_it_is():
+    """The pooled head of ConvEncoder sees mean and max over positions: with the flat head silenced, an
+    object moved by the encoder's total stride (8 pixels) gives the same output; the flat head alone
+    does not."""
+    from genlab.nn.blocks import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder((1, 96, 96), 5, (8, 16, 32), pooled=True)  # a 12x12 map; each position sees 22 pixels
+    a = render_shapes(2, 0.5, 0.7, 1 / 3, 1 / 3, size=96)  # a heart 24 pixels wide, centred at (40, 40) ...
+    b = torch.roll(a, shifts=(8, 8), dims=(2, 3))  # ... the same 8 pixels down and right: far from the border
+    with torch.no_grad():
+        assert not torch.allclose(enc(a), enc(b), atol=1e-4)
+        enc.fc.weight.zero_()
+        assert torch.allclose(enc(a), enc(b), atol=1e-5)
+    assert ConvEncoder((1, 96, 96), 5, (8, 16, 32)).pool_fc is None
+
+
+def test_only_the_binding_trains_the_harmonics_unless_angle_grad(shapes):
+    batch = next(iter(FactorLoader(shapes, tiny_dcign(shapes).batch_plan, batch_size=16, seed=0)))
+    grads = {}
+    for angle_grad, bind in ((False, 0.0), (True, 0.0), (False, 1.0)):
+        torch.manual_seed(0)
+        model = tiny_dcign(shapes, angle_grad=angle_grad, bind=bind, bind_all=True)
+        model.loss(None, batch)["loss"].backward()
+        grads[angle_grad, bind] = model.encoder.fc.weight.grad[12:].abs().sum().item()  # rows of the harmonics
+    assert grads[False, 0.0] == 0.0 and grads[True, 0.0] > 0 and grads[False, 1.0] > 0

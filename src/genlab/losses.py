@@ -201,9 +201,3 @@ def marginal_balance(probs: Tensor) -> Tensor:
     q_bar = probs.mean(0)  # (K,)
     return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(probs.shape[1]))).sum()
 
-
-def invariance_penalty(mu: Tensor, mu_other: Tensor) -> Tensor:
-    """1/2 ||mu - mu_other||^2 per example, (N,), for codes (N, D) of two views that should agree: the
-    per-example form of DC-IGN's clamped gradient (``dcign_clamp``), with the other view of the same
-    item in place of the batch mean."""
-    return 0.5 * (mu - mu_other).pow(2).sum(1)
