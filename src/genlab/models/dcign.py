@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..config import DataInfo
 from ..data.factors import FactorBatches
@@ -117,7 +117,10 @@ class DCIGN(VAE):
         names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
 
-    def _warp_decoder(self, config: DCIGNConfig, data_info: DataInfo) -> PoseWarpDecoder:
+    def _warp_decoder(self, config: DCIGNConfig, data_info: DataInfo) -> nn.Module:
+        if not data_info.factor_names:  # the trainer's check says it best: no factors, no one-factor batches
+            return make_decoder(config.arch, config.latent_dim, data_info.shape, hidden=config.hidden,
+                                channels=config.channels)
         if set(config.units) != set(POSE_UNITS) or set(self.bound) != set(POSE_UNITS) or len(data_info.shape) != 3:
             raise GenlabError(f"model.decoder=warp needs image data whose factors include {', '.join(POSE_UNITS)}, "
                               f"bound to model.units = exactly those; got units {', '.join(config.units)}")
@@ -262,7 +265,7 @@ class DCIGN(VAE):
         return torch.cat([*parts, z[:, start:]], 1)
 
     def decode_raw(self, z: Tensor) -> Tensor:
-        if self.config.decoder == "warp":  # the pose units as geometry: angle in radians, scale/x/y as units
+        if isinstance(self.decoder, PoseWarpDecoder):  # the pose units as geometry: angle (radians), scale, x, y
             rot, *pose = (self.config.units.index(u) for u in POSE_UNITS)
             angle = self.factor_value("rotation", z[:, rot])  # (N,)
             return self.decoder(angle, z[:, pose], z[:, len(self.config.units):])
