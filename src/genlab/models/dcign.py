@@ -75,8 +75,8 @@ class DCIGNConfig(VAEConfig):
     # shape from the free units in its own frame and the pose units move it into place (nn.warp)
     decoder: str = "warp"
     known_symmetry: bool = True  # in training, read a circular unit from the harmonic the item's symmetry fixes
-    angle_grad: bool = False  # let the decoder's gradient reach a circular unit's harmonics (see encode_all)
-    pooled_encoder: bool = True  # the encoder also reads pooled features (nn.blocks.ConvEncoder: a heart's angle)
+    angle_grad: bool = True  # let the decoder's gradient reach a circular unit's harmonics (see encode_all)
+    pooled_encoder: bool = False  # the encoder also reads pooled features (nn.blocks.ConvEncoder: a heart's angle)
 
 
 def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
