@@ -248,6 +248,36 @@ def test_feature_reconstruction_is_zero_for_equal_features_and_per_example():
     assert torch.allclose(feature_reconstruction(g, f), torch.tensor([2.0, 0.0, 0.0]))
 
 
+def test_layer_norm_weighs_every_layer_alike_on_the_pixel_scale():
+    f = [torch.zeros(2, 4, 5, 5), torch.zeros(2, 8, 2, 2)]
+    g = [torch.ones(2, 4, 5, 5), torch.zeros(2, 8, 2, 2)]  # the large layer off by 1 everywhere
+    h = [torch.zeros(2, 4, 5, 5), torch.ones(2, 8, 2, 2)]  # the small one
+    # "channel": sum over positions / 2C, so the 5x5 layer counts 100 / 8 against 32 / 16
+    assert torch.allclose(feature_reconstruction(g, f), torch.full((2,), 12.5))
+    assert torch.allclose(feature_reconstruction(h, f), torch.full((2,), 2.0))
+    # "layer": a mean over C*H*W / 2, times the pixel count: the same 10 / 2 for either layer
+    for wrong in (g, h):
+        assert torch.allclose(feature_reconstruction(wrong, f, norm="layer", pixels=10), torch.full((2,), 5.0))
+    with pytest.raises(ValueError, match="feature norm"):
+        feature_reconstruction(g, f, norm="pixel")
+
+
+def test_feature_net_choice_gives_the_loss_an_autoencoder_or_a_classifier():
+    data = blobs(64)
+    nets = {}
+    for kind in ("classifier", "autoencoder"):
+        cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="feature", feature_net=kind,
+                        feature_norm="layer")
+        model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
+        model.prepare(data)
+        nets[kind] = model.features.net
+        assert torch.isfinite(model.loss("main", {"x": data.x[:8]})["loss"])
+    assert nets["classifier"].classifier and not nets["autoencoder"].classifier
+    with pytest.raises(GenlabError, match="feature_net"):
+        build_model(RunConfig(model="vae", model_config=VAEConfig(**TINY, arch="conv", loss="feature",
+                                                                  feature_net="vgg"), data_info=info(data)))
+
+
 def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
     data = blobs(64)
     cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="feature")

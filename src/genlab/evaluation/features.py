@@ -143,7 +143,7 @@ class FrozenFeatures(nn.Module):
 
     def load_from(self, data: DataSet, *, seed: int = 1) -> None:
         """Copy in the network trained on ``data`` with ``seed`` (cached; trained on first use)."""
-        net, _ = cached_feature_net(data, seed=seed, device="cpu")
+        net, _ = cached_feature_net(data, seed=seed, device="cpu", autoencoder=not self.net.classifier)
         if net.state_dict().keys() != self.net.state_dict().keys():
             raise GenlabError(f"the feature network of {data.name} does not fit this model (classes differ)")
         self.net.load_state_dict(net.state_dict())
@@ -240,11 +240,12 @@ def _split_or_all(data: DataSet, split: str, limit: int | None = None) -> tuple[
     return data.tensors(split if split in data.splits else "all", limit=limit)
 
 
-def train_feature_net(data: DataSet, *, seed: int = 0, device: str | torch.device = "cpu"
-                      ) -> tuple[FeatureNet, dict, float | None]:
-    """Train the network for ``data``: (net, constructor kwargs, test accuracy or None)."""
+def train_feature_net(data: DataSet, *, seed: int = 0, device: str | torch.device = "cpu",
+                      autoencoder: bool = False) -> tuple[FeatureNet, dict, float | None]:
+    """Train the network for ``data``: (net, constructor kwargs, test accuracy or None).
+    ``autoencoder``: the autoencoder even for labelled data (features that keep what redraws the image)."""
     x, y = _split_or_all(data, "train", TRAIN_LIMIT)
-    labelled = y is not None and (data.num_classes or int(y.max()) + 1) > 1
+    labelled = not autoencoder and y is not None and (data.num_classes or int(y.max()) + 1) > 1
     c, h, w = data.shape
     kwargs = {"channels": c, "height": h, "width": w,
               "num_classes": int(data.num_classes or int(y.max()) + 1) if labelled else 0,
@@ -327,17 +328,19 @@ def _cache_key(data: DataSet) -> str:
 
 
 def cached_feature_net(data: DataSet, *, seed: int = 0, cache_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu") -> tuple[FeatureNet, float | None]:
+                       device: str | torch.device = "cpu", autoencoder: bool = False
+                       ) -> tuple[FeatureNet, float | None]:
     """The network trained on ``data`` with ``seed`` (0: the evaluation's), from the disk cache or
     trained and cached: (net, test accuracy or None). Another seed is another, independent network
-    (a training loss uses seed 1, so the metrics do not judge a model by the network it was trained on)."""
-    key = _cache_key(data) + ("" if seed == 0 else f"-seed{seed}")
+    (a training loss uses seed 1, so the metrics do not judge a model by the network it was trained on).
+    ``autoencoder``: the autoencoder network even for labelled data (cached apart, "-ae")."""
+    key = _cache_key(data) + ("" if seed == 0 else f"-seed{seed}") + ("-ae" if autoencoder else "")
     path = Path(cache_dir or default_cache_dir()) / f"features-{key}.pt"
     loaded = _load(path, device)
     if loaded is not None:
         log.info("loaded the feature network of %s from %s", data.name, path)
         return loaded
-    net, kwargs, acc = train_feature_net(data, seed=seed, device=device)
+    net, kwargs, acc = train_feature_net(data, seed=seed, device=device, autoencoder=autoencoder)
     state = {"arch": ARCH_VERSION, "kwargs": kwargs, "test_accuracy": acc, "data": data.name, "seed": seed,
              "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
     try:

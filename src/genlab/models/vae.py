@@ -34,6 +34,8 @@ from .autoencoder import AEConfig, Autoencoder, _check_choice
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned-sigma")
 RECON_LOSSES = ("pixel", "feature", "both")
+FEATURE_NORMS = ("channel", "layer")
+FEATURE_NETS = ("classifier", "autoencoder")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class VAEConfig(AEConfig):
     loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
     feature_weight: float = 1.0  # weight of the feature-consistency term
     feature_stages: int = 3  # compare the activations of the feature net's first 1-3 conv stages
+    # how layers are weighted (losses.feature_reconstruction): "channel" = sum over positions / 2C
+    # (the first, 14x14 stage dominates); "layer" = Hou et al.'s mean over C*H*W, times the pixel count
+    feature_norm: str = "channel"
+    # the frozen net: "classifier" (labelled data: features that tell classes apart) or "autoencoder"
+    # (trained to redraw its input: features that keep the appearance; the only one for unlabelled data)
+    feature_net: str = "classifier"
 
 
 @MODELS.register("vae", help="variational autoencoder: Gaussian posterior, ELBO in nats, IWAE bound")
@@ -70,9 +78,12 @@ class VAE(Autoencoder):
                                   f"{data_info.kind} of shape {tuple(data_info.shape)}")
             from ..evaluation.features import FrozenFeatures
 
+            _check_choice("feature_norm", config.feature_norm, FEATURE_NORMS)
+            _check_choice("feature_net", config.feature_net, FEATURE_NETS)
             if config.feature_stages not in (1, 2, 3):
                 raise GenlabError(f"model.feature_stages must be 1, 2 or 3, got {config.feature_stages}")
-            self.features = FrozenFeatures(*data_info.shape, num_classes=data_info.num_classes or 0,
+            classes = (data_info.num_classes or 0) if config.feature_net == "classifier" else 0
+            self.features = FrozenFeatures(*data_info.shape, num_classes=classes,
                                            stages=config.feature_stages)
 
     @property
@@ -166,7 +177,8 @@ class VAE(Autoencoder):
         if self.config.loss != "pixel":
             with torch.no_grad():
                 target = self.features(batch["x"])  # the grey-level input's activations
-            feat = feature_reconstruction(self.features(dist.mean), target)  # (N,)
+            feat = feature_reconstruction(self.features(dist.mean), target, norm=self.config.feature_norm,
+                                          pixels=x[0].numel())  # (N,)
             data_term = self.config.feature_weight * feat + (data_term if self.config.loss == "both" else 0)
             out["feature"] = feat.mean().detach()
         loss = (data_term + self.kl_weight(step) * kl).mean()
