@@ -298,18 +298,20 @@ def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
 def test_feature_stages_compare_only_the_first_stages_and_cost_less():
     data = blobs(64)
     losses = {}
-    for stages in (1, 2, 3):
+    for stages in (1, 2, 3, 4):
         cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="both", feature_stages=stages)
         model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
         model.prepare(data)
         feats = model.features(data.x[:4])
-        assert [f.shape[1] for f in feats] == [32, 64, 128][:stages]
+        assert [f.shape[1] for f in feats] == [32, 64, 128, 128][:stages]
         torch.manual_seed(0)
         losses[stages] = float(model.loss("main", {"x": data.x[:16]})["feature"])
-    assert losses[1] < losses[2] < losses[3]  # each stage adds a non-negative term (same init, same z)
+    assert losses[1] < losses[2] < losses[3] < losses[4]  # each stage adds a non-negative term (same init, same z)
+    net = model.features.net  # stage 4 is the standardised feature layer the metrics read
+    assert torch.allclose(model.features(data.x[:4])[3], net(data.x[:4]), atol=1e-5)
     with pytest.raises(GenlabError, match="feature_stages"):
         build_model(RunConfig(model="vae", model_config=VAEConfig(**TINY, arch="conv", loss="feature",
-                                                                  feature_stages=4), data_info=info(data)))
+                                                                  feature_stages=5), data_info=info(data)))
 
 
 class Fixed(torch.nn.Module):

@@ -110,7 +110,8 @@ class FeatureNet(nn.Module):
     def hidden(self, x: Tensor, stages: int = 3) -> list[Tensor]:
         """The activations after the first ``stages`` conv stages' ReLUs, [(N, 32, ..), (N, 64, ..), (N, 128, ..)]:
         the layers a feature-consistent loss compares (Hou et al. 2017 use VGG's relu1_1, relu2_1, relu3_1);
-        the stages after the last one asked for are not computed."""
+        the stages after the last one asked for are not computed. ``stages=4`` adds the standardised
+        feature layer (N, feature_dim), the deepest one (as Hou et al.'s VGG345 reaches relu5_1)."""
         out, h = [], x * 2 - 1
         for layer in self.encoder:
             h = layer(h)
@@ -118,7 +119,7 @@ class FeatureNet(nn.Module):
                 out.append(h)
             if len(out) == stages:
                 return out
-        return out
+        return out + [(h - self.feat_mean) / self.feat_std] if stages == 4 else out
 
     def logits(self, f: Tensor) -> Tensor:
         return self.head(f * self.feat_std + self.feat_mean)  # standardised (N, F) -> (N, K)
@@ -134,7 +135,7 @@ class FrozenFeatures(nn.Module):
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int = 0, stages: int = 3):
         super().__init__()
-        self.stages = stages  # how many conv stages' activations the loss compares (1-3)
+        self.stages = stages  # how many conv stages' activations the loss compares (1-3; 4: and the features)
         self.net = FeatureNet(channels, height, width, num_classes).eval().requires_grad_(False)
         self.register_buffer("ready", torch.tensor(False))
 

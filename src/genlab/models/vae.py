@@ -48,7 +48,7 @@ class VAEConfig(AEConfig):
     binarize: bool = True  # dynamic binarisation of training images (Bernoulli decoders only)
     loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
     feature_weight: float = 1.0  # weight of the feature-consistency term
-    feature_stages: int = 3  # compare the activations of the feature net's first 1-3 conv stages
+    feature_stages: int = 3  # compare the activations of the feature net's first 1-3 conv stages (4: and its features)
     # how layers are weighted (losses.feature_reconstruction): "channel" = sum over positions / 2C
     # (the first, 14x14 stage dominates); "layer" = Hou et al.'s mean over C*H*W, times the pixel count
     feature_norm: str = "channel"
@@ -80,8 +80,8 @@ class VAE(Autoencoder):
 
             _check_choice("feature_norm", config.feature_norm, FEATURE_NORMS)
             _check_choice("feature_net", config.feature_net, FEATURE_NETS)
-            if config.feature_stages not in (1, 2, 3):
-                raise GenlabError(f"model.feature_stages must be 1, 2 or 3, got {config.feature_stages}")
+            if config.feature_stages not in (1, 2, 3, 4):
+                raise GenlabError(f"model.feature_stages must be 1-4, got {config.feature_stages}")
             classes = (data_info.num_classes or 0) if config.feature_net == "classifier" else 0
             self.features = FrozenFeatures(*data_info.shape, num_classes=classes,
                                            stages=config.feature_stages)
