@@ -13,8 +13,10 @@ bound of Burda et al. 2015, our estimate of the test NLL.
 compares the hidden activations of a fixed network for x and for the decoder's mean image
 (``losses.feature_reconstruction``) instead of pixels; ``"both"`` adds it to the pixel term. The
 network is a ``FeatureNet`` trained on the data set itself (no downloaded VGG), with another seed
-than the evaluation's, frozen and saved with the model. The objective is then not an ELBO:
-validation picks best.pt by Fréchet distance.
+than the evaluation's, frozen and saved with the model. By default every layer counts alike (Hou et
+al.'s per-layer mean) and the compared layers run from the first conv stage to the standardised
+128-d feature layer; the weight sets how much the KL weighs against them. The objective is then not
+an ELBO: validation picks best.pt by Fréchet distance.
 """
 
 from __future__ import annotations
