@@ -23,7 +23,7 @@ gradient magnitude of samples / of real images) and interpolation strips (a row 
 for each pair).
 
     python benchmarks/semantics.py --minutes 8                       # both parts
-    python benchmarks/semantics.py --part mnist --minutes 4 --dfc feature:0.35:4 feature:4:3:channel
+    python benchmarks/semantics.py --part mnist --minutes 4 --dfc feature:0.25:4 feature:4:3:channel
     python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
 """
 
@@ -231,7 +231,8 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=1, help="training jobs at a time (each one thread)")
     p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
     p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
-    p.add_argument("--dfc", nargs="+", default=["feature:0.35:4"], metavar="LOSS:WEIGHT[:STAGES[:NORM]]",
+    p.add_argument("--dfc", nargs="+", default=["feature:0.25:4", "feature:0.35:4"],
+                   metavar="LOSS:WEIGHT[:STAGES[:NORM]]",
                    help="the DFC-VAE runs: model.loss (feature or both), model.feature_weight, "
                         "model.feature_stages (default 4) and model.feature_norm (default layer)")
     p.add_argument("--precision", default="auto", help="train.precision of the mnist5k runs (all of them)")
@@ -253,8 +254,8 @@ def main() -> None:
     conv = ["model.arch=conv", "train.batch_size=64"]
     start = time.time()
     res = json.loads(path.read_text()) if args.part != "all" and path.exists() else {}
-    res.update({"n": args.n, "dcign_set": args.dcign_set})
-    if args.part in ("all", "shapes"):
+    if args.part in ("all", "shapes"):  # n and dcign_set describe the shapes part: an mnist run keeps them
+        res.update({"n": args.n, "dcign_set": args.dcign_set})
         jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
                 "vae": ("vae", "shapes", conv + ["model.latent_dim=10"])}
         trained = run_all(jobs, args.minutes, runs, args.parallel)
