@@ -15,14 +15,15 @@ per factor, |correlation| with its own unit and the largest with any other unit 
 are its regression read-outs); rotation is scored on the harmonic each item's image determines
 (``genlab.evaluation.semantics``), the common quarter-turn figure in brackets.
 
-Part 2 (``mnist5k``): the pixel ``vae`` and one DFC-VAE (Hou et al. 2017) per ``--dfc LOSS:WEIGHT:STAGES``
-(``model.loss`` feature or both, ``model.feature_weight``, ``model.feature_stages``), conv nets, all
-with ``train.precision`` ``--precision`` and best.pt chosen by validation FD; test FD (genlab's
-evaluation feature net, not the loss's), sharpness (mean gradient magnitude of samples / of real
-images) and interpolation strips (a row per model, in turn, for each pair).
+Part 2 (``mnist5k``): the pixel ``vae`` and one DFC-VAE (Hou et al. 2017) per ``--dfc LOSS:WEIGHT:STAGES:NORM``
+(``model.loss`` feature or both, ``model.feature_weight``, ``model.feature_stages``, ``model.feature_norm``;
+the last two default to 4 and layer), conv nets, all with ``train.precision`` ``--precision`` and best.pt
+chosen by validation FD; test FD (genlab's evaluation feature net, not the loss's), sharpness (mean
+gradient magnitude of samples / of real images) and interpolation strips (a row per model, in turn,
+for each pair).
 
     python benchmarks/semantics.py --minutes 8                       # both parts
-    python benchmarks/semantics.py --part mnist --minutes 6 --dfc feature:4:3 both:1:2
+    python benchmarks/semantics.py --part mnist --minutes 4 --dfc feature:0.25:4 feature:4:3:channel
     python benchmarks/semantics.py --shapes-runs RUN_DCIGN RUN_VAE --json other.json   # part 1 on given runs
 """
 
@@ -231,9 +232,10 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=1, help="training jobs at a time (each one thread)")
     p.add_argument("-n", type=int, default=1000, help="held-out shapes images per edit")
     p.add_argument("--dcign-set", action="append", default=[], help="extra --set for dcign")
-    p.add_argument("--dfc", nargs="+", default=["feature:4:3", "both:1:2"], metavar="LOSS:WEIGHT[:STAGES]",
-                   help="the DFC-VAE runs: model.loss (feature or both), model.feature_weight and "
-                        "model.feature_stages (default 3)")
+    p.add_argument("--dfc", nargs="+", default=["feature:0.25:4", "feature:0.35:4"],
+                   metavar="LOSS:WEIGHT[:STAGES[:NORM]]",
+                   help="the DFC-VAE runs: model.loss (feature or both), model.feature_weight, "
+                        "model.feature_stages (default 4) and model.feature_norm (default layer)")
     p.add_argument("--precision", default="auto", help="train.precision of the mnist5k runs (all of them)")
     p.add_argument("--json", default=str(RESULTS / "semantics.json"))
     p.add_argument("--shapes-runs", nargs=2, metavar=("DCIGN_RUN", "VAE_RUN"), default=None,
@@ -253,8 +255,8 @@ def main() -> None:
     conv = ["model.arch=conv", "train.batch_size=64"]
     start = time.time()
     res = json.loads(path.read_text()) if args.part != "all" and path.exists() else {}
-    res.update({"n": args.n, "dcign_set": args.dcign_set})
-    if args.part in ("all", "shapes"):
+    if args.part in ("all", "shapes"):  # n and dcign_set describe the shapes part: an mnist run keeps them
+        res.update({"n": args.n, "dcign_set": args.dcign_set})
         jobs = {"dcign": ("dcign", "shapes", conv + args.dcign_set),
                 "vae": ("vae", "shapes", conv + ["model.latent_dim=10"])}
         trained = run_all(jobs, args.minutes, runs, args.parallel)
@@ -265,9 +267,10 @@ def main() -> None:
         evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500", f"train.precision={args.precision}"]
         jobs = {"pixel": ("vae", "mnist5k", conv + evals)}
         for spec in args.dfc:
-            loss, w, stages = (spec.split(":") + ["3"])[:3]
-            jobs[f"{loss}_w{float(w):g}_s{stages}"] = ("vae", "mnist5k", conv + evals + [
-                f"model.loss={loss}", f"model.feature_weight={w}", f"model.feature_stages={stages}"])
+            loss, w, stages, norm = (spec.split(":") + ["4", "layer"][len(spec.split(":")) - 2:])[:4]
+            jobs[f"{loss}_w{float(w):g}_s{stages}" + ("" if norm == "layer" else f"_{norm}")] = (
+                "vae", "mnist5k", conv + evals + [f"model.loss={loss}", f"model.feature_weight={w}",
+                                                  f"model.feature_stages={stages}", f"model.feature_norm={norm}"])
         trained = run_all(jobs, args.minutes, runs, args.parallel)
         res["mnist5k"] = {**mnist_part(trained, path.with_name(path.stem + "_interp.png")),
                           "minutes": args.minutes, "precision": args.precision,

@@ -1,4 +1,4 @@
-"""Forcing the latent to mean something: DC-IGN clamping, one-factor batches, novel views, DFC-VAE."""
+"""Forcing the latent to mean something: DC-IGN clamping, one-factor batches, novel views (DFC-VAE: test_dfc_vae.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ from genlab.compression.rd import to_uint8
 from genlab.config import RunConfig
 from genlab.data import load_data, render_shapes
 from genlab.data.factors import FactorBatches, FactorLoader
-from genlab.errors import GenlabError
 from genlab.evaluation import semantics as S
-from genlab.losses import dcign_clamp, feature_reconstruction
+from genlab.losses import dcign_clamp
 from genlab.models import build_model
 from genlab.models.dcign import DCIGNConfig
-from genlab.models.vae import VAEConfig
-
-from conftest import blobs, info
 
 TINY = {"latent_dim": 6, "hidden": (32,), "channels": (8, 16)}
 
@@ -259,49 +255,6 @@ def test_transform_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["transform", str(run), str(tmp_path / "small.png"), "--rotate", "45", "-o", str(out)]) == 2
     assert "trained on 32x32" in capsys.readouterr().err
-
-
-# --- deep feature consistent VAE -------------------------------------------------------------------------
-def test_feature_reconstruction_is_zero_for_equal_features_and_per_example():
-    f = [torch.randn(3, 4, 5, 5), torch.randn(3, 8, 2, 2)]
-    assert torch.equal(feature_reconstruction(f, f), torch.zeros(3))
-    g = [f[0].clone(), f[1].clone()]
-    g[1][0] += 1.0  # only the first example differs: 8 * 4 ones over 2 * 8 channels
-    assert torch.allclose(feature_reconstruction(g, f), torch.tensor([2.0, 0.0, 0.0]))
-
-
-def test_feature_consistent_vae_trains_its_decoder_not_the_feature_net():
-    data = blobs(64)
-    cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="feature")
-    model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
-    model.prepare(data)
-    frozen = {k: v.clone() for k, v in model.features.state_dict().items()}
-    model.train()
-    assert not model.features.net.training
-    opt = model.phases()[0].make_optimizer(1e-2)
-    out = model.loss("main", {"x": data.x[:16], "y": data.y[:16]})
-    assert "feature" in out and torch.isfinite(out["loss"])
-    out["loss"].backward()
-    opt.step()
-    assert all(torch.equal(v, model.features.state_dict()[k]) for k, v in frozen.items())
-    assert model.default_eval_metrics[0] == "fd"
-
-
-def test_feature_stages_compare_only_the_first_stages_and_cost_less():
-    data = blobs(64)
-    losses = {}
-    for stages in (1, 2, 3):
-        cfg = VAEConfig(**{**TINY, "latent_dim": 3}, arch="conv", loss="both", feature_stages=stages)
-        model = build_model(RunConfig(model="vae", model_config=cfg, data_info=info(data)))
-        model.prepare(data)
-        feats = model.features(data.x[:4])
-        assert [f.shape[1] for f in feats] == [32, 64, 128][:stages]
-        torch.manual_seed(0)
-        losses[stages] = float(model.loss("main", {"x": data.x[:16]})["feature"])
-    assert losses[1] < losses[2] < losses[3]  # each stage adds a non-negative term (same init, same z)
-    with pytest.raises(GenlabError, match="feature_stages"):
-        build_model(RunConfig(model="vae", model_config=VAEConfig(**TINY, arch="conv", loss="feature",
-                                                                  feature_stages=4), data_info=info(data)))
 
 
 class Fixed(torch.nn.Module):

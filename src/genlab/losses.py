@@ -173,16 +173,23 @@ def dcign_clamp(z: Tensor, clamped: Tensor, weight: float = 1.0) -> Tensor:
     return _ClampToMean.apply(z, clamped.to(z.device), float(weight))
 
 
-def feature_reconstruction(feats_hat: list[Tensor], feats: list[Tensor]) -> Tensor:
-    """Deep feature consistency (Hou et al. 2017): sum over layers l of 1/(2 C_l) ||phi_l(x_hat) - phi_l(x)||^2.
+def feature_reconstruction(feats_hat: list[Tensor], feats: list[Tensor], *, norm: str = "channel",
+                           pixels: int = 1) -> Tensor:
+    """Deep feature consistency (Hou et al. 2017): a sum over layers l of squared feature errors, (N,).
 
     Hidden activations (N, C_l, H_l, W_l) of a fixed network for reconstructions and inputs -> (N,).
-    Each layer's squared error is summed over positions and averaged over its channels, so a layer's
-    weight does not grow with its width and the sum stays on the per-example scale of a pixel loss.
+    ``norm="channel"``: each layer's squared error summed over positions, averaged over its channels,
+    1/(2 C_l) ||phi_l(x_hat) - phi_l(x)||^2, so a layer's weight does not grow with its width (but
+    does with its resolution: a 14x14 layer counts 4x a 7x7 one). ``norm="layer"``: Hou et al.'s
+    1/(2 C_l H_l W_l) ||.||^2, every layer counts alike whatever its size, times ``pixels`` (the
+    image's value count, e.g. 784) so the term sits on the per-example scale of a summed pixel loss.
     """
+    if norm not in ("channel", "layer"):
+        raise ValueError(f"unknown feature norm {norm!r}; choose channel or layer")
     total = feats[0].new_zeros(len(feats[0]))
     for a, b in zip(feats_hat, feats, strict=True):
-        total = total + _sum_events((a - b) ** 2) / (2 * a.shape[1])
+        sq = _sum_events((a - b) ** 2)  # (N,) summed over C_l, H_l, W_l
+        total = total + (sq / (2 * a.shape[1]) if norm == "channel" else sq * pixels / (2 * a[0].numel()))
     return total
 
 

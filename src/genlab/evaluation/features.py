@@ -110,7 +110,8 @@ class FeatureNet(nn.Module):
     def hidden(self, x: Tensor, stages: int = 3) -> list[Tensor]:
         """The activations after the first ``stages`` conv stages' ReLUs, [(N, 32, ..), (N, 64, ..), (N, 128, ..)]:
         the layers a feature-consistent loss compares (Hou et al. 2017 use VGG's relu1_1, relu2_1, relu3_1);
-        the stages after the last one asked for are not computed."""
+        the stages after the last one asked for are not computed. ``stages=4`` adds the standardised
+        feature layer (N, feature_dim), the deepest one (as Hou et al.'s VGG345 reaches relu5_1)."""
         out, h = [], x * 2 - 1
         for layer in self.encoder:
             h = layer(h)
@@ -118,7 +119,7 @@ class FeatureNet(nn.Module):
                 out.append(h)
             if len(out) == stages:
                 return out
-        return out
+        return out + [(h - self.feat_mean) / self.feat_std] if stages == 4 else out
 
     def logits(self, f: Tensor) -> Tensor:
         return self.head(f * self.feat_std + self.feat_mean)  # standardised (N, F) -> (N, K)
@@ -134,7 +135,7 @@ class FrozenFeatures(nn.Module):
 
     def __init__(self, channels: int, height: int, width: int, num_classes: int = 0, stages: int = 3):
         super().__init__()
-        self.stages = stages  # how many conv stages' activations the loss compares (1-3)
+        self.stages = stages  # how many conv stages' activations the loss compares (1-3; 4: and the features)
         self.net = FeatureNet(channels, height, width, num_classes).eval().requires_grad_(False)
         self.register_buffer("ready", torch.tensor(False))
 
@@ -143,7 +144,7 @@ class FrozenFeatures(nn.Module):
 
     def load_from(self, data: DataSet, *, seed: int = 1) -> None:
         """Copy in the network trained on ``data`` with ``seed`` (cached; trained on first use)."""
-        net, _ = cached_feature_net(data, seed=seed, device="cpu")
+        net, _ = cached_feature_net(data, seed=seed, device="cpu", autoencoder=not self.net.classifier)
         if net.state_dict().keys() != self.net.state_dict().keys():
             raise GenlabError(f"the feature network of {data.name} does not fit this model (classes differ)")
         self.net.load_state_dict(net.state_dict())
@@ -240,11 +241,12 @@ def _split_or_all(data: DataSet, split: str, limit: int | None = None) -> tuple[
     return data.tensors(split if split in data.splits else "all", limit=limit)
 
 
-def train_feature_net(data: DataSet, *, seed: int = 0, device: str | torch.device = "cpu"
-                      ) -> tuple[FeatureNet, dict, float | None]:
-    """Train the network for ``data``: (net, constructor kwargs, test accuracy or None)."""
+def train_feature_net(data: DataSet, *, seed: int = 0, device: str | torch.device = "cpu",
+                      autoencoder: bool = False) -> tuple[FeatureNet, dict, float | None]:
+    """Train the network for ``data``: (net, constructor kwargs, test accuracy or None).
+    ``autoencoder``: the autoencoder even for labelled data (features that keep what redraws the image)."""
     x, y = _split_or_all(data, "train", TRAIN_LIMIT)
-    labelled = y is not None and (data.num_classes or int(y.max()) + 1) > 1
+    labelled = not autoencoder and y is not None and (data.num_classes or int(y.max()) + 1) > 1
     c, h, w = data.shape
     kwargs = {"channels": c, "height": h, "width": w,
               "num_classes": int(data.num_classes or int(y.max()) + 1) if labelled else 0,
@@ -327,17 +329,19 @@ def _cache_key(data: DataSet) -> str:
 
 
 def cached_feature_net(data: DataSet, *, seed: int = 0, cache_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu") -> tuple[FeatureNet, float | None]:
+                       device: str | torch.device = "cpu", autoencoder: bool = False
+                       ) -> tuple[FeatureNet, float | None]:
     """The network trained on ``data`` with ``seed`` (0: the evaluation's), from the disk cache or
     trained and cached: (net, test accuracy or None). Another seed is another, independent network
-    (a training loss uses seed 1, so the metrics do not judge a model by the network it was trained on)."""
-    key = _cache_key(data) + ("" if seed == 0 else f"-seed{seed}")
+    (a training loss uses seed 1, so the metrics do not judge a model by the network it was trained on).
+    ``autoencoder``: the autoencoder network even for labelled data (cached apart, "-ae")."""
+    key = _cache_key(data) + ("" if seed == 0 else f"-seed{seed}") + ("-ae" if autoencoder else "")
     path = Path(cache_dir or default_cache_dir()) / f"features-{key}.pt"
     loaded = _load(path, device)
     if loaded is not None:
         log.info("loaded the feature network of %s from %s", data.name, path)
         return loaded
-    net, kwargs, acc = train_feature_net(data, seed=seed, device=device)
+    net, kwargs, acc = train_feature_net(data, seed=seed, device=device, autoencoder=autoencoder)
     state = {"arch": ARCH_VERSION, "kwargs": kwargs, "test_accuracy": acc, "data": data.name, "seed": seed,
              "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
     try:
