@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genlab.config import DataInfo
-from genlab.data import DataSet
+from genlab.config import DataInfo, RunConfig
+from genlab.data import DataSet, load_data
 
 torch.set_num_threads(1)
 
@@ -79,3 +79,22 @@ def explore_runs(tmp_path_factory) -> dict:
         assert main(args) == 0
         (out[name],) = runs.iterdir()
     return out
+
+
+# --- DC-IGN on shapes (tests/test_semantics.py, tests/test_dcign.py) ----------------------------------
+TINY_DCIGN = {"latent_dim": 6, "hidden": (32,), "channels": (8, 16)}
+
+
+@pytest.fixture(scope="module")
+def shapes() -> DataSet:
+    return load_data("shapes", n=600)
+
+
+def tiny_dcign(data: DataSet, **extra):
+    """A small DC-IGN for ``data``: 4 named units and 2 free ones, narrow nets."""
+    from genlab.commands import data_info
+    from genlab.models import build_model
+    from genlab.models.dcign import DCIGNConfig
+
+    return build_model(RunConfig(model="dcign", model_config=DCIGNConfig(**{**TINY_DCIGN, **extra}),
+                                 data_info=data_info(data)))
