@@ -4,7 +4,8 @@ A VAE whose first latent units are bound to named generative factors; the rest a
 ("intrinsic" appearance, here the shape):
 
     z = [z_rotation, z_scale, z_x, z_y | z_intrinsic ...]                      (N, D)
-    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp / swap--> lift --g_dec--> p(x | z)
+    x --g_enc--> (mu, log sigma^2) --sample--> z --clamp / swap--> g_dec --> p(x | z)
+    g_dec (``decoder="warp"``): template = g_shape(z_intrinsic), moved by (angle, scale, x, y) (nn.warp)
 
 Some training batches vary one factor only (``genlab.data.factors``). In a batch where factor k varies,
 every unit but k's (all named units when k is intrinsic, e.g. the shape) is *clamped*: the decoder
@@ -14,14 +15,19 @@ the one active unit must carry everything that changes. A share of free batches 
 varies, nothing clamped) keeps reconstructions sharp.
 
 Choices the paper leaves open, made here so edits are exact:
+* the decoder (``decoder``): "warp" draws the shape from the free units in its own frame and moves it
+  into place by the pose units, as geometry (a spatial-transformer decoder, as in spatial-VAE, Bepler
+  et al. 2019), so an edit of a unit moves the picture exactly; "conv" renders the image from all
+  units with one network (the rotation unit lifted to its harmonics, ``lift``).
 * binding (``bind``): when the batch carries the factor values, each named unit's posterior mean is
   also pulled toward the factor value mapped to a fixed unit scale (a Gaussian term with std
   ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
+  It is learned from free batches only (``bind_all`` adds the one-factor ones).
   With ``fixed_sigma`` the named units' posterior std is that of the binding, not learned.
   ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
 * swap (``swap``): that share of examples is decoded with the free units of a *partner*, the same
   item with every bound factor redrawn and rendered exactly: the per-example form of the clamping.
-* circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the
+* circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the conv
   decoder as its harmonics (cos k pi u, sin k pi u): a whole turn is a period, and rotating by alpha
   adds 2 alpha / (hi - lo) to u; its prior is uniform over the turn. The image fixes theta only
   modulo its own symmetry (a quarter turn for squares), so the encoder regresses the harmonics
