@@ -24,7 +24,6 @@ Choices the paper leaves open, made here so edits are exact:
   ``bind_sigma``); so ``unit_value`` is known, not fitted. ``bind=0`` is the paper's weak supervision.
   It is learned from free batches only (``bind_all`` adds the one-factor ones).
   With ``fixed_sigma`` the named units' posterior std is that of the binding, not learned.
-  ``teacher`` > 0 also shows the decoder the true factors' unit values for that share of examples.
 * swap (``swap``): that share of examples is decoded with the free units of a *partner*, the same
   item with every bound factor redrawn and rendered exactly: the per-example form of the clamping.
 * circular factors (rotation): the unit is an angle, u = 2 (theta - lo) / (hi - lo), fed to the conv
@@ -73,7 +72,6 @@ class DCIGNConfig(VAEConfig):
     # bind in one-factor batches too: measured, their 64 poses of one item drowned what the encoder learns of
     # a heart's angle (binding alone, 60 CPU-s: mean cos of the error 0.13 with them, 0.76 on free batches only)
     bind_all: bool = False
-    teacher: float = 0.0  # share of examples whose named units the decoder gets from the true factors
     free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
     swap: float = 1.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
     fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
@@ -109,24 +107,19 @@ class DCIGN(VAE):
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
         orders = self.harmonic_orders()
         self._lift_orders = {i: orders[config.units[i]] for i in self.circular}
-        # the decoder takes 2K harmonics in place of each circular unit
-        lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
-        if config.decoder == "warp":
-            self.decoder = self._warp_decoder(config, data_info)
-        elif config.decoder == "conv":
-            self.decoder = make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden,
-                                        channels=config.channels)
-        else:
-            raise GenlabError(f"model.decoder must be conv or warp, got {config.decoder!r}")
+        self.decoder = self._make_decoder(config, data_info)
         if config.pooled_encoder and config.arch == "conv" and len(data_info.shape) == 3:
             self.encoder = ConvEncoder(data_info.shape, self.encoder_outputs(), config.channels, pooled=True)
         names = data_info.factor_names or ()
         self._vary = {names.index(f): f for f in (*config.units, *config.intrinsic) if f in names}
 
-    def _warp_decoder(self, config: DCIGNConfig, data_info: DataInfo) -> nn.Module:
-        if not data_info.factor_names:  # the trainer's check says it best: no factors, no one-factor batches
-            return make_decoder(config.arch, config.latent_dim, data_info.shape, hidden=config.hidden,
-                                channels=config.channels)
+    def _make_decoder(self, config: DCIGNConfig, data_info: DataInfo) -> nn.Module:
+        """"conv": one network from all units, each circular one lifted to 2K harmonics; "warp": nn.warp."""
+        if config.decoder not in ("conv", "warp"):
+            raise GenlabError(f"model.decoder must be conv or warp, got {config.decoder!r}")
+        if config.decoder == "conv" or not data_info.factor_names:  # no factors: the trainer's check says why
+            lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
+            return make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden, channels=config.channels)
         if set(config.units) != set(POSE_UNITS) or set(self.bound) != set(POSE_UNITS) or len(data_info.shape) != 3:
             raise GenlabError(f"model.decoder=warp needs image data whose factors include {', '.join(POSE_UNITS)}, "
                               f"bound to model.units = exactly those; got units {', '.join(config.units)}")
@@ -142,11 +135,8 @@ class DCIGN(VAE):
                 out[name] = tuple(k for k in range(1, m + 1) if m % k == 0)
         return out
 
-    def harmonic_outputs(self) -> int:
-        return 2 * sum(len(k) for k in self.harmonic_orders().values())
-
-    def encoder_outputs(self) -> int:
-        return 2 * self.config.latent_dim + self.harmonic_outputs()
+    def encoder_outputs(self) -> int:  # mean and log-variance of every unit, then the harmonics
+        return 2 * self.config.latent_dim + 2 * sum(len(k) for k in self.harmonic_orders().values())
 
     # --- the posterior ---------------------------------------------------------------------------
     def encode_all(self, x: Tensor, periods: Tensor | None = None) -> tuple[DiagonalGaussian, dict[str, Tensor]]:
@@ -339,18 +329,6 @@ class DCIGN(VAE):
             out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
         return out
 
-    def true_units(self, z: Tensor, factors: Tensor, share: float, mu: Tensor | None = None) -> Tensor:
-        """z with the bound units of a random ``share`` of the examples set to their true factors' values;
-        given the posterior means ``mu`` (N, D), the truth replaces the mean and the sample keeps its
-        noise z - mu (so the posterior's sigma still learns how precise the decoder needs the unit)."""
-        z = z.clone()
-        pick = torch.rand(len(z), device=z.device) < share  # (N,)
-        for name, (col, *_rest) in self.bound.items():
-            i = self.config.units.index(name)
-            noise = 0 if mu is None else z[:, i] - mu[:, i]
-            z[:, i] = torch.where(pick, self.unit_value(name, factors[:, col].to(z)) + noise, z[:, i])
-        return z
-
     def symmetric_turns(self, z: Tensor, periods: Tensor) -> Tensor:
         """z with each circular unit turned by a random multiple of its item's period (``periods`` (N, F),
         radians): the same image. The encoder reads a square's angle in (-45, 45] degrees only; without
@@ -402,8 +380,6 @@ class DCIGN(VAE):
         clamped = self.clamped_units(batch.get("vary"))
         if clamped is not None:
             z = dcign_clamp(z, clamped, self.config.clamp_grad)
-        if self.config.teacher > 0 and "factors" in batch and self.bound:
-            z = self.true_units(z, batch["factors"], self.config.teacher, post.mu)
         if "periods" in batch and self.circular:
             z = self.symmetric_turns(z, batch["periods"])
         if self.config.swap > 0 and "partner" in batch:
