@@ -79,7 +79,9 @@ class DCIGNConfig(VAEConfig):
     # shape from the free units in its own frame and the pose units move it into place (nn.warp)
     decoder: str = "warp"
     known_symmetry: bool = True  # in training, read a circular unit from the harmonic the item's symmetry fixes
-    angle_grad: bool = True  # let the decoder's gradient reach a circular unit's harmonics (see encode_all)
+    # the decoder's gradient reaches a circular unit's harmonics (see encode_all); both options below off
+    # lifted rotation's |rho| to 0.78 at 6 CPU-minutes, but the free units then followed scale (0.43): README
+    angle_grad: bool = True
     pooled_encoder: bool = False  # the encoder also reads pooled features (nn.blocks.ConvEncoder: a heart's angle)
 
 
@@ -151,7 +153,7 @@ class DCIGN(VAE):
         instead of the confidence: a heart's angle is then read from k = 1 from the first step, so the
         reconstruction's gradient reaches that harmonic. Picked by confidence, a heart's k = 1 stayed
         below 1/2 (norm 0.08 after 1,800 steps), its angle came from k = 2, and nothing but the binding
-        term ever trained k = 1.
+        term ever trained k = 1. (Measured at 6 CPU-minutes, this alone did not get hearts' angle learned.)
         """
         d = self.config.latent_dim
         out = self.encoder(x)  # (N, 2D + 2 sum K)
