@@ -46,6 +46,7 @@ from genlab.evaluation import semantics as S
 from genlab.training import load_model, open_run
 
 RESULTS = Path(__file__).parent / "results"
+DFC_DEFAULTS = ("feature", "0.25", "4", "layer")  # LOSS:WEIGHT:STAGES:NORM, what a shorter --dfc spec leaves out
 COMMON = ["--set", "train.threads=1", "--set", "train.eval_every=2000", "--no-final"]
 
 
@@ -269,7 +270,8 @@ def main() -> None:
         evals = ["train.eval_metrics=fd,sharpness", "train.eval_n=500", f"train.precision={args.precision}"]
         jobs = {"pixel": ("vae", "mnist5k", conv + evals)}
         for spec in args.dfc:
-            loss, w, stages, norm = (spec.split(":") + ["4", "layer"][len(spec.split(":")) - 2:])[:4]
+            parts = spec.split(":")
+            loss, w, stages, norm = (*parts, *DFC_DEFAULTS[len(parts):])
             jobs[f"{loss}_w{float(w):g}_s{stages}" + ("" if norm == "layer" else f"_{norm}")] = (
                 "vae", "mnist5k", conv + evals + [f"model.loss={loss}", f"model.feature_weight={w}",
                                                   f"model.feature_stages={stages}", f"model.feature_norm={norm}"])

@@ -170,8 +170,7 @@ class DCIGN(VAE):
             hh = h if self.config.angle_grad else h.detach()
             angle = torch.atan2(hh[..., 1], hh[..., 0]) / (k * math.pi)  # (N, K) units
             if periods is not None:  # the lowest k that is a multiple of the item's symmetry order
-                col, lo, hi, _ = self.bound[name]
-                order = ((hi - lo) / periods[:, col].to(h)).round().unsqueeze(1)  # (N, 1): 4 square, 1 heart
+                order = self.symmetry_order(name, periods).to(h).unsqueeze(1)  # (N, 1): 4 square, 1 heart
                 first = (torch.remainder(k, order) == 0).to(torch.int64).argmax(1, keepdim=True)
             else:
                 first = (h.norm(dim=2) > 0.5).to(torch.int64).argmax(1, keepdim=True)  # lowest confident k
@@ -323,7 +322,7 @@ class DCIGN(VAE):
                 phase = 2 * math.pi * (v - lo).unsqueeze(1) / (hi - lo) * k  # (N, K)
                 target = torch.stack([torch.cos(phase), torch.sin(phase)], 2)  # (N, K, 2)
                 if periods is not None:
-                    order = ((hi - lo) / periods[:, col].to(mu)).round().unsqueeze(1)  # (N, 1)
+                    order = self.symmetry_order(name, periods).to(mu).unsqueeze(1)  # (N, 1)
                     target = target * (torch.remainder(k, order) == 0).unsqueeze(2)
                 out = out + ((h - target) ** 2).flatten(1).sum(1) / (2 * (2 * math.pi * self.config.bind_sigma) ** 2)
                 continue
@@ -331,16 +330,20 @@ class DCIGN(VAE):
             out = out + (d / (2 * SQRT3)) ** 2 / (2 * self.config.bind_sigma ** 2)
         return out
 
+    def symmetry_order(self, name: str, periods: Tensor) -> Tensor:
+        """(N,) times each item (``periods`` (N, F)) looks the same in a turn of ``name``: square 4, heart 1."""
+        col, lo, hi, _ = self.bound[name]
+        return ((hi - lo) / periods[:, col].clamp(min=1e-6)).round()
+
     def symmetric_turns(self, z: Tensor, periods: Tensor) -> Tensor:
         """z with each circular unit turned by a random multiple of its item's period (``periods`` (N, F),
         radians): the same image. The encoder reads a square's angle in (-45, 45] degrees only; without
         this the decoder would never see a square at 60 degrees, which a 30-degree edit asks for."""
         z = z.clone()
         for i in self.circular:
-            name = self.config.units[i]
-            col, lo, hi, _ = self.bound[name]
+            col, lo, hi, _ = self.bound[self.config.units[i]]
             step = 2 * periods[:, col].to(z) / (hi - lo)  # (N,) the unit's change per symmetric turn
-            order = (2 / step.clamp(min=1e-6)).round()  # (N,) turns per whole turn (4 for a square)
+            order = self.symmetry_order(self.config.units[i], periods).to(z)  # (N,) turns a turn: square 4
             z[:, i] = z[:, i] + step * torch.floor(torch.rand_like(step) * order)
         return z
 
