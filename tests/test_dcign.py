@@ -32,9 +32,8 @@ def test_rotation_unit_is_read_from_the_lowest_harmonic_the_image_determines(sha
     h = torch.tensor([[math.cos(k * theta), math.sin(k * theta)] for k in (1, 2, 4)])  # a heart: all known
     square = h.clone()
     square[:2] = 0  # a square's image fixes only the 4th harmonic
-    out = torch.zeros(2, model.encoder_outputs())
-    out[:, 12:] = torch.stack([h.flatten(), square.flatten()])
-    model.encoder = Fixed(out)
+    model.encoder = Fixed(torch.zeros(2, model.encoder_outputs()))  # means and log-variances
+    model.pose_net = Fixed(torch.stack([h.flatten(), square.flatten()]))  # the harmonics
     post, harmonics = model.encode_all(torch.zeros(2, 1, 32, 32))
     assert post.mu[0, 0] == pytest.approx(theta / math.pi, abs=1e-6)
     assert post.mu[1, 0] == pytest.approx(theta / math.pi - 0.5, abs=1e-6)  # the same square image
@@ -55,9 +54,8 @@ def test_in_training_the_items_symmetry_picks_the_harmonic_not_its_confidence(sh
     theta = 2.0
     weak = torch.tensor([[0.1 * math.cos(theta), 0.1 * math.sin(theta)],  # a heart's k = 1, not yet learned
                          [math.cos(2 * theta + 1), math.sin(2 * theta + 1)], [1.0, 0.0]])
-    out = torch.zeros(1, model.encoder_outputs())
-    out[0, 12:] = weak.flatten()
-    model.encoder = Fixed(out)
+    model.encoder = Fixed(torch.zeros(1, model.encoder_outputs()))
+    model.pose_net = Fixed(weak.flatten()[None])
     x = torch.zeros(1, 1, 32, 32)
     heart = shapes.meta["item_periods"](torch.tensor([[2.0, 0.7, theta, 0.5, 0.5]]))
     by_k2 = math.atan2(math.sin(2 * theta + 1), math.cos(2 * theta + 1)) / (2 * math.pi)
@@ -202,7 +200,24 @@ def test_only_the_binding_trains_the_harmonics_unless_angle_grad(shapes):
     grads = {}
     for angle_grad, bind in ((False, 0.0), (True, 0.0), (False, 1.0)):
         torch.manual_seed(0)
-        model = tiny_dcign(shapes, angle_grad=angle_grad, bind=bind, bind_all=True)
+        model = tiny_dcign(shapes, angle_grad=angle_grad, bind=bind, bind_all=True, pose_encoder=False)
         model.loss(None, batch)["loss"].backward()
         grads[angle_grad, bind] = model.encoder.fc.weight.grad[12:].abs().sum().item()  # rows of the harmonics
     assert grads[False, 0.0] == 0.0 and grads[True, 0.0] > 0 and grads[False, 1.0] > 0
+
+
+def test_pose_encoder_owns_the_harmonics_and_only_the_binding_trains_it_without_angle_grad(shapes):
+    """With ``pose_encoder`` the harmonics come from a network of their own: the main encoder gives means
+    and log-variances only, the pose network's gradient comes from the binding alone (angle_grad off),
+    and a swap partner is encoded without it (only its free units are used)."""
+    batch = next(iter(FactorLoader(shapes, tiny_dcign(shapes).batch_plan, batch_size=16, seed=0)))
+    model = tiny_dcign(shapes, pose_encoder=True, angle_grad=False, bind=0.0)
+    assert model.encoder_outputs() == 2 * model.config.latent_dim
+    post, harmonics = model.encode_all(batch["x"])
+    assert harmonics["rotation"].shape == (16, 3, 2) and post.mu.shape == (16, model.config.latent_dim)
+    assert model.encode_all(batch["x"], pose=False)[1] == {}
+    model.loss(None, batch)["loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.pose_net.parameters())
+    model = tiny_dcign(shapes, pose_encoder=True, angle_grad=False, bind_all=True)
+    model.loss(None, batch)["loss"].backward()
+    assert model.pose_net.fc.weight.grad.abs().sum() > 0

@@ -38,10 +38,12 @@ class ConvEncoder(nn.Module):
     first. The flat head must learn a property that does not depend on where the object is (its angle,
     its shape) once per position; the pooled head learns it once. Measured on ``shapes`` (a heart's
     angle from 32x32 images, this encoder alone, one thread): mean cos of the angle error 0.35 after
-    1,150 steps without, 0.80 after 1,250 steps with it."""
+    1,150 steps without, 0.80 after 1,250 steps with it. ``refine`` adds that many stride-1 3x3
+    convolutions on the last map, so each position sees the whole object before the pooling (32x32: 22
+    pixels without, 38 with one); with one, 0.87 after 980 steps."""
 
     def __init__(self, shape: Sequence[int], out_features: int, channels: Sequence[int] = (32, 64, 128), *,
-                 batchnorm: bool = False, pooled: bool = False):
+                 batchnorm: bool = False, pooled: bool = False, refine: int = 0):
         super().__init__()
         c, h, w = shape
         n = _num_downsamples(h, w)
@@ -51,6 +53,8 @@ class ConvEncoder(nn.Module):
             # batchnorm: after every convolution but the first (the DCGAN discriminator)
             norm = [nn.BatchNorm2d(b)] if batchnorm and i > 0 else []
             layers += [nn.Conv2d(a, b, 4, stride=2, padding=1, bias=not norm), *norm, nn.LeakyReLU(0.2)]
+        for _ in range(refine):  # stride-1 3x3 convolutions: each widens what one position sees by 2 map cells
+            layers += [nn.Conv2d(chans[-1], chans[-1], 3, padding=1), nn.LeakyReLU(0.2)]
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, c, h, w)).numel()
