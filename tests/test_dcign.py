@@ -221,3 +221,4 @@ def test_pose_encoder_owns_the_harmonics_and_only_the_binding_trains_it_without_
     model = tiny_dcign(shapes, pose_encoder=True, angle_grad=False, bind_all=True)
     model.loss(None, batch)["loss"].backward()
     assert model.pose_net.fc.weight.grad.abs().sum() > 0
+
