@@ -212,6 +212,11 @@ def table(res: dict) -> str:
                 f"{f} {v['own']:.3f}" + (f" [{v['own_common']:.3f}]" if "own_common" in v else "")
                 + f"/{v['other']:.3f} ({v.get('other_unit')}; all {v.get('other_all', v['other']):.3f})"
                 for f, v in u.items()))
+        for name, u in sh["units"].items():
+            for f, v in u.items():
+                if "own_by_symmetry" in v:  # shapes: 4 squares, 2 ellipses, 1 hearts
+                    lines.append(f"{name:<18} {f} by symmetry order (same image after 1/k of a turn): " + "  ".join(
+                        f"k={k} {r:.3f}" for k, r in sorted(v["own_by_symmetry"].items(), key=lambda kv: -int(kv[0]))))
     if "mnist5k" in res:
         m = res["mnist5k"]
         first = next(iter(m.values()))

@@ -213,6 +213,8 @@ def test_rotation_is_scored_on_the_harmonic_each_item_determines():
     rot = S.unit_correlations(oracle, data)["rotation"]
     assert rot["own_common"] > 0.99
     assert rot["own"] == pytest.approx(2 / 3, abs=0.05)
+    by = rot["own_by_symmetry"]  # hearts (1) lost, ellipses (2) and squares (4) kept
+    assert by["4"] > 0.97 and by["2"] > 0.97 and abs(by["1"]) < 0.1, by
 
 
 def test_iou():

@@ -131,18 +131,24 @@ def _readings(model, name: str, z: Tensor) -> list[Tensor]:
     return [z[:, i]]
 
 
-def _resultant(theta: Tensor, theta_hat: Tensor, periods: Tensor) -> float:
-    """max over one offset c and a direction s = +-1 of mean_i cos(2 pi (theta_i - s theta_hat_i - c) / P_i):
-    each item's angle error on the harmonic its image determines (period P_i), all items sharing
-    the one offset (a unit may be turned by a constant and count either way). With one period for
-    all items this is the mean resultant length of the errors. (N,) each, factor units."""
+def _aligned_cos(theta: Tensor, theta_hat: Tensor, periods: Tensor) -> Tensor:
+    """cos(2 pi (theta_i - s theta_hat_i - c) / P_i) (N,) for the one offset c and direction s = +-1 that
+    maximise its mean: each item's angle error on the harmonic its image determines (period P_i), all
+    items sharing the one offset (a unit may be turned by a constant and count either way). Its mean is
+    the mean resultant length of the errors when all items share one period. (N,) each, factor units."""
     c = torch.linspace(0, 2 * math.pi, 721, dtype=theta.dtype)[:-1].unsqueeze(1)  # (720, 1) offsets
-    return max(float(torch.cos(2 * math.pi * (theta - s * theta_hat - c) / periods).mean(1).max())
-               for s in (1, -1))
+    best = None
+    for s in (1, -1):
+        cos = torch.cos(2 * math.pi * (theta - s * theta_hat - c) / periods)  # (720, N)
+        i = int(cos.mean(1).argmax())
+        if best is None or cos[i].mean() > best.mean():
+            best = cos[i]
+    return best
 
 
-def _circular(model, data: DataSet, name: str, v: Tensor, z: Tensor, f: Tensor) -> tuple[float, float, list[Tensor]]:
-    """(own on each item's harmonic, own on the common period, targets [cos phi, sin phi]) of a circular factor."""
+def _circular(model, data: DataSet, name: str, v: Tensor, z: Tensor, f: Tensor) -> tuple[float, dict, list[Tensor]]:
+    """(own on each item's harmonic, {"own_common": on the common period, "own_by_symmetry": {order: own on
+    the items that look the same after 1/order of a turn}}, targets [cos phi, sin phi]) of a circular factor."""
     common = data.meta["factor_periods"][name]
     item = data.meta.get("item_periods")
     periods = item(f)[:, _col(data, name)] if item is not None else torch.full_like(v, common)  # (N,)
@@ -151,18 +157,22 @@ def _circular(model, data: DataSet, name: str, v: Tensor, z: Tensor, f: Tensor) 
     unit_period = model.unit_period(name) if hasattr(model, "unit_period") else None
     if not unit_period:  # a linear unit against an angle: the better of the two correlations
         rho = max(_corr(t, z[:, model.unit_names.index(name)]) for t in target)
-        return rho, rho, target
+        return rho, {"own_common": rho}, target
     theta_hat = z[:, model.unit_names.index(name)] * common / unit_period  # the unit in factor units
-    own = _resultant(v, theta_hat, periods)
-    own_common = _resultant(v, theta_hat, torch.full_like(v, common))
-    return own, own_common, target
+    cos = _aligned_cos(v, theta_hat, periods)  # (N,)
+    own_common = float(_aligned_cos(v, theta_hat, torch.full_like(v, common)).mean())
+    # the same errors by kind of symmetry, keyed by how often an item looks the same over the factor's range
+    # (shapes: 4 squares, 2 ellipses, 1 hearts)
+    lo, hi = data.meta.get("factor_ranges", {}).get(name, (0.0, common))
+    by_order = {str(round((hi - lo) / float(p))): float(cos[periods == p].mean()) for p in periods.unique()}
+    return float(cos.mean()), {"own_common": own_common, "own_by_symmetry": by_order}, target
 
 
 def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | None = None,
                       seed: int = 0) -> dict[str, dict[str, float]]:
     """{factor: {"own": |rho| with its unit, "other": largest |rho| with another unit (named or an active
     free unit), "other_unit": which unit that is, "other_all": the largest counting inactive free units
-    too}} (see the module doc); a circular factor also gets "own_common"."""
+    too}} (see the module doc); a circular factor also gets "own_common" and "own_by_symmetry"."""
     x, f = _held_out(data, split, n, seed)
     with torch.no_grad():
         z = torch.cat([model.encode(xb.to(_device(model))).cpu()
@@ -176,8 +186,7 @@ def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | Non
         i = model.unit_names.index(name)
         extra = {}
         if periods.get(name, 0) > 0:
-            rho, common, target = _circular(model, data, name, v, z, f)
-            extra = {"own_common": float(common)}
+            rho, extra, target = _circular(model, data, name, v, z, f)
         else:
             target = [v]
             rho = max(_corr(v, r) for r in _readings(model, name, z))

@@ -66,8 +66,8 @@ SQRT3 = math.sqrt(3.0)  # a factor uniform on its range maps to [-sqrt 3, sqrt 3
 @dataclass(frozen=True)
 class DCIGNConfig(VAEConfig):
     # named units first, then the free (intrinsic) ones: on shapes the free units carry the shape (3 kinds), which
-    # takes one. Measured (6 CPU-minutes, seeds 0 and 2): with six free units most were near-unused, and an unused
-    # unit's mean follows the pose in small steps (sd 0.06-0.11, |rho| with y up to 0.62); with two, <= 0.24
+    # takes one. Measured (6 CPU-minutes, 3-4 seeds): with six free units most were near-unused, and an unused unit's
+    # mean follows the pose in small steps (sd 0.04-0.11, |rho| with y up to 0.62); with two, every leak <= 0.24
     latent_dim: int = 6
     arch: str = "conv"
     units: tuple[str, ...] = ("rotation", "scale", "x", "y")  # factors bound to z[:, 0], z[:, 1], ...
@@ -90,7 +90,7 @@ class DCIGNConfig(VAEConfig):
     # harmonics on the shared encoder a heart's angle was never learned (rotation's |rho| 0.65, hearts 0.00-0.04);
     # with this 0.91 (hearts 0.83); with the decoder's gradient also reaching it 0.88 and x leaked into a free unit
     pose_encoder: bool = True
-    angle_grad: bool = False  # the decoder's gradient reaches a circular unit's harmonics (see encode_all)
+    angle_grad: bool = False  # the decoder's gradient reaches a circular unit's harmonics (see _read_pose)
 
 
 def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
