@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -239,6 +240,16 @@ def test_transform_command(tmp_path, capsys):
     assert Image.open(out).size == (32, 32)
     assert main(["transform", str(run), str(tmp_path / "in.png"), "--move", "0.2", "-0.1", "--compare",
                  "-o", str(tmp_path / "cmp.png")]) == 0
+    # traverse sweeps a named unit over its factor's range: for rotation one whole turn, so the first and
+    # last columns are the same picture and the middle one (half a turn; a 3-step model draws blobs) is not
+    capsys.readouterr()
+    assert main(["traverse", str(run), "--unit", "rotation", "-n", "2", "--steps", "5",
+                 "-o", str(tmp_path / "t.png")]) == 0
+    assert "unit 'rotation' from 0 to 2" in capsys.readouterr().out  # unit 2 = one turn (DCIGN.unit_value)
+    grid = np.asarray(Image.open(tmp_path / "t.png").convert("L"), dtype=float)
+    cell = grid.shape[1] // 5
+    first, half, last = (grid[:, i * cell:(i + 1) * cell] for i in (0, 2, 4))
+    assert np.abs(first - last).max() <= 1 and np.abs(first - half).max() > 5
     Image.fromarray(to_uint8(torch.zeros(1, 8, 8))).save(tmp_path / "small.png")
     capsys.readouterr()
     assert main(["transform", str(run), str(tmp_path / "small.png"), "--rotate", "45", "-o", str(out)]) == 2

@@ -114,8 +114,12 @@ def cmd_traverse(args) -> int:
                               f"{', '.join(names) if names else 'no latent units'}")
         x = _refs(args, config, args.source or [f"test:{','.join(map(str, range(args.n)))}"])
         z = codes_of(model, config, x, args)
+        lo, hi = (-span, span)
+        if args.range is None and hasattr(model, "unit_range"):  # the factor's range: rotation, one whole turn
+            lo, hi = model.unit_range(args.unit)
+            values = torch.linspace(lo, hi, args.steps)
         grid = decode_grid(model, sweep(z.cpu(), names.index(args.unit), values))
-        what = f"rows: inputs; columns: unit {args.unit!r} from {-span} to {span}"
+        what = f"rows: inputs; columns: unit {args.unit!r} from {lo:g} to {hi:g}"
     elif layout is not None and layout.cont_codes and not args.dims:
         grid = code_grid(model, args.code, values, seed=args.seed)
         what = f"rows: categories; columns: continuous code {args.code} from {-span} to {span}"
