@@ -43,6 +43,7 @@ import torch
 from genlab.data import load_data
 from genlab.evaluation import evaluate
 from genlab.evaluation import semantics as S
+from genlab.models.dcign import DCIGNConfig
 from genlab.training import load_model, open_run
 
 RESULTS = Path(__file__).parent / "results"
@@ -266,7 +267,7 @@ def main() -> None:
         # the default batch (128), as `genlab train dcign --data shapes` uses it; at 64 the edits scored
         # about 0.01 lower (0.851-0.858 against 0.861-0.869 in 6-minute trials)
         jobs = {"dcign": ("dcign", "shapes", ["model.arch=conv"] + args.dcign_set),
-                "vae": ("vae", "shapes", ["model.arch=conv", "model.latent_dim=6"])}
+                "vae": ("vae", "shapes", ["model.arch=conv", f"model.latent_dim={DCIGNConfig.latent_dim}"])}
         trained = run_all(jobs, args.minutes, runs, args.parallel)
         res["shapes"] = {**shapes_part(trained, args.n, picture), "minutes": args.minutes,
                          "runs": {k: str(v) for k, v in trained.items()},
