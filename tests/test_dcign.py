@@ -162,6 +162,16 @@ def test_warp_dcign_quarter_turn_of_the_unit_is_a_quarter_turn_of_the_picture(sh
     assert torch.allclose(turned, torch.rot90(middle, 1, dims=(2, 3)), atol=1e-4)
 
 
+def test_named_units_map_factor_values_both_ways_and_name_a_missing_unit(shapes):
+    model = tiny_dcign(shapes)
+    assert model.unit_range("rotation") == pytest.approx((0.0, 2.0))  # one whole turn
+    assert model.unit_period("scale") is None and model.unit_period("rotation") == pytest.approx(0.5)  # squares
+    v = torch.tensor([0.6, 0.9])
+    assert torch.allclose(model.factor_value("scale", model.unit_value("scale", v)), v)
+    with pytest.raises(GenlabError, match="has no unit 'colour'; its units are rotation, scale, x, y"):
+        model.unit_value("colour", 1.0)
+
+
 def test_warp_decoder_needs_the_four_pose_units(shapes):
     with pytest.raises(GenlabError, match="decoder=warp needs"):
         tiny_dcign(shapes, decoder="warp", units=("rotation", "scale"))

@@ -57,10 +57,10 @@ from ..nn import make_decoder, make_encoder
 from ..nn.blocks import ConvEncoder
 from ..nn.warp import PoseWarpDecoder
 from ..registry import MODELS
+from .named_units import SQRT3, NamedUnits, bound_units
 from .vae import VAE, VAEConfig
 
 POSE_UNITS = ("rotation", "scale", "x", "y")  # the units a warp decoder applies as geometry
-SQRT3 = math.sqrt(3.0)  # a factor uniform on its range maps to [-sqrt 3, sqrt 3]: unit variance
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,8 @@ class DCIGNConfig(VAEConfig):
     angle_grad: bool = False  # the decoder's gradient reaches a circular unit's harmonics (see _read_pose)
 
 
-def _bound_units(config: DCIGNConfig, info: DataInfo) -> dict[str, tuple[int, float, float, float]]:
-    """{unit: (factor column, lo, hi, period)} for each named unit whose factor the data knows."""
-    names = info.factor_names or ()
-    ranges = info.factor_ranges or ((0.0, 1.0),) * len(names)
-    periods = info.factor_periods or (0.0,) * len(names)
-    return {u: (names.index(u), *ranges[names.index(u)], periods[names.index(u)]) for u in config.units if u in names}
-
-
 @MODELS.register("dcign", help="DC-IGN: VAE whose first units are bound to named factors (one-factor batches)")
-class DCIGN(VAE):
+class DCIGN(NamedUnits, VAE):
     Config = DCIGNConfig
     default_eval_metrics = ("view_iou", "elbo", "unit_corr", "fd")
 
@@ -113,7 +105,7 @@ class DCIGN(VAE):
         if len(config.units) > config.latent_dim:
             raise GenlabError(f"dcign: {len(config.units)} named units need model.latent_dim >= "
                               f"{len(config.units)}, got {config.latent_dim}")
-        self.bound = _bound_units(config, data_info)
+        self.bound = bound_units(config, data_info)
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
         orders = self.harmonic_orders()
         self._lift_orders = {i: orders[config.units[i]] for i in self.circular}
@@ -144,7 +136,7 @@ class DCIGN(VAE):
         """For each circular unit, the harmonics k its encoder regresses (cos k theta, sin k theta): the
         divisors of turn / period (rotation of shapes: 1, 2, 4)."""
         out = {}
-        for name, (_, lo, hi, period) in _bound_units(self.config, self.data_info).items():
+        for name, (_, lo, hi, period) in bound_units(self.config, self.data_info).items():
             if period > 0:
                 m = max(1, round((hi - lo) / period))
                 out[name] = tuple(k for k in range(1, m + 1) if m % k == 0)
@@ -223,50 +215,6 @@ class DCIGN(VAE):
 
     def posterior(self, x: Tensor) -> DiagonalGaussian:
         return self.encode_all(x)[0]
-
-    # --- the named units (what traverse and transform read) -------------------------------------
-    @property
-    def unit_names(self) -> tuple[str, ...]:
-        """Factors bound to the first latent units, in order."""
-        return tuple(self.config.units)
-
-    def _unit(self, name: str) -> int:
-        if name not in self.config.units:
-            raise GenlabError(f"this dcign has no unit {name!r}; its units are {', '.join(self.unit_names)}")
-        return self.config.units.index(name)
-
-    def unit_value(self, name: str, factor_value):
-        """Factor value (data units, e.g. radians) -> the unit's value; affine, tensors or floats."""
-        self._unit(name)
-        if name not in self.bound:
-            return factor_value  # no factor range known: the identity
-        _, lo, hi, period = self.bound[name]
-        t = (factor_value - lo) / (hi - lo)
-        return 2 * t if period > 0 else SQRT3 * (2 * t - 1)
-
-    def factor_value(self, name: str, unit):
-        """The inverse of ``unit_value``: a unit's value -> the factor value (circular: not wrapped)."""
-        self._unit(name)
-        if name not in self.bound:
-            return unit
-        _, lo, hi, period = self.bound[name]
-        t = unit / 2 if period > 0 else (unit / SQRT3 + 1) / 2
-        return lo + t * (hi - lo)
-
-    def unit_range(self, name: str) -> tuple[float, float]:
-        """The unit values of the factor's range (for sweeping it); (-2, 2) when no range is known."""
-        if name not in self.bound:
-            self._unit(name)
-            return (-2.0, 2.0)
-        _, lo, hi, _ = self.bound[name]
-        return float(self.unit_value(name, lo)), float(self.unit_value(name, hi))
-
-    def unit_period(self, name: str) -> float | None:
-        """The change of a circular unit after which every image looks the same (None: not circular)."""
-        if name not in self.bound or self.bound[name][3] <= 0:
-            return None
-        _, lo, hi, period = self.bound[name]
-        return 2 * period / (hi - lo)
 
     @property
     def batch_plan(self) -> FactorBatches:
