@@ -12,6 +12,7 @@ from genlab.data import render_shapes
 from genlab.data.factors import FactorLoader
 from genlab.errors import GenlabError
 from genlab.evaluation import semantics as S
+from genlab.nn.blocks import ConvEncoder
 
 from conftest import tiny_dcign
 
@@ -192,7 +193,6 @@ def test_pooled_encoder_head_reads_the_object_wherever_it_is():
     """The pooled head of ConvEncoder sees mean and max over positions: with the flat head silenced, an
     object moved by the encoder's total stride (8 pixels) gives the same output; the flat head alone
     does not."""
-    from genlab.nn.blocks import ConvEncoder
 
     torch.manual_seed(0)
     enc = ConvEncoder((1, 96, 96), 5, (8, 16, 32), pooled=True)  # a 12x12 map; each position sees 22 pixels
@@ -231,4 +231,6 @@ def test_pose_encoder_owns_the_harmonics_and_only_the_binding_trains_it_without_
     model = tiny_dcign(shapes, pose_encoder=True, angle_grad=False, bind_all=True)
     model.loss(None, batch)["loss"].backward()
     assert model.pose_net.fc.weight.grad.abs().sum() > 0
+    mlp = tiny_dcign(shapes, arch="mlp", decoder="conv")  # not a conv net: the pose network is an MLP too
+    assert not isinstance(mlp.pose_net, ConvEncoder) and mlp.encode_all(batch["x"])[1]["rotation"].shape == (16, 3, 2)
 
