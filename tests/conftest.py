@@ -82,7 +82,7 @@ def explore_runs(tmp_path_factory) -> dict:
 
 
 # --- DC-IGN on shapes (tests/test_semantics.py, tests/test_dcign.py) ----------------------------------
-TINY_DCIGN = {"latent_dim": 6, "hidden": (32,), "channels": (8, 16)}
+TINY_NETS = {"hidden": (32,), "channels": (8, 16)}  # narrow nets for the model tests
 
 
 @pytest.fixture(scope="module")
@@ -96,5 +96,5 @@ def tiny_dcign(data: DataSet, **extra):
     from genlab.models import build_model
     from genlab.models.dcign import DCIGNConfig
 
-    return build_model(RunConfig(model="dcign", model_config=DCIGNConfig(**{**TINY_DCIGN, **extra}),
+    return build_model(RunConfig(model="dcign", model_config=DCIGNConfig(**{"latent_dim": 6, **TINY_NETS, **extra}),
                                  data_info=data_info(data)))

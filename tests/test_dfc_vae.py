@@ -11,9 +11,9 @@ from genlab.losses import feature_reconstruction
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
 
-from conftest import blobs, info
+from conftest import TINY_NETS, blobs, info
 
-TINY = {"latent_dim": 6, "hidden": (32,), "channels": (8, 16)}
+TINY = {"latent_dim": 6, **TINY_NETS}
 
 
 def test_feature_reconstruction_is_zero_for_equal_features_and_per_example():

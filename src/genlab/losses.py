@@ -207,4 +207,3 @@ def marginal_balance(probs: Tensor) -> Tensor:
     equal share of the batch (the "marginal KL" of Hoffman & Johnson 2016)."""
     q_bar = probs.mean(0)  # (K,)
     return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(probs.shape[1]))).sum()
-

@@ -194,7 +194,7 @@ def unit_correlations(model, data: DataSet, *, split: str = "test", n: int | Non
                   (_readings(model, model.unit_names[j], z) if j < len(model.unit_names) else [z[:, j]])
                   for j in range(z.shape[1]) if j != i}
         leak = {u: max(_corr(t, r) for t in target for r in rs) for u, rs in others.items()}
-        counted = {u: v for u, v in leak.items() if u not in inactive}
+        counted = {u: r for u, r in leak.items() if u not in inactive}
         worst = max(counted, key=counted.get, default=None)
         out[name] = {"own": float(rho), "other": float(counted.get(worst, 0.0)), "other_unit": worst,
                      "other_all": float(max(leak.values(), default=0.0)), **extra}

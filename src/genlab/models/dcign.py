@@ -107,8 +107,7 @@ class DCIGN(NamedUnits, VAE):
                               f"{len(config.units)}, got {config.latent_dim}")
         self.bound = bound_units(config, data_info)
         self.circular = [i for i, u in enumerate(config.units) if u in self.bound and self.bound[u][3] > 0]
-        orders = self.harmonic_orders()
-        self._lift_orders = {i: orders[config.units[i]] for i in self.circular}
+        self.orders = self.harmonic_orders()  # {circular unit: its harmonics k}, read on every forward pass
         self.decoder = self._make_decoder(config, data_info)
         self.pose_net = None
         if config.pose_encoder and self.circular:  # images: pooled after one more 3x3 convolution; else an MLP
@@ -125,7 +124,7 @@ class DCIGN(NamedUnits, VAE):
         if config.decoder not in ("conv", "warp"):
             raise GenlabError(f"model.decoder must be conv or warp, got {config.decoder!r}")
         if config.decoder == "conv" or not data_info.factor_names:  # no factors: the trainer's check says why
-            lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self._lift_orders.values())
+            lifted = config.latent_dim + sum(2 * len(k) - 1 for k in self.orders.values())
             return make_decoder(config.arch, lifted, data_info.shape, hidden=config.hidden, channels=config.channels)
         if set(config.units) != set(POSE_UNITS) or set(self.bound) != set(POSE_UNITS) or len(data_info.shape) != 3:
             raise GenlabError(f"model.decoder=warp needs image data whose factors include {', '.join(POSE_UNITS)}, "
@@ -185,7 +184,7 @@ class DCIGN(NamedUnits, VAE):
     def _read_pose(self, out: Tensor, periods: Tensor | None) -> tuple[dict[str, Tensor], dict[int, Tensor]]:
         """Harmonic outputs (N, 2 sum K) -> ({circular unit: harmonics (N, K, 2)}, {unit index: its mean (N,)})."""
         harmonics, named, start = {}, {}, 0
-        for name, orders in self.harmonic_orders().items():
+        for name, orders in self.orders.items():
             h = out[:, start:start + 2 * len(orders)].view(-1, len(orders), 2)  # (N, K, 2)
             start += 2 * len(orders)
             harmonics[name] = h
@@ -231,7 +230,7 @@ class DCIGN(NamedUnits, VAE):
             return z
         parts, start = [], 0
         for i in self.circular:
-            k = torch.tensor(self._lift_orders[i], dtype=z.dtype, device=z.device)  # (K,)
+            k = torch.tensor(self.orders[self.config.units[i]], dtype=z.dtype, device=z.device)  # (K,)
             u = z[:, i:i + 1] * math.pi * k  # (N, K) radians
             parts += [z[:, start:i], torch.cos(u), torch.sin(u)]
             start = i + 1
@@ -294,7 +293,7 @@ class DCIGN(NamedUnits, VAE):
             v = factors[:, col].to(mu)
             if name in harmonics:
                 h = harmonics[name]  # (N, K, 2)
-                k = torch.tensor(self.harmonic_orders()[name], dtype=mu.dtype, device=mu.device)
+                k = torch.tensor(self.orders[name], dtype=mu.dtype, device=mu.device)
                 phase = 2 * math.pi * (v - lo).unsqueeze(1) / (hi - lo) * k  # (N, K)
                 target = torch.stack([torch.cos(phase), torch.sin(phase)], 2)  # (N, K, 2)
                 if periods is not None:

@@ -54,7 +54,7 @@ class VAEConfig(AEConfig):
     # per-layer mean, the three conv stages and the 128-d feature layer, weight 0.25. That keeps the KL
     # near the pixel VAE's (23 nats against 28); larger weights raise it (32 at 0.5, 45 at 16 with the
     # old per-channel norm) and with it the FD of prior samples (43.2 at 0.25, 45.4 at 0.35, 52.7 at 0.5;
-    # 2 CPU-minutes). At 4 CPU-minutes: FD 37.0 against the pixel VAE's 38.6, sharpness 0.94 against 0.89.
+    # 2 CPU-minutes). At 4 CPU-minutes: FD 36.5 against the pixel VAE's 41.3, sharpness 0.95 against 0.88.
     feature_weight: float = 0.25  # weight of the feature-consistency term
     feature_stages: int = 4  # compare the feature net's first 1-3 conv stages (4: and its feature layer)
     # how layers are weighted (losses.feature_reconstruction): "layer" = Hou et al.'s mean over C*H*W,
