@@ -8,6 +8,7 @@ fails the test instead of hanging CI.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -32,12 +33,14 @@ from conftest import blobs, info
 DEADLINE = 120  # seconds for a whole group of processes; a healthy one takes a few
 QUICK = TrainConfig(batch_size=16, lr=3e-3, eval_every=0, sample_every=0, checkpoint_every=0, log_every=2,
                     eval_metrics=(), threads=1)
-# 2 ranks x 8 against 1 x 16, plain SGD (lr 0.05), 4 steps: the gradients are summed in another order,
-# so the weights agree to float32 rounding, not bit for bit. Measured for WGAN-GP (24 critic steps with
-# the penalty, 4 generator steps): max |diff| 1.3e-6 on weights that moved up to 0.43. SGD, because
-# Adam's first steps are lr * sign(g): a gradient that is 0 up to rounding (a WGAN critic's bias)
-# flips sign between the two sums and moves its weight by +-lr either way (measured: 1.1e-4 = lr).
-ATOL = 1e-5
+# 2 ranks x 8 against 1 x 16, plain SGD (lr 0.05), 4 steps, in float64: the gradients are summed in
+# another order, so the weights agree to rounding, not bit for bit. float64, because in float32 a critic
+# unit whose input sits within rounding of LeakyReLU's kink takes the other slope in one of the two runs:
+# on an AMD EPYC that moved a weight by 4e-3 at step 3 (the sums' order depends on the CPU's kernels),
+# while in float64 the largest difference was 2.5e-12 (WGAN-GP) and 6e-17 (VAE). SGD, because Adam's
+# first steps are lr * sign(g): a gradient that is 0 up to rounding (a WGAN critic's bias) flips sign
+# between the two sums and moves its weight by +-lr either way.
+ATOL = 1e-9
 SGD_LR = 0.05
 
 
@@ -134,6 +137,23 @@ def _train(rank: int, world: int, folder: Path, kind: str, steps: int, tag: str,
            sgd: bool = False, name: str = "run") -> None:
     """Train ``kind`` to ``steps`` (resuming from ``name``'s checkpoint if asked); rank 0 saves the weights
     as ``tag``.pt. Ranks > 0 get a run folder of their own, which must stay empty."""
+    with _float64(sgd):  # the exact comparison: float64 data and weights
+        _train_and_save(rank, folder, kind, steps, tag, resume, sgd, name)
+
+
+@contextlib.contextmanager
+def _float64(on: bool):
+    dtype = torch.get_default_dtype()
+    if on:
+        torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+
+
+def _train_and_save(rank: int, folder: Path, kind: str, steps: int, tag: str, resume: bool, sgd: bool,
+                    name: str) -> None:
     data = keyed_data(8)
     model = build(kind, data)
     put_back = _patch_penalty(model) if kind == "wgan-gp" else (lambda: None)
@@ -163,7 +183,8 @@ def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, kind):
     _train(0, 1, tmp_path, kind, steps, "one", False, True)
     spawn(_train, 2, tmp_path, kind, steps, "two", False, True)
     one, two = _weights(tmp_path, "one"), _weights(tmp_path, "two")
-    start = build(kind, keyed_data(8)).state_dict()
+    with _float64(True):
+        start = build(kind, keyed_data(8)).state_dict()
     moved = max((one[k] - start[k]).abs().max().item() for k in one if one[k].is_floating_point())
     diff = max((one[k] - two[k]).abs().max().item() for k in one if one[k].is_floating_point())
     assert moved > 1e-2, moved  # the steps did change the weights
