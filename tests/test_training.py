@@ -137,14 +137,14 @@ def test_trained_vae_beats_the_untrained_one_on_elbo(tmp_path):
     from genlab.data import load_data
 
     data = load_data("mnist5k")
-    t, run = make(tmp_path, data, replace(QUICK, time=20.0, batch_size=128, threads=2))
+    t, run = make(tmp_path, data, replace(QUICK, steps=300, batch_size=128, threads=1))
     x, _ = data.tensors("test", limit=300)
     x = t.model.eval_targets(x, torch.Generator().manual_seed(0))
     untrained = t.model.eval().elbo(x).mean().item()
     t.fit()
     trained = t.model.eval().elbo(x).mean().item()
     assert trained > untrained + 200, (untrained, trained)  # nats per image
-    assert trained > -300  # measured: about -545 untrained, about -207 after 20 s on a busy machine
+    assert trained > -250  # measured: -549 untrained, -206 after 150 steps, -173 after 300
 
 
 def test_ctrl_c_mid_step_finishes_the_step_then_saves(tmp_path):
