@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -167,18 +166,17 @@ def test_gmvae_cluster_probs_and_shapes():
 
 
 def test_gmvae_clusters_easy_blobs():
+    torch.manual_seed(0)
     data = blobs(400)
     model = gmvae(data)
     opt = model.phases()[0].make_optimizer(3e-3)
     g = torch.Generator().manual_seed(0)
-    start, step = time.time(), 0
-    while time.time() - start < 8 and step < 3000:
+    for step in range(400):  # measured: accuracy 1.0 after 200 steps (0.78 from another initial RNG state)
         idx = torch.randint(0, len(data.x), (64,), generator=g)
         out = model.loss("main", {"x": data.x[idx]}, step=step)
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        step += 1
     with torch.no_grad():
         pred = model.eval().cluster_probs(data.x).argmax(1)
     assert cluster_acc(data.y, pred) > 0.6  # chance is ~0.28 for 4 classes
