@@ -64,7 +64,8 @@ def decode_upload(payload: bytes, shape: tuple[int, ...], *, centre: bool = Fals
         if width > MAX_SIDE or height > MAX_SIDE:
             raise BadImage(f"the image is {width}x{height} pixels; the explorer takes at most "
                            f"{MAX_SIDE}x{MAX_SIDE}")
-        note = conversion_note("upload", img, c, (h, w))  # as a file given to a command: on stderr
+        # an uploaded file is converted as a file given to a command is, and said so (drawings always are)
+        note = None if centre else conversion_note("upload", img, c, (h, w))
         try:
             img.load()
             img = img.convert("RGBA") if img.mode in ("P", "PA", "LA") else img
