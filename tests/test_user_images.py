@@ -12,10 +12,15 @@ import torch
 from PIL import Image
 
 from genlab.cli import main
+from genlab.config import RunConfig, TrainConfig
 from genlab.data import load_data
 from genlab.data.user_images import load_user_images
 from genlab.explore.images import decode_upload
-from genlab.training import load_model, open_run
+from genlab.models import build_model
+from genlab.models.codec import CodecConfig
+from genlab.training import Trainer, load_model, new_run, open_run
+
+from conftest import blobs, info
 
 QUIET = ["--set", "train.eval_every=0", "--set", "train.sample_every=0", "--set", "train.batch_size=16"]
 
@@ -155,3 +160,23 @@ def test_a_bad_image_file_is_one_line(dcign_run, tmp_path, capsys):
     assert main(["transform", dcign_run, str(tmp_path / "bad.png"), "-o", str(tmp_path / "t.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("genlab: error: cannot read the image")
+
+
+@pytest.mark.parametrize("arch, decoded_size", [("conv", (100, 60)), ("mlp", (12, 12))])
+def test_compress_converts_channels_and_an_mlp_codec_also_the_size(arch, decoded_size, tmp_path, caplog):
+    """A convolutional codec codes a picture at its own size; an MLP codec only at the model's."""
+    data = blobs(64, size=12)
+    cfg = RunConfig(model="codec", data_info=info(data), train=TrainConfig(steps=1, batch_size=16, eval_every=0,
+                                                                           sample_every=0, eval_metrics=()),
+                    model_config=CodecConfig(arch=arch, latent_dim=4, channels=(8, 8), hidden=(16,)))
+    run = new_run(tmp_path / "runs", "codec", data.name)
+    run.write_config(cfg)
+    Trainer(build_model(cfg), data, run, cfg.train, progress=False).fit()
+    _wide_rgb(tmp_path / "wide.png")
+    caplog.set_level(logging.INFO)
+    assert main(["compress", str(run.path), str(tmp_path / "wide.png"), "-o", str(tmp_path / "x.glc")]) == 0
+    size = "100x60" if arch == "conv" else "12x12"
+    assert _conversions(caplog) == [f"wide.png: 100x60 RGB -> {size} gray"]
+    assert main(["decompress", str(tmp_path / "x.glc"), "-o", str(tmp_path / "out"), "--run", str(run.path)]) == 0
+    with Image.open(tmp_path / "out" / "wide.png") as img:
+        assert (img.size, img.mode) == (decoded_size, "L")
