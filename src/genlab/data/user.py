@@ -80,9 +80,10 @@ def read_image(path: str | Path, channels: int, size: int | tuple[int, int] | No
                 if img.mode in ALPHA_MODES:  # transparent pixels are the dark ground, as in the explorer
                     img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img.convert("RGBA"))
                 img = img.convert("L" if channels == 1 else "RGB")
-            height, width = (size, size) if isinstance(size, int) else size or img.size[::-1]
-            if img.size != (width, height):
-                img = img.resize((width, height), Image.Resampling.BILINEAR)
+            if size is not None:
+                height, width = (size, size) if isinstance(size, int) else size
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32)  # (H, W) or (H, W, 3)
             arr = arr if img.mode == "F" else arr / 255.0
     except Exception as err:  # any failure to decode a user's file is a bad file
