@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
-    p.add_argument("-n", type=int, default=64)
+    p.add_argument("-n", type=int, default=64, help="how many (default 64); with -n 1 a .png is that one image "
+                                                     "at the model's size, ready for transform or project")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, metavar="K",
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compress", help="images -> one .glc file coded by a trained codec run")
     p.add_argument("run", help="codec run folder, or a ladder folder (then -q picks; default its middle quality)")
-    p.add_argument("images", nargs="+", help="PNG (or any Pillow) images; converted to the codec's channels")
+    p.add_argument("images", nargs="+", help="PNG (or any Pillow) images; converted to the codec's channels "
+                                             "(an MLP codec's: also to its size)")
     p.add_argument("-o", "--output", required=True, help="the .glc file to write")
     p.add_argument("-q", "--quality", type=int, default=None,
                    help="quality of a ladder (or check a single run is this quality)")

@@ -265,7 +265,7 @@ def cmd_sample(args) -> int:
         return 0
     kind, per_row, extra = config.data_info.kind, None, {}
     classes = model.sample_groups
-    if y is None and classes and kind == "image":  # a conditional or mixture model: one row per group
+    if y is None and classes and kind == "image" and args.n > 1:  # a conditional or mixture model: a row a group
         per_row = -(-args.n // classes)
         y = torch.arange(classes).repeat_interleave(per_row)
     if kind == "points":  # samples over the real points and the exact mode centres

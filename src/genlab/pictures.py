@@ -29,9 +29,10 @@ def grid_array(x: Tensor, nrow: int | None = None, *, pad: int = 2, pad_value: f
     return arr
 
 
-def save_image_grid(x: Tensor, path: str | Path, nrow: int | None = None, *, min_side: int = 280) -> Path:
+def save_image_grid(x: Tensor, path: str | Path, nrow: int | None = None, *, min_side: int = 280,
+                    pad: int = 2) -> Path:
     """Save a grid PNG, upscaled with nearest-neighbour so 8x8 or 28x28 digits are visible."""
-    arr = grid_array(x, nrow)
+    arr = grid_array(x, nrow, pad=pad)
     img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
     scale = max(1, math.ceil(min_side / max(img.size)))
     if scale > 1:
@@ -105,9 +106,12 @@ def save_dfield(field: Tensor, extent: tuple[float, float, float, float], real: 
 
 
 def save_samples(x: Tensor, path: str | Path, *, kind: str, nrow: int | None = None, **points_kw) -> Path:
-    """Images as a grid, points as a scatter: whichever the data is."""
+    """Images as a grid, points as a scatter: whichever the data is. One image is written as it is
+    (its own size, no border), so that another command can take it as its input."""
     if kind == "points":
         return save_points(x, path, **points_kw)
+    if len(x) == 1:
+        return save_image_grid(x, path, pad=0, min_side=0)
     return save_image_grid(x, path, nrow)
 
 

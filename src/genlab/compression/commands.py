@@ -11,9 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import GenlabError
 
@@ -33,20 +32,6 @@ def _load_codec(run_path: str, which: str = "best"):
     return model, config
 
 
-def read_image(path: Path, channels: int) -> torch.Tensor:
-    """A PNG (or any Pillow image) -> (C, H, W) in [0, 1], converted to ``channels``."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            a = np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise GenlabError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise GenlabError(f"cannot read image {path} ({err})") from None
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    return torch.from_numpy(a.copy()).float() / 255
-
-
 def _png_bytes(x: torch.Tensor) -> bytes:
     from .rd import to_uint8
 
@@ -56,6 +41,7 @@ def _png_bytes(x: torch.Tensor) -> bytes:
 
 
 def cmd_compress(args) -> int:
+    from ..data.user_images import load_user_image
     from .codec import compress
 
     out = Path(args.output).expanduser()
@@ -73,7 +59,8 @@ def cmd_compress(args) -> int:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise GenlabError(f"two inputs share the name {dupes[0]!r}: decompress would write one over the other")
-    images = [read_image(p, model.data_info.shape[0]) for p in paths]
+    images = [load_user_image(p, model.data_info.shape[0], None if model.conv else model.data_info.shape[1:])
+              for p in paths]  # a convolutional codec codes any size
     data = compress(model, images, names=names)
     from ..training.checkpoint import atomic_write_bytes
 

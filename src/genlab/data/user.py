@@ -31,6 +31,7 @@ IMAGE_EXTENSIONS = frozenset(
     ".png .jpg .jpeg .jpe .jfif .bmp .dib .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .tga .qoi .avif "
     ".jp2 .j2k .pcx .sgi .rgb .bw .ras .xbm .im .msp".split())
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+ALPHA_MODES = frozenset({"LA", "La", "RGBA", "RGBa"})  # after palettes become RGBA
 _HIGH_DEPTH = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})  # 16-bit grey: divided by 65535
 
 
@@ -64,9 +65,10 @@ def _existing(path: str | None, kind: str, *, folder: bool) -> Path:
 
 
 # --- folders of images -------------------------------------------------------------------------
-def read_image(path: str | Path, channels: int, size: int | None) -> np.ndarray:
-    """One image file as float32 (C, H, W) in [0, 1]: converted to ``channels``, squashed to
-    ``size`` x ``size`` (bilinear) when given. 16-bit grey is divided by 65535, other modes by 255."""
+def read_image(path: str | Path, channels: int, size: int | tuple[int, int] | None) -> np.ndarray:
+    """One image file as float32 (C, H, W) in [0, 1]: converted to ``channels``, transparency laid
+    on black, squashed to ``size`` x ``size`` or ``size`` = (H, W) (bilinear) when given. 16-bit grey
+    is divided by 65535, other modes by 255."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -75,9 +77,13 @@ def read_image(path: str | Path, channels: int, size: int | None) -> np.ndarray:
                 img = Image.fromarray(np.asarray(img, dtype=np.float32) / div)  # mode "F", grey in [0, 1]
             else:
                 img = img.convert("RGBA") if img.mode in ("P", "PA") else img
+                if img.mode in ALPHA_MODES:  # transparent pixels are the dark ground, as in the explorer
+                    img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img.convert("RGBA"))
                 img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
+            if size is not None:
+                height, width = (size, size) if isinstance(size, int) else size
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32)  # (H, W) or (H, W, 3)
             arr = arr if img.mode == "F" else arr / 255.0
     except Exception as err:  # any failure to decode a user's file is a bad file

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from ..data.user_images import conversion_note
+
+log = logging.getLogger(__name__)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 MAX_SIDE = 4096  # pixels per side of an uploaded image
 
@@ -60,6 +64,8 @@ def decode_upload(payload: bytes, shape: tuple[int, ...], *, centre: bool = Fals
         if width > MAX_SIDE or height > MAX_SIDE:
             raise BadImage(f"the image is {width}x{height} pixels; the explorer takes at most "
                            f"{MAX_SIDE}x{MAX_SIDE}")
+        # an uploaded file is converted as a file given to a command is, and said so (drawings always are)
+        note = None if centre else conversion_note("upload", img, c, (h, w))
         try:
             img.load()
             img = img.convert("RGBA") if img.mode in ("P", "PA", "LA") else img
@@ -75,6 +81,8 @@ def decode_upload(payload: bytes, shape: tuple[int, ...], *, centre: bool = Fals
             img = img.resize((w, h), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if note:
+        log.info(note)
     return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0)
 
 

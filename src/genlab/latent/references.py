@@ -1,7 +1,7 @@
 """Examples named on the command line: image files, items of a data set, or a filter.
 
 A reference is one of
-* a path to an image file (read and converted to the model's channels and size);
+* a path to an image file (converted to the model's channels and size: ``data.user_images``);
 * ``SPLIT:I`` or ``SPLIT:I,J,...``: items of the run's data set by position in a split
   (``test:12``; splits train, val, test, all);
 * ``label=K``: the first ``k`` items of class K in the split;
@@ -53,12 +53,9 @@ def resolve(ref: str, data, shape: tuple[int, ...], *, split: str = "test", k: i
     if not path.exists():
         raise GenlabError(f"{ref!r} is neither an image file nor a reference (test:12, label=3, "
                           f"{'/'.join(f'{n}+' for n in MEASURES)})")
-    from ..data.user import read_image
+    from ..data.user_images import load_user_images
 
-    c, h, w = shape
-    if h != w:
-        raise GenlabError(f"image files can be used with square images only; the model makes {h}x{w}")
-    return torch.from_numpy(read_image(path, c, h)).unsqueeze(0)
+    return load_user_images([path], shape)  # (1, C, H, W)
 
 
 def resolve_all(refs: list[str], data, shape: tuple[int, ...], **kw) -> Tensor:

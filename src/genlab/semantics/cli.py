@@ -7,7 +7,8 @@ def add_parsers(sub, common) -> None:
     """``genlab transform RUN IMAGE --rotate DEG [--scale S] [--move DX DY] -o OUT.png``."""
     p = sub.add_parser("transform", help="novel views: re-render an image rotated, scaled or moved (dcign)")
     common.run(p)
-    p.add_argument("image", help="a PNG (or any Pillow image) of the run's size, e.g. a shapes image")
+    p.add_argument("image", help="a PNG (or any Pillow image), e.g. from `genlab sample -n 1`; converted to "
+                                 "the run's channels and size")
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                    help="rotate by this many degrees, counter-clockwise")
     p.add_argument("--scale", type=float, default=1.0, metavar="S", help="multiply the object's scale by S")

@@ -18,8 +18,8 @@ from ..errors import GenlabError
 
 def cmd_transform(args) -> int:
     from ..commands import _check_output, _load, _out
-    from ..compression.commands import read_image
     from ..compression.rd import to_uint8
+    from ..data.user_images import load_user_images
     from ..pictures import save_image_grid
 
     out = _check_output(args.output, (".png",))
@@ -29,12 +29,7 @@ def cmd_transform(args) -> int:
     if not hasattr(model, "transform"):
         raise GenlabError(f"a {config.model!r} model has no named units to edit, so it cannot transform "
                           f"(dcign can)")
-    shape = tuple(config.data_info.shape)
-    x = read_image(Path(args.image).expanduser(), shape[0])  # (C, H, W) in [0, 1]
-    if tuple(x.shape) != shape:
-        raise GenlabError(f"{args.image} is {x.shape[2]}x{x.shape[1]} but the model was trained on "
-                          f"{shape[2]}x{shape[1]} images")
-    x = x.unsqueeze(0).to(model.device)  # (1, C, H, W)
+    x = load_user_images([Path(args.image).expanduser()], config.data_info.shape).to(model.device)  # (1, C, H, W)
     with torch.no_grad():
         y = model.transform(x, rotate=math.radians(args.rotate), scale=args.scale, move=tuple(args.move))
         if args.compare:
