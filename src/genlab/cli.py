@@ -34,7 +34,7 @@ class _TrainHelp(argparse.Action):
         name = getattr(namespace, "model", None)
         if name:
             text += "\n" + model_options_help(name)
-        parser._print_message(text, sys.stdout)
+        sys.stdout.write(text)
         parser.exit()
 
 

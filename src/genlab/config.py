@@ -62,7 +62,7 @@ class _Invalid(ValueError):
     """A value breaks its field's annotation or rules; the message completes "<field>=<value>: "."""
 
 
-class _Spec(NamedTuple):
+class FieldSpec(NamedTuple):
     name: str
     hint: Any
     rules: types.MappingProxyType
@@ -70,8 +70,8 @@ class _Spec(NamedTuple):
 
 
 @functools.cache
-def _specs(cls: type) -> tuple[_Spec, ...]:
-    """Each field's annotation, default and rules, the rules merged down the class hierarchy."""
+def field_specs(cls: type) -> tuple[FieldSpec, ...]:
+    """Each field of a config class: its name, annotation, rules (merged down the class hierarchy) and default."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in fields(cls):
@@ -82,7 +82,7 @@ def _specs(cls: type) -> tuple[_Spec, ...]:
                 rules.update(own[f.name].metadata)
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else MISSING)
-        out.append(_Spec(f.name, hints[f.name], types.MappingProxyType(rules), default))
+        out.append(FieldSpec(f.name, hints[f.name], types.MappingProxyType(rules), default))
     return tuple(out)
 
 
@@ -216,7 +216,7 @@ class Checked:
     section: ClassVar[str] = ""  # how --set and messages name this part: "model", "train", ...
 
     def __post_init__(self) -> None:
-        for spec in _specs(type(self)):
+        for spec in field_specs(type(self)):
             value = getattr(self, spec.name)
             try:
                 conformed = _conform(value, spec.hint, spec.rules)
@@ -332,7 +332,7 @@ class RunConfig(Checked):
 def check_names(config: Any) -> None:
     """Check the fields declared with ``names=REGISTRY`` (and those of nested configs) against their
     registries; call it where the registries are filled (``genlab.models``, ``genlab.evaluation``)."""
-    for spec in _specs(type(config)):
+    for spec in field_specs(type(config)):
         value = getattr(config, spec.name)
         if dataclasses.is_dataclass(value):
             check_names(value)
@@ -353,7 +353,7 @@ def check_names(config: Any) -> None:
 def describe_options(config: Checked) -> list[str]:
     """One line per field: ``section.name  type  value  doc (rules)``, the values those of ``config``."""
     rows = []
-    for spec in _specs(type(config)):
+    for spec in field_specs(type(config)):
         rules = spec.rules
         kind = _type_text(spec.hint)
         if rules.get("choices") and not rules.get("names"):
