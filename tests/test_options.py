@@ -188,7 +188,7 @@ def test_types_are_checked_and_normalised():
         GANConfig(betas=(0.5,))
     with pytest.raises(GenlabError, match=r"model.channels=: must not be empty"):
         VAEConfig(channels=())
-    with pytest.raises(GenlabError, match="data_info.kind=video: must be one of image, points"):
+    with pytest.raises(GenlabError, match="data_info.kind=video: must be image or points"):
         DataInfo(shape=(3,), kind="video")
 
 

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from .config import MAX_SAMPLES
 from .errors import GenlabError, TrainingDiverged
 
 log = logging.getLogger("genlab")
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
-    p.add_argument("-n", type=int, default=64, help="number of samples (at most 10,000)")
+    p.add_argument("-n", type=int, default=64, help=f"number of samples (at most {MAX_SAMPLES:,})")
     p.add_argument("-o", "--output", required=True, help="a .png grid or .npz arrays (a file, not a folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, metavar="K",

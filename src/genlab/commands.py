@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .config import (
+    MAX_SAMPLES,
     DataConfig,
     DataInfo,
     RunConfig,
@@ -25,8 +26,6 @@ from .errors import GenlabError
 from .registry import METRICS, MODELS
 
 log = logging.getLogger("genlab")
-
-MAX_SAMPLES = 10_000  # ``sample -n``: drawn in one batch, so bounded by memory
 
 
 def _out(text: str = "") -> None:

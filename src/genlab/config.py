@@ -37,6 +37,7 @@ MAX_ITEM_SIDE = 4096  # each dimension of an item's shape
 MAX_CLASSES = 10_000
 MAX_BATCH = 65_536
 MAX_THREADS = 1024
+MAX_SAMPLES = 10_000  # ``sample -n``: drawn in one batch
 MAX_SEED = 2**32 - 1  # numpy's range; torch's 64 bits leave room for the offsets and products the trainer derives
 
 
@@ -100,6 +101,12 @@ def _range_text(rules) -> str:
     return f"{'<' if rules.get('max_exclusive') else '<='} {_number(hi)}"
 
 
+def _either(values) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    shown = [_show(v) for v in values]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
 def _check_rules(value: Any, rules) -> None:
     lo, hi = rules.get("min"), rules.get("max")
     if isinstance(value, int | float) and (lo is not None or hi is not None):
@@ -109,7 +116,7 @@ def _check_rules(value: Any, rules) -> None:
             raise _Invalid(f"must be {_range_text(rules)}")
     choices = rules.get("choices")
     if choices is not None and rules.get("names") is None and value not in choices:
-        raise _Invalid(f"must be one of {', '.join(map(_show, choices))}")
+        raise _Invalid(f"must be {_either(choices)}")
     if rules.get("pattern") is not None and not re.fullmatch(rules["pattern"][0], value):
         raise _Invalid(f"must be {rules['pattern'][1]}")
 
@@ -345,9 +352,9 @@ def check_names(config: Any) -> None:
                 continue
             close = difflib.get_close_matches(name, [*allowed, *registry], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            either = f"{', '.join(allowed)} or " if allowed else ""
-            raise GenlabError(f"{type(config)._label(spec.name)}={_show(value)}: {name!r} is not {either}a "
-                              f"{registry.kind} name{hint}; the {registry.kind}s: {', '.join(registry)}")
+            raise GenlabError(f"{type(config)._label(spec.name)}={_show(value)}: {name!r} is not "
+                              f"{_either([*allowed, f'a {registry.kind} name'])}{hint}; the {registry.kind}s: "
+                              f"{', '.join(registry)}")
 
 
 def describe_options(config: Checked) -> list[str]:
@@ -362,8 +369,7 @@ def describe_options(config: Checked) -> list[str]:
         if rules.get("min") is not None or rules.get("max") is not None:
             notes.append(_range_text(rules))
         if rules.get("names") is not None:
-            allowed = [*rules.get("choices", ()), f"a {rules['names'].kind} name"]
-            notes.append(", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0])
+            notes.append(_either([*rules.get("choices", ()), f"a {rules['names'].kind} name"]))
         doc = rules.get("doc", "") + (f" ({'; '.join(notes)})" if notes else "")
         rows.append((type(config)._label(spec.name), kind, _show(getattr(config, spec.name)), doc))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
