@@ -67,12 +67,11 @@ class FieldSpec(NamedTuple):
     name: str
     hint: Any
     rules: types.MappingProxyType
-    default: Any
 
 
 @functools.cache
 def field_specs(cls: type) -> tuple[FieldSpec, ...]:
-    """Each field of a config class: its name, annotation, rules (merged down the class hierarchy) and default."""
+    """Each field of a config class: its name, annotation and rules (merged down the class hierarchy)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in fields(cls):
@@ -81,9 +80,7 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
             own = klass.__dict__.get("__dataclass_fields__", {})
             if f.name in own:
                 rules.update(own[f.name].metadata)
-        default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else MISSING)
-        out.append(FieldSpec(f.name, hints[f.name], types.MappingProxyType(rules), default))
+        out.append(FieldSpec(f.name, hints[f.name], types.MappingProxyType(rules)))
     return tuple(out)
 
 
