@@ -101,7 +101,7 @@ def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys):
     bad(["train", "vae", "--set", "model.nosuch=1"], capsys, "no such option")
     bad(["train", "vae", "--set", "model.latent_dim=many"], capsys, "expected int")
     bad(["train", "vae", "--time", "soon"], capsys, "duration")
-    bad(["train", "vae", "--set", "model.likelihood=poisson"], capsys, "not one of")
+    bad(["train", "vae", "--set", "model.likelihood=poisson"], capsys, "must be auto, bernoulli, gaussian or")
     bad(["train", "vae", "--data", f"folder:{tmp_path}/nope"], capsys, "nope")
     bad(["train", "vae", "--bogus"], capsys, "unrecognized arguments")
     bad(["sample", str(tmp_path / "norun"), "-o", str(tmp_path / "x.png")], capsys, "does not exist")

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from .config import MAX_SAMPLES
 from .errors import GenlabError, TrainingDiverged
 
 log = logging.getLogger("genlab")
@@ -19,6 +20,40 @@ log = logging.getLogger("genlab")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, like every other bad input
         raise GenlabError(f"{message} (see `{self.prog} --help`)")
+
+
+class _TrainHelp(argparse.Action):
+    """``train --help``; after a model name (``train vae --help``) also that model's options, the
+    training and data options with its defaults, each with its type, default and doc."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show this help (after "
+                         "a model name, e.g. `train vae --help`: also the options --set takes for it)")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        text = parser.format_help()
+        name = getattr(namespace, "model", None)
+        if name:
+            text += "\n" + model_options_help(name)
+        sys.stdout.write(text)
+        parser.exit()
+
+
+def model_options_help(name: str) -> str:
+    """The options ``--set`` takes for model ``name``: its config, then train and data with its defaults."""
+    import genlab.models  # noqa: F401  (registers the models)
+
+    from .config import DataConfig, TrainConfig, describe_options
+    from .registry import MODELS
+
+    model_cls = MODELS.get(name)
+    parts = [(f"options of the {name} model", model_cls.Config()),
+             ("training options", TrainConfig(**model_cls.train_defaults)), ("data options", DataConfig())]
+    lines = []
+    for title, config in parts:
+        lines += [f"{title} (--set {config.section}.NAME=VALUE; name, type, default, what it is):",
+                  *describe_options(config), ""]
+    return "\n".join(lines)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -55,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="models, data sets and metrics")
 
-    p = sub.add_parser("train", help="train a model; prints the run folder")
-    p.add_argument("model", help="model name (see `genlab list`)")
+    p = sub.add_parser("train", help="train a model; prints the run folder", add_help=False)
+    p.add_argument("-h", "--help", action=_TrainHelp)
+    p.add_argument("model", help="model name (see `genlab list`; `genlab train MODEL --help` lists its options)")
     p.add_argument("--data", default=None, help="data set, e.g. mnist5k, toy2d:ring8, folder:PATH (default mnist5k)")
     budget = p.add_argument_group("budget (the smallest one given wins; none: 10 epochs)")
     budget.add_argument("--time", default=None, help="wall-clock for this invocation, e.g. 90s, 3m, 1h")
@@ -79,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
-    p.add_argument("-n", type=int, default=64, help="how many (default 64); with -n 1 a .png is that one image "
-                                                     "at the model's size, ready for transform or project")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-n", type=int, default=64, help=f"number of samples (at most {MAX_SAMPLES:,}); with -n 1 a .png "
+                                                     "is that one image at the model's size, ready for transform")
+    p.add_argument("-o", "--output", required=True, help="a .png grid or .npz arrays (a file, not a folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", type=int, default=None, metavar="K",
                    help="class-conditional models: draw class K only; gmvae: component K (default: a row each)")

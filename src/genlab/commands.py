@@ -11,7 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides, parse_duration
+from .config import (
+    MAX_SAMPLES,
+    DataConfig,
+    DataInfo,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    check_names,
+    check_value,
+    parse_duration,
+)
 from .errors import GenlabError
 from .registry import METRICS, MODELS
 
@@ -88,9 +98,11 @@ def _train(args) -> int:
     import genlab.models  # noqa: F401
 
     from .models import build_model
-    from .training import Run, Trainer, distributed, new_run, open_run
+    from .training import Run, Trainer, distributed, new_run, open_run, resolve_device
 
     model_cls = MODELS.get(args.model)
+    if not args.resume:
+        _check_folder(Path(args.runs), f"--runs {args.runs}")
     if getattr(args, "qualities", None):
         from .compression.ladder import train_ladder
 
@@ -118,6 +130,8 @@ def _train(args) -> int:
         parts["data"] = replace(parts["data"], **{k: v for k, v in budget.items() if v is not None})
         config = RunConfig(model=args.model, model_config=parts["model"], data=parts["data"],
                            train=_train_config(args, parts["train"]))
+    check_names(config)
+    resolve_device(config.train.device)  # a device this machine has, before anything is written
     world = distributed.init_from_env(config.train.device)
     out = _out if world.main else (lambda text="": None)
     if not world.main:
@@ -202,10 +216,10 @@ def _final_report(run, data) -> None:
 def _load(args):
     import genlab.models  # noqa: F401
 
-    from .training import load_model, open_run
+    from .training import load_model, open_run, resolve_device
 
     run = open_run(args.run)
-    model, config = load_model(run, which=args.checkpoint, device=args.device)
+    model, config = load_model(run, which=args.checkpoint, device=resolve_device(args.device))
     return run, model, config
 
 
@@ -216,11 +230,26 @@ def _need_encoder(model, config: RunConfig, what: str) -> None:
         raise GenlabError(f"a {config.model!r} model has no encoder, so it cannot {what}")
 
 
+def _check_folder(path: Path, what: str) -> None:
+    """A folder that exists, or can be made: no file in its place or on its path."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise GenlabError(f"{what}: {part} is not a folder")
+            return
+
+
 def _check_output(path: str, suffixes: tuple[str, ...]) -> Path:
     out = Path(path).expanduser()
     if out.suffix.lower() not in suffixes:
         raise GenlabError(f"output {out} must end in {' or '.join(suffixes)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise GenlabError(f"output {out} is a folder; name a file")
+    _check_folder(out.parent, f"output {out}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GenlabError(f"cannot make the folder of output {out}: {err.strerror}") from None
     return out
 
 
@@ -249,9 +278,8 @@ def _sample_caption(model, config: RunConfig, caption: str, n: int, *, label: in
 def cmd_sample(args) -> int:
     from .pictures import save_samples
 
+    check_value(f"-n {args.n}", args.n, int, min=1, max=MAX_SAMPLES)
     out = _check_output(args.output, (".png", ".npz"))
-    if args.n < 1:
-        raise GenlabError("-n must be at least 1")
     run, model, config = _load(args)
     y = _sample_labels(model, config, args.label, args.n)
     if getattr(args, "caption", None) is not None:

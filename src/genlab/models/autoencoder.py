@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import losses
-from ..config import DataInfo, ModelConfig
+from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..nn import make_decoder, make_encoder
 from ..registry import MODELS
 from .base import GenerativeModel
@@ -25,10 +25,11 @@ from .base import GenerativeModel
 @dataclass(frozen=True)
 class AEConfig(ModelConfig):
     latent_dim: int = 16
-    arch: str = "mlp"  # "mlp" or "conv" (conv: images only)
-    hidden: tuple[int, ...] = (400,)  # MLP widths, encoder side (the decoder mirrors them)
-    channels: tuple[int, ...] = (32, 64, 128)  # conv widths per stride-2 stage
-    recon: str = "bce"  # "bce" or "l2" (points always use l2)
+    arch: str = option("mlp", "encoder and decoder networks (conv: images only)", choices=("mlp", "conv"))
+    hidden: tuple[int, ...] = option((400,), "MLP widths, encoder side; the decoder mirrors them (empty: linear)",
+                                     **WIDTHS)
+    channels: tuple[int, ...] = option((32, 64, 128), "conv widths per stride-2 stage", **WIDTHS, nonempty=True)
+    recon: str = option("bce", "reconstruction loss (points always use l2)", choices=("bce", "l2"))
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..config import DataInfo
+from ..config import WIDTHS, DataInfo, option
 from ..errors import GenlabError
 from ..registry import MODELS
 from .base import class_labels
@@ -25,7 +25,7 @@ from .gan import GAN, GANConfig
 
 @dataclass(frozen=True)
 class CGANConfig(GANConfig):
-    embed_dim: int = 16  # width of G's label embedding (D's is its feature width)
+    embed_dim: int = option(16, "width of G's label embedding (D's is its feature width)", **WIDTHS)
     spectral_norm: bool = True  # Miyato & Koyama 2018 train the projection critic with it
     loss: str = "hinge"
 

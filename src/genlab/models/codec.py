@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..config import DataInfo, ModelConfig
+from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..errors import GenlabError
 from ..nn.blocks import gdn_or_relu
 from ..registry import MODELS
@@ -53,16 +53,19 @@ Stage = tuple[np.ndarray, np.ndarray]  # (table ids (L,), integer values (L,)) i
 
 @dataclass(frozen=True)
 class CodecConfig(ModelConfig):
-    latent_dim: int = 16  # M: latent channels (conv) or latents (mlp)
-    arch: str = "conv"  # "conv" (images) or "mlp" (images or points)
-    channels: tuple[int, ...] = (32, 32)  # conv widths per stride-2 stage of g_a (g_s mirrors)
-    hidden: tuple[int, ...] = (256,)  # MLP widths (arch="mlp")
-    lmbda: float = 0.01  # weight of the MSE on the [0, 255] scale against bits per pixel
-    nonlinearity: str = "gdn"  # "gdn" (Ballé 2016) or "relu"
-    entropy: str = "auto"  # "hyperprior" (Ballé 2018) or "factorized" (Ballé 2017); auto: hyperprior if conv
-    hyper_channels: int = 32  # widths of h_a / h_s
-    hyper_latent: int = 8  # channels of z
-    quality: int = 0  # index of this model in a quality ladder, stored in .glc files
+    latent_dim: int = option(16, "M: latent channels (conv) or latents (mlp)")
+    arch: str = option("conv", "g_a and g_s: conv (images) or mlp (images or points)", choices=("conv", "mlp"))
+    channels: tuple[int, ...] = option((32, 32), "conv widths per stride-2 stage of g_a (g_s mirrors)", **WIDTHS,
+                                       nonempty=True)
+    hidden: tuple[int, ...] = option((256,), "MLP widths (arch=mlp; empty: linear)", **WIDTHS)
+    lmbda: float = option(0.01, "weight of the MSE on the [0, 255] scale against bits per pixel", min=0,
+                          min_exclusive=True)
+    nonlinearity: str = option("gdn", "gdn (Ballé 2016) or relu", choices=("gdn", "relu"))
+    entropy: str = option("auto", "entropy model: hyperprior (Ballé 2018) or factorized (Ballé 2017); auto: "
+                                  "hyperprior if conv", choices=("auto", "factorized", "hyperprior"))
+    hyper_channels: int = option(32, "widths of h_a / h_s", **WIDTHS)
+    hyper_latent: int = option(8, "channels of the hyper-latent z", **WIDTHS)
+    quality: int = option(0, "index of this model in a quality ladder, stored in .glc files", min=0, max=255)
 
 
 def _hyper_nets(m: int, c: int, nz: int) -> tuple[nn.Module, nn.Module]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DataInfo
+from ..config import DataInfo, option
 from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
 from ..losses import iwae_log_weights_to_bound, kl_normal
@@ -41,7 +41,8 @@ from .vae import VAE, VAEConfig
 @dataclass(frozen=True)
 class CVAEConfig(VAEConfig):
     latent_dim: int = 16
-    hidden: tuple[int, ...] = (500,)  # MLP widths; also the width F of the conv trunk's output
+    hidden: tuple[int, ...] = option((500,), "MLP widths; the last is also the width F of the conv trunk's output",
+                                     nonempty=True)
 
 
 def make_trunk(arch: str, shape: tuple[int, ...], hidden: tuple[int, ...], channels: tuple[int, ...]) -> nn.Module:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..config import DataInfo
+from ..config import DataInfo, option
 from ..data.factors import FactorBatches
 from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
@@ -65,32 +65,31 @@ POSE_UNITS = ("rotation", "scale", "x", "y")  # the units a warp decoder applies
 
 @dataclass(frozen=True)
 class DCIGNConfig(VAEConfig):
-    # named units first, then the free (intrinsic) ones: on shapes the free units carry the shape (3 kinds), which
-    # takes one. Measured (6 CPU-minutes, 3-4 seeds): with six free units most were near-unused, and an unused unit's
-    # mean follows the pose in small steps (sd 0.04-0.11, |rho| with y up to 0.62); with two, every leak <= 0.24
-    latent_dim: int = 6
+    # two free units beside the four named ones: with more, the unused ones follow the pose
+    latent_dim: int = option(6, "width of z: the named units first, then the free (intrinsic) ones")
     arch: str = "conv"
-    units: tuple[str, ...] = ("rotation", "scale", "x", "y")  # factors bound to z[:, 0], z[:, 1], ...
-    intrinsic: tuple[str, ...] = ("shape",)  # factors the free units carry (they take turns varying too)
-    clamp_grad: float = 1.0  # lambda: the clamped units' gradient is lambda * (z - batch mean)
-    bind: float = 1.0  # weight of the binding term (0: the paper's weak supervision only)
-    bind_sigma: float = 0.02  # std of the binding term, as a fraction of the factor's range
-    # bind in one-factor batches too: measured, their 64 poses of one item drowned what the encoder learns of
-    # a heart's angle (binding alone, 60 CPU-s: mean cos of the error 0.13 with them, 0.76 on free batches only)
-    bind_all: bool = False
-    free_batches: float = 0.75  # share of batches in which every factor varies and nothing is clamped
-    swap: float = 1.0  # share of examples decoded with the free units of their partner (see ``swap_free``)
-    fixed_sigma: bool = True  # the bound units' posterior std is the binding's, not learned (see unit_sigma)
-    # "conv": one network renders the image from all units (named ones lifted); "warp": a network draws the
-    # shape from the free units in its own frame and the pose units move it into place (nn.warp)
-    decoder: str = "warp"
-    known_symmetry: bool = True  # in training, read a circular unit from the harmonic the item's symmetry fixes
-    # a circular unit's harmonics come from a network of their own (a pooled head after one more 3x3 convolution:
-    # nn.blocks.ConvEncoder), which only the binding trains (angle_grad=False). Measured (6 CPU-minutes): with the
-    # harmonics on the shared encoder a heart's angle was never learned (rotation's |rho| 0.65, hearts 0.00-0.04);
-    # with this 0.91 (hearts 0.83); with the decoder's gradient also reaching it 0.88 and x leaked into a free unit
-    pose_encoder: bool = True
-    angle_grad: bool = False  # the decoder's gradient reaches a circular unit's harmonics (see _read_pose)
+    units: tuple[str, ...] = option(("rotation", "scale", "x", "y"), "factors bound to z[:, 0], z[:, 1], ...")
+    intrinsic: tuple[str, ...] = option(("shape",), "factors the free units carry (they take turns varying too)")
+    clamp_grad: float = option(1.0, "lambda: the clamped units' gradient is lambda * (z - batch mean)", min=0)
+    bind: float = option(1.0, "weight of the binding term (0: the paper's weak supervision only)", min=0)
+    bind_sigma: float = option(0.02, "std of the binding term, as a fraction of the factor's range",
+                               min=0, min_exclusive=True)
+    # off: the 64 poses of one item in a one-factor batch drowned what the encoder learns of a heart's angle
+    bind_all: bool = option(False, "bind in one-factor batches too")
+    free_batches: float = option(0.75, "share of batches in which every factor varies and nothing is clamped",
+                                 min=0, max=1)
+    swap: float = option(1.0, "share of examples decoded with the free units of their partner (see swap_free)",
+                         min=0, max=1)
+    fixed_sigma: bool = option(True, "the bound units' posterior std is the binding's, not learned (see unit_sigma)")
+    decoder: str = option("warp", "conv: one network renders the image from all units (named ones lifted); warp: a "
+                                  "network draws the shape from the free units and the pose units move it into "
+                                  "place (nn.warp)", choices=("conv", "warp"))
+    known_symmetry: bool = option(True, "in training, read a circular unit from the harmonic the item's symmetry "
+                                        "fixes")
+    # on the shared encoder a heart's angle was never learned
+    pose_encoder: bool = option(True, "a circular unit's harmonics come from a network of their own (a pooled "
+                                      "head after one more 3x3 convolution), trained by the binding only")
+    angle_grad: bool = option(False, "the decoder's gradient reaches a circular unit's harmonics (see _read_pose)")
 
 
 @MODELS.register("dcign", help="DC-IGN: VAE whose first units are bound to named factors (one-factor batches)")

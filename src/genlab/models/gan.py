@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import DataInfo, ModelConfig
+from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..errors import GenlabError
 from ..nn.augment import AUGMENTATIONS, augment
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
@@ -46,22 +46,29 @@ class GANConfig(ModelConfig):
     data's kind ("image" or "points") when it is built (``resolved``); config.json keeps the None,
     so a rebuilt model resolves them the same way. Any of them can still be set by hand."""
 
-    latent_dim: int | None = None  # auto: 64 for images, see AUTO["points"]
-    arch: str = "auto"  # "auto": mlp for points, conv for images; or "mlp" / "conv"
-    hidden: tuple[int, ...] | None = None  # MLP widths (G mirrors them); D's feature width is hidden[-1]
-    channels: tuple[int, ...] = (32, 64)  # conv widths per stride-2 stage (28x28 uses two)
-    loss: str = "nonsaturating"  # "minimax", "nonsaturating", "hinge" or "wasserstein"
-    n_critic: int | None = None  # critic steps per generator step
-    lr_g: float | None = None
-    lr_d: float | None = None
-    betas: tuple[float, float] | None = None
-    optimizer: str = "adam"  # "adam" or "rmsprop"
-    clip: float | None = None  # WGAN weight clipping: every critic weight kept in [-clip, clip]
-    gp_weight: float | None = None  # weight of the WGAN-GP gradient penalty (0: none)
-    ema: float | None = None  # decay of the moving average of G used for sampling (0: off; e.g. 0.999)
-    spectral_norm: bool = False  # spectral normalisation of every critic layer
-    label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax / nonsaturating)
-    augment: str = "none"  # differentiable augmentation of everything D sees: "none" or "translation"
+    latent_dim: int | None = option(None, "width of z (none: by the data's kind)")
+    arch: str = option("auto", "network kind; auto: mlp for points, conv for images", choices=("auto", "mlp", "conv"))
+    hidden: tuple[int, ...] | None = option(None, "MLP widths (G mirrors them); D's feature width is the last "
+                                                  "(none: by the data's kind)", **WIDTHS, nonempty=True)
+    channels: tuple[int, ...] = option((32, 64), "conv widths per stride-2 stage (28x28 uses two)", **WIDTHS,
+                                       nonempty=True)
+    loss: str = option("nonsaturating", "adversarial loss", choices=losses.GAN_LOSSES)
+    n_critic: int | None = option(None, "critic steps per generator step (none: by the data's kind)", min=1, max=100)
+    lr_g: float | None = option(None, "G's learning rate (none: by the data's kind)", min=0, min_exclusive=True)
+    lr_d: float | None = option(None, "D's learning rate (none: by the data's kind)", min=0, min_exclusive=True)
+    betas: tuple[float, float] | None = option(None, "Adam's betas (none: by the data's kind)", min=0, max=1,
+                                               max_exclusive=True)
+    optimizer: str = option("adam", "optimiser of G and D", choices=("adam", "rmsprop"))
+    clip: float | None = option(None, "WGAN weight clipping: every critic weight kept in [-clip, clip] (none: off)",
+                                min=0, min_exclusive=True)
+    gp_weight: float | None = option(None, "weight of the WGAN-GP gradient penalty (0: none; none: by the data's "
+                                           "kind)", min=0)
+    ema: float | None = option(None, "decay of the moving average of G used for sampling (0: off; e.g. 0.999; "
+                                     "none: by the data's kind)", min=0, max=1, max_exclusive=True)
+    spectral_norm: bool = option(False, "spectral normalisation of every critic layer")
+    label_smoothing: float = option(0.0, "one-sided: real target 1 - s (minimax / nonsaturating)", min=0, max=1,
+                                    max_exclusive=True)
+    augment: str = option("none", "differentiable augmentation of everything D sees", choices=AUGMENTATIONS)
 
     #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DataInfo
+from ..config import DataInfo, option
 from ..distributions import kl_diag_normals, log_normal
 from ..errors import GenlabError
 from ..losses import class_consistency, iwae_log_weights_to_bound, marginal_balance
@@ -52,19 +52,18 @@ from .vae import VAE, VAEConfig
 @dataclass(frozen=True)
 class GMVAEConfig(VAEConfig):
     latent_dim: int = 10
-    components: int = 10  # K, the number of mixture components (clusters)
-    prior_spread: float = 2.0  # initial means mu_y ~ N(0, spread^2 I): distinct components from step 0
-    balance: float = 20.0  # weight of KL(batch-mean q(y) || U(K)) added to the loss (0: the plain ELBO);
-    # at 1 q(y|x) collapsed onto 2 of 10 components on mnist5k within 300 steps; at 20 all 10 stay in use
-    consistency: float = 100.0  # weight of KL(q(y|x) || q(y|x')) for a random label-preserving view x' (0: off);
-    # mnist5k, 5 CPU min, seed 0, validation cluster_acc at the end: 10 -> 0.68, 30 -> 0.78, 100 -> 0.78 with
-    # views of +-15 degrees, +-10% scale and shift; 100 with +-20 degrees and a +-0.3 slant -> 0.91; with the
-    # views of ``label_preserving_view`` (+-25 degrees, +-20% scale, +-0.4 slant) 0.95 (0.946 on all 5,000)
-    consistency_temperature: float = 1.0  # < 1 sharpens the target q(y|x) (UDA); 0.5 at weight 10: no gain
-    # q(y|x)'s own network, "mlp" or "conv" (conv: images only), with ``channels``; None: a head on the
-    # encoder's trunk. Shu's GMVAE has separate networks for q(y|x) and q(z|x, y); a conv one was slower
-    # and no better here (validation cluster_acc 0.57 at step 3,000, the shared MLP trunk 0.64)
-    classifier_arch: str | None = None
+    components: int = option(10, "K, the number of mixture components (clusters)", min=1, max=1000)
+    prior_spread: float = option(2.0, "initial means mu_y ~ N(0, spread^2 I): distinct components from step 0",
+                                 min=0)
+    # the default keeps all 10 components of mnist5k in use (at 1 q(y|x) collapsed onto 2 of them)
+    balance: float = option(20.0, "weight of KL(batch-mean q(y) || U(K)) added to the loss (0: the plain ELBO)",
+                            min=0)
+    consistency: float = option(100.0, "weight of KL(q(y|x) || q(y|x')) for a random label-preserving view x' "
+                                       "(0: off)", min=0)
+    consistency_temperature: float = option(1.0, "temperature of the target q(y|x) (< 1 sharpens it, as in UDA)",
+                                            min=0, min_exclusive=True)
+    classifier_arch: str | None = option(None, "q(y|x)'s own network (conv: images only, with channels); none: a "
+                                               "head on the encoder's trunk", choices=("mlp", "conv"))
 
 
 @MODELS.register("gmvae", help="Gaussian-mixture VAE: q(y|x) clusters, p(z|y) learned, ELBO enumerates y")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import DataInfo
+from ..config import MAX_WIDTH, WIDTHS, DataInfo, option
 from ..errors import GenlabError
 from ..nn.blocks import ConvDecoder, ConvEncoder
 from ..registry import MODELS
@@ -41,24 +41,22 @@ class InfoGANConfig(GANConfig):
     codes uniform on [−1, 1]; λ = 1 for the categorical part and smaller for the continuous one,
     whose Gaussian Q has a fixed unit std as in the authors' code."""
 
-    categories: int = 10  # values of each categorical code
-    cat_codes: int = 1  # number of categorical codes
-    cont_codes: int = 2  # number of continuous codes
-    info_weight: float = 1.0  # λ of the categorical part of L_I
-    cont_weight: float = 0.1  # λ of the continuous part
-    # Q's std for the continuous codes (the authors' MNIST code fixes it at 1); None: learned. A
-    # learned std shrinks as Q gets sure and scales the continuous term's gradients by 1/std², so the
-    # continuous codes outweighed λ = 0.1 and took class changes with them; on mnist5k, 5 CPU minutes,
-    # seed 0: code_acc 0.93 and class kept over the sweeps 0.98 / 0.98, learned: 0.82 and 0.92 / 0.85
-    cont_std: float | None = 1.0
-    q_hidden: int = 128  # width of Q's hidden layer on top of D's trunk
-    # the paper's MNIST nets (its Table 1): batch norm in D's trunk, a 1024-wide layer in G and D
-    d_batchnorm: bool = True  # batch statistics in D (not with a gradient penalty: it is per example)
-    g_fc: int = 1024  # a hidden fully connected layer at G's input (0: none)
-    # not the paper's: samples (sample, evaluate, the latent tools) come from a moving average of G
-    # (decay 0.999; training is unchanged). On mnist5k (4,000 train digits) the raw G's categories
-    # drift and then collapse once D knows the digits (15 CPU minutes, seed 1: validation code_acc
-    # 0.92 at step 3,000, 0.81 at the end); the average kept 0.88-0.91 to the end (benchmarks/infogan.py)
+    categories: int = option(10, "values of each categorical code", min=2, max=1000)
+    cat_codes: int = option(1, "number of categorical codes", min=0, max=100)
+    cont_codes: int = option(2, "number of continuous codes", min=0, max=100)
+    info_weight: float = option(1.0, "lambda of the categorical part of L_I", min=0)
+    cont_weight: float = option(0.1, "lambda of the continuous part of L_I", min=0)
+    # fixed, as in the authors' code: a learned std shrinks as Q gets sure and scales the continuous term's
+    # gradients by 1/std^2, so the continuous codes outweighed their lambda and took class changes with them
+    cont_std: float | None = option(1.0, "Q's std for the continuous codes (none: learned)", min=0,
+                                    min_exclusive=True)
+    q_hidden: int = option(128, "width of Q's hidden layer on top of D's trunk", **WIDTHS)
+    d_batchnorm: bool = option(True, "batch statistics in D's trunk, as the paper's MNIST net (not with a gradient "
+                                     "penalty: it is per example)")
+    g_fc: int = option(1024, "width of a hidden fully connected layer at G's input, as the paper's (0: none)",
+                       min=0, max=MAX_WIDTH)
+    # not the paper's: on mnist5k the raw G's categories drift and then collapse once D knows the digits;
+    # the average keeps them (training is unchanged; benchmarks/infogan.py)
     ema: float | None = 0.999
 
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import DataInfo
+from ..config import DataInfo, option
 from ..losses import class_consistency, marginal_balance
 from ..nn import make_encoder
 from ..nn.augment import label_preserving_view
@@ -56,12 +56,15 @@ from .cvae import CVAE, CVAEConfig
 
 @dataclass(frozen=True)
 class M2Config(CVAEConfig):
-    latent_dim: int = 4  # small, so that the class has to go through y (see the module docstring)
-    channels: tuple[int, ...] = (16, 32)  # conv widths (the classifier's by default)
-    alpha: float = 1.0  # weight of the labelled cross-entropy beside the per-example ELBO (paper: 0.1)
-    balance: float = 0.0  # weight of KL(batch-mean q(y|x) || U(K)) (as the GMVAE's; 0: off)
-    consistency: float = 10.0  # weight of KL(q(y|x) || q(y|x')) for a random label-preserving view x' (0: the paper)
-    classifier_arch: str | None = "conv"  # q(y|x)'s net, "mlp" or "conv" (None: ``arch``); conv on images only
+    latent_dim: int = option(4, "width of z: small, so that the class has to go through y")
+    channels: tuple[int, ...] = option((16, 32), "conv widths per stride-2 stage, the classifier's too")
+    alpha: float = option(1.0, "weight of the labelled cross-entropy beside the per-example ELBO (paper: 0.1)",
+                          min=0)
+    balance: float = option(0.0, "weight of KL(batch-mean q(y|x) || U(K)), as the GMVAE's (0: off)", min=0)
+    consistency: float = option(10.0, "weight of KL(q(y|x) || q(y|x')) for a random label-preserving view x' "
+                                      "(0: the paper)", min=0)
+    classifier_arch: str | None = option("conv", "q(y|x)'s network (none: arch); conv on images only",
+                                         choices=("mlp", "conv"))
 
 
 @MODELS.register("m2", help="semi-supervised VAE (Kingma M2): q(y|x) classifier, y enumerated when unlabelled")

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import losses
-from ..config import DataInfo, ModelConfig
+from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..data.captions import digit_measures, digit_values, grammar_for, shape_values
 from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
@@ -50,32 +50,31 @@ from .base import GenerativeModel, Phase
 @dataclass(frozen=True)
 class StackGANConfig(ModelConfig):
     latent_dim: int = 32
-    arch: str = "auto"  # "auto": conv for images, mlp for points; or "mlp" / "conv"
-    hidden: tuple[int, ...] = (256, 256)  # MLP widths; the critics' feature width is hidden[-1]
-    channels: tuple[int, ...] = (32, 64)  # conv widths per stride-2 stage; stage II works at channels[0]
-    captions: str = "auto"  # "auto", "shapes", "digits" or "labels" (see genlab.data.captions)
-    embed_dim: int = 64  # word embedding width of the text encoder
-    cond_dim: int = 16  # width of the augmented condition c
-    # lambda of the conditioning-augmentation KL, summed over cond_dim (the paper has 1). On 12x12
-    # shapes, 400 steps, the share of samples in their caption's quadrant was 71% at 1, 88% at 0.3,
-    # 97% at 0.1 and 0.05, 99.5% at 0.03: a strong KL blurs the condition faster than G learns it
-    kl_weight: float = 0.05
-    word_dropout: float = 0.2  # chance that a training caption omits a word
-    mismatch: bool = True  # matching-aware critic: real images with wrong captions are fakes
-    # weight of the auxiliary classifier (AC-GAN / TAC-GAN): each critic also names every caption word
-    # of real images, and G is scored on whether its images are named by their caption. Without it the
-    # projection term learnt position, not shape (on real test images it scored the true caption above a
-    # quadrant-swapped one 99% of the time, above a shape-swapped one 61-64%) and G drew blobs for
-    # squares (0.5% judged square after 600 s)
-    aux_weight: float = 1.0
-    loss: str = "hinge"  # "minimax", "nonsaturating", "hinge" or "wasserstein"
-    n_critic: int = 1
-    lr_g: float = 2e-4
+    arch: str = option("auto", "network kind; auto: conv for images, mlp for points", choices=("auto", "mlp", "conv"))
+    hidden: tuple[int, ...] = option((256, 256), "MLP widths; the critics' feature width is the last", **WIDTHS,
+                                     nonempty=True)
+    channels: tuple[int, ...] = option((32, 64), "conv widths per stride-2 stage; stage II works at the first",
+                                       **WIDTHS, nonempty=True)
+    captions: str = option("auto", "caption grammar (genlab.data.captions)",
+                           choices=("auto", "shapes", "digits", "labels"))
+    embed_dim: int = option(64, "word embedding width of the text encoder", **WIDTHS)
+    cond_dim: int = option(16, "width of the augmented condition c", **WIDTHS)
+    # below the paper's 1: a strong KL blurs the condition faster than G learns it
+    kl_weight: float = option(0.05, "lambda of the conditioning-augmentation KL, summed over cond_dim", min=0)
+    word_dropout: float = option(0.2, "chance that a training caption omits a word", min=0, max=1, max_exclusive=True)
+    mismatch: bool = option(True, "matching-aware critic: real images with wrong captions are fakes")
+    # without it the projection term learnt position, not shape, and G drew blobs for squares
+    aux_weight: float = option(1.0, "weight of the auxiliary classifier (AC-GAN / TAC-GAN): each critic names every "
+                                    "caption word of real images, and G is scored on whether its images are named "
+                                    "by their caption", min=0)
+    loss: str = option("hinge", "adversarial loss", choices=losses.GAN_LOSSES)
+    n_critic: int = option(1, "critic steps per generator step", min=1, max=100)
+    lr_g: float = option(2e-4, "G's learning rate", min=0, min_exclusive=True)
     # two time-scale update rule (Heusel et al. 2017; SAGAN's 4e-4 for D): the critics' word classifier
-    # must learn shape before G can follow it (600 CPU s: shape 0.70 at 2e-4)
-    lr_d: float = 4e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    spectral_norm: bool = True  # on every critic layer
+    # must learn shape before G can follow it
+    lr_d: float = option(4e-4, "the critics' learning rate", min=0, min_exclusive=True)
+    betas: tuple[float, float] = option((0.5, 0.999), "Adam's betas", min=0, max=1, max_exclusive=True)
+    spectral_norm: bool = option(True, "spectral normalisation of every critic layer")
 
 
 class TextEncoder(nn.Module):

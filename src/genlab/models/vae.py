@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..config import DataInfo
+from ..config import DataInfo, option
 from ..distributions import Bernoulli, DiagonalGaussian, Gaussian
 from ..errors import GenlabError
 from ..losses import feature_reconstruction, iwae_log_weights_to_bound, kl_normal
@@ -43,27 +43,24 @@ FEATURE_NETS = ("classifier", "autoencoder")
 @dataclass(frozen=True)
 class VAEConfig(AEConfig):
     latent_dim: int = 20
-    likelihood: str = "auto"  # "auto": bernoulli for images, gaussian for points
-    sigma: float = 0.1  # the fixed sigma of "gaussian" (initial sigma of the learned one)
-    beta: float = 1.0  # weight of the KL term (beta-VAE when > 1)
-    warmup_steps: int = 0  # KL weight ramps linearly from 0 to beta over these steps
-    binarize: bool = True  # dynamic binarisation of training images (Bernoulli decoders only)
-    loss: str = "pixel"  # reconstruction term: "pixel" (the ELBO), "feature" (DFC-VAE) or "both"
-    # The DFC defaults below are the best measured on mnist5k (benchmarks/semantics.py, README "Forcing
-    # the latent to mean something"; trials in benchmarks/results/semantics_dfc_trials.txt): Hou et al.'s
-    # per-layer mean, the three conv stages and the 128-d feature layer, weight 0.25. That keeps the KL
-    # near the pixel VAE's (23 nats against 28); larger weights raise it (32 at 0.5, 45 at 16 with the
-    # old per-channel norm) and with it the FD of prior samples (43.2 at 0.25, 45.4 at 0.35, 52.7 at 0.5;
-    # 2 CPU-minutes). At 4 CPU-minutes: FD 36.5 against the pixel VAE's 41.3, sharpness 0.95 against 0.88.
-    feature_weight: float = 0.25  # weight of the feature-consistency term
-    feature_stages: int = 4  # compare the feature net's first 1-3 conv stages (4: and its feature layer)
-    # how layers are weighted (losses.feature_reconstruction): "layer" = Hou et al.'s mean over C*H*W,
-    # times the pixel count; "channel" = sum over positions / 2C (the first, 14x14 stage dominates)
-    feature_norm: str = "layer"
-    # the frozen net: "classifier" (labelled data: features that tell classes apart) or "autoencoder"
-    # (trained to redraw its input: features that keep the appearance; the only one for unlabelled data;
-    # on mnist5k it did worse: FD 60.0 against 52.5 with 3 stages at 2 CPU-minutes)
-    feature_net: str = "classifier"
+    likelihood: str = option("auto", "decoder likelihood; auto: bernoulli for images, gaussian for points",
+                             choices=LIKELIHOODS)
+    sigma: float = option(0.1, "the fixed sigma of gaussian (the initial sigma of the learned one)",
+                          min=0, min_exclusive=True)
+    beta: float = option(1.0, "weight of the KL term (a beta-VAE when > 1)", min=0)
+    warmup_steps: int = option(0, "steps over which the KL weight ramps linearly from 0 to beta", min=0)
+    binarize: bool = option(True, "dynamic binarisation of training images (Bernoulli decoders only)")
+    loss: str = option("pixel", "reconstruction term: pixel (the ELBO), feature (DFC-VAE) or both",
+                       choices=RECON_LOSSES)
+    # the feature-loss defaults are the best measured on mnist5k (README "Forcing the latent to mean
+    # something"; benchmarks/results/semantics_dfc_trials.txt)
+    feature_weight: float = option(0.25, "weight of the feature-consistency term", min=0)
+    feature_stages: int = option(4, "compare the feature net's first 1-3 conv stages (4: and its feature layer)",
+                                 min=1, max=4)
+    feature_norm: str = option("layer", "how layers are weighted: layer = Hou et al.'s mean over C*H*W times the "
+                                        "pixel count; channel = sum over positions / 2C", choices=FEATURE_NORMS)
+    feature_net: str = option("classifier", "the frozen feature net: classifier (labelled data) or autoencoder "
+                                            "(trained to redraw its input; any data)", choices=FEATURE_NETS)
 
 
 @MODELS.register("vae", help="variational autoencoder: Gaussian posterior, ELBO in nats, IWAE bound")

@@ -39,6 +39,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..errors import GenlabError
+
 log = logging.getLogger(__name__)
 
 
@@ -105,10 +107,20 @@ def shutdown() -> None:
 
 
 def device_for(name: str, world: World) -> torch.device:
-    """"auto" takes CUDA when present; under torchrun each process takes the GPU of its local rank."""
+    """"auto" takes CUDA when present; under torchrun each process takes the GPU of its local rank.
+    A device this machine does not have is a GenlabError."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GenlabError(f"device {name!r}: use auto, cpu, mps, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GenlabError(f"device {name}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise GenlabError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise GenlabError(f"device {name}: MPS is not available on this machine; use cpu or auto")
     if device.type == "cuda" and device.index is None and world.distributed:
         device = torch.device("cuda", world.local_rank)
     return device

@@ -59,7 +59,10 @@ def new_run(root: Path, model: str, data: str, *, name: str | None = None) -> Ru
     """Create the next numbered run folder under ``root``: 0001-vae-mnist5k, 0002-...; or the
     folder ``root/name`` when a name is given (a quality of a codec ladder), which must not exist."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GenlabError(f"cannot make the runs folder {root}: {err.strerror or err}") from None
     if name is not None:
         try:
             (root / name).mkdir()
@@ -87,22 +90,27 @@ def open_run(path: str | Path) -> Run:
 
 
 def read_run_config(file: Path) -> RunConfig:
+    """The run's config, every field checked; a GenlabError naming the file and the field otherwise."""
     try:
         raw = json.loads(Path(file).read_text())
         model = raw["model"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise GenlabError(f"{file} is not a valid genlab config ({err})") from None
-    cls = MODELS.get(model)
-    info = raw.get("data_info")
-    if info:
-        info = from_dict(DataInfo, info)
-    return RunConfig(
-        model=model,
-        model_config=from_dict(cls.Config, raw.get("model_config", {})),
-        data=from_dict(DataConfig, raw.get("data", {})),
-        train=from_dict(TrainConfig, raw.get("train", {})),
-        data_info=info,
-    )
+        info = raw["data_info"]
+    except KeyError as err:
+        raise GenlabError(f"{file} is not a valid genlab config (it has no {err})"[:300]) from None
+    except (OSError, ValueError, TypeError) as err:
+        raise GenlabError(f"{file} is not a valid genlab config ({err})"[:300]) from None
+    try:
+        if not isinstance(model, str):
+            raise GenlabError(f"model={model!r} is not a model name"[:200])
+        return RunConfig(
+            model=model,
+            model_config=from_dict(MODELS.get(model).Config, raw.get("model_config", {})),
+            data=from_dict(DataConfig, raw.get("data", {})),
+            train=from_dict(TrainConfig, raw.get("train", {})),
+            data_info=from_dict(DataInfo, info),
+        )
+    except GenlabError as err:
+        raise GenlabError(f"{file}: {err}") from None
 
 
 def load_model(run: Run, *, which: str = "best", device: str = "cpu"):
