@@ -7,11 +7,15 @@ black, so it stays under the upload limit) to ``/api/runs/0/image`` and ``--samp
 requests, all at once, each on its own connection. A request refused with 503 is sent again after
 its ``Retry-After`` (up to ``--attempts`` times), so every wave does the same work whether the
 server queues or refuses. The server's resident memory is read from ``/proc/PID/status`` every
-10 ms (``VmRSS``; ``VmHWM`` at the end); past ``--rss-cap`` GB the server is killed, to protect a
-shared machine, and the row says so.
+10 ms (``VmRSS``; ``VmHWM`` at the end), its CPU time from ``/proc/PID/stat`` (the wave's work,
+whatever else the machine runs); past ``--rss-cap`` GB the server is killed, to protect a shared
+machine, and the row says so.
 
     python benchmarks/explore_load.py --json benchmarks/results/explore_load.json \
         | tee benchmarks/results/explore_load.txt
+
+``explore_load_before*.txt`` in ``benchmarks/results`` are the same load on the explorer before it
+had a work gate and reduced uploads as it decoded them (commit dbf7c55; ``_rgb``: ``--mode RGB``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import http.client
 import io
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -54,6 +59,13 @@ def status_kb(pid: int, field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (a wave's work, whatever else the machine runs)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssWatch:
@@ -143,8 +155,10 @@ def main() -> None:
             idle_kb = status_kb(proc.pid, "VmRSS")
             watch.take_peak()
             for i in range(args.waves):
+                cpu = cpu_seconds(proc.pid)
                 got = wave(host, port, png, args.uploads, args.samples, args.n, args.attempts, seed=1000 * i)
                 peak = watch.take_peak()
+                got["server_cpu_s"] = cpu_seconds(proc.pid) - cpu
                 time.sleep(args.settle)
                 rows.append({"wave": i + 1, **got, "peak_rss_mb": peak / 1024,
                              "rss_after_mb": (status_kb(proc.pid, "VmRSS") or 0) / 1024, "killed": watch.killed})
@@ -160,11 +174,12 @@ def main() -> None:
           f"{args.mode} PNG ({len(png) / 1e3:.0f} kB) + {args.samples} sample n={args.n}, all concurrent; "
           f"server threads {args.threads}, {platform.processor() or platform.machine()}")
     print(f"server RSS idle: {idle_kb / 1024:.0f} MB")
-    print(f"{'wave':>4} {'seconds':>8} {'peak RSS MB':>12} {'RSS after MB':>13} {'503 answers':>12}  final statuses")
+    print(f"{'wave':>4} {'seconds':>8} {'server CPU s':>12} {'peak RSS MB':>12} {'RSS after MB':>13} "
+          f"{'503 answers':>12}  final statuses")
     for r in rows:
         note = "  (killed at the RSS cap)" if r["killed"] else ""
-        print(f"{r['wave']:>4} {r['seconds']:>8.1f} {r['peak_rss_mb']:>12.0f} {r['rss_after_mb']:>13.0f} "
-              f"{r['answers_503']:>12}  {r['status']}{note}")
+        print(f"{r['wave']:>4} {r['seconds']:>8.1f} {r['server_cpu_s']:>12.1f} {r['peak_rss_mb']:>12.0f} "
+              f"{r['rss_after_mb']:>13.0f} {r['answers_503']:>12}  {r['status']}{note}")
     if hwm_kb:
         print(f"server VmHWM (peak RSS over its life): {hwm_kb / 1024:.0f} MB")
     if args.json:

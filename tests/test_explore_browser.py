@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,6 +23,9 @@ from genlab.explore.session import RunSession
 CHROMIUM = os.environ.get("GENLAB_CHROMIUM", "/usr/bin/chromium")
 SEEN: list[dict] = []  # every API request the explorer got: method, path, origin headers, answer status
 SAMPLE_SEEDS: list[int] = []  # the seeds the first run's model sampled with
+OPEN = threading.Event()  # cleared: the first run's decode waits until it is set again
+OPEN.set()
+SERVER = {}  # the explorer's work gate
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
@@ -45,9 +51,12 @@ def page(explore_runs, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     sessions = [RunSession(explore_runs[name]) for name in ("vae", "gan")]
-    sample = sessions[0].sample
+    sample, decode = sessions[0].sample, sessions[0].decode
     sessions[0].sample = lambda **kw: SAMPLE_SEEDS.append(kw["seed"]) or sample(**kw)
-    srv = Background(_recorded(create_app(sessions, max_upload=1_000_000)))
+    sessions[0].decode = lambda *a, **kw: OPEN.wait(120) and decode(*a, **kw)
+    app = create_app(sessions, max_upload=1_000_000)
+    SERVER["gate"] = app.state.gate
+    srv = Background(_recorded(app))
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
@@ -203,3 +212,33 @@ def test_the_pages_own_requests_carry_its_origin_and_are_served(page):
     assert posts and all(r["origin"] == own for r in posts)  # Chromium names the page on every POST
     assert {"/api/runs", "/api/runs/0/sample", "/api/runs/0/move"} <= {r["path"] for r in mine}
     assert all(r["status"] != 403 for r in mine), [r for r in mine if r["status"] == 403]
+
+
+def until(condition, what: str, limit: float = 120.0) -> None:
+    """Wait for ``condition()`` (the limit only stops a hung test; no verdict depends on time)."""
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_the_page_waits_and_retries_when_the_server_is_busy(page):
+    gate, url = SERVER["gate"], page.url + "api/runs/0/decode"
+    full = gate.workers + gate.waiting
+    OPEN.clear()  # decodes wait: requests from elsewhere fill the workers and the queue
+    fillers = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": {"z": [0.0] * 12}, "timeout": 120})
+               for _ in range(full)]
+    try:
+        for t in fillers:
+            t.start()
+        until(lambda: gate.admitted == full, "the gate to fill")
+        seen = len(SEEN)
+        page.evaluate("""() => { window.busyAnswer = import("/static/core.js")
+          .then((core) => core.api("decode", { body: { z: Array(12).fill(0) } }))
+          .then((out) => out.images.length, (err) => "error: " + err.message); }""")
+        until(lambda: any(r.get("status") == 503 and r["origin"] for r in SEEN[seen:]), "the page to be refused")
+    finally:
+        OPEN.set()
+        for t in fillers:
+            t.join(120)
+    assert page.evaluate("() => window.busyAnswer") == 1  # it waited as asked, asked again and got its image

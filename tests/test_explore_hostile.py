@@ -1,10 +1,13 @@
-"""`genlab explore` against hostile clients: other hosts and origins, and hostile JSON."""
+"""`genlab explore` against hostile clients: other hosts and origins, hostile JSON, and more work
+than it can take at once (a bounded gate answers 503) or an upload bigger than it needs."""
 
 from __future__ import annotations
 
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 from urllib.parse import urlsplit
 
@@ -187,3 +190,86 @@ def test_a_ragged_code_is_refused_with_a_message(explorer):
         r = client.post(f"/api/runs/0/{endpoint}", json=body)
         assert r.status_code == 400 and "same length" in r.json()["error"], (endpoint, r.text)
     assert client.post("/api/runs/0/decode", json={"z": z}).status_code == 200
+
+
+# --- bounded work ----------------------------------------------------------------------------------
+def test_a_full_gate_answers_503_with_retry_after(explore_runs):
+    session = RunSession(explore_runs["vae"])
+    blocked = Counted(session, "decode", block=True)
+    app = create_app([session], workers=1, waiting=1)
+    srv = Background(app)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as client:
+            z = client.post("/api/runs/0/sample", json={"seed": 0, "n": 1}).json()["z"]
+            answers = []
+
+            def send():  # from another thread, on its own connection
+                answers.append(httpx.post(srv.url + "api/runs/0/decode", json={"z": z}, timeout=120))
+            first = threading.Thread(target=send)
+            first.start()
+            assert blocked.entered.wait(60)  # the one worker is busy
+            second = threading.Thread(target=send)
+            second.start()
+            while app.state.gate.admitted < 2:  # the second request waits in the queue
+                assert second.is_alive()
+                threading.Event().wait(0.01)
+            for attempt in (lambda: client.post("/api/runs/0/decode", json={"z": z}),
+                            lambda: client.post("/api/runs/0/image", content=png(np.zeros((64, 64), np.uint8))),
+                            lambda: client.get("/api/runs/0/map")):
+                r = attempt()
+                refused(r, 503, "busy")
+                assert int(r.headers["Retry-After"]) >= 1
+            assert blocked.calls == 1  # nothing refused reached the model
+            assert client.get("/api/runs").status_code == 200  # describing the runs needs no worker
+            blocked.release.set()
+            first.join(60)
+            second.join(60)
+            assert [a.status_code for a in answers] == [200, 200] and blocked.calls == 2
+            assert client.post("/api/runs/0/decode", json={"z": z}).status_code == 200
+            assert app.state.gate.admitted == 0
+    finally:
+        blocked.release.set()
+        srv.stop()
+
+
+MEASURE = r"""
+import io, json, sys
+import numpy as np
+from PIL import Image
+from genlab.explore.images import decode_upload
+
+def peak_kb():
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+
+out = {}
+for name, file, centre in json.loads(sys.argv[1]):
+    payload = open(file, "rb").read()
+    open("/proc/self/clear_refs", "w").write("5")  # restart the peak at the current RSS
+    base = peak_kb()
+    x = decode_upload(payload, (1, 28, 28), centre=centre)
+    out[name] = {"mb": (peak_kb() - base) / 1024, "shape": list(x.shape), "max": float(x.max())}
+print(json.dumps(out))
+"""
+
+
+def test_an_upload_is_reduced_as_it_is_decoded(tmp_path):
+    """A 4096² upload costs at most about one full-size decode: a JPEG decodes at 1/8 scale, a PNG is
+    reduced before any conversion copies it (before: three to four full-size copies)."""
+    side = 4096
+    ink = np.zeros((side, side, 4), np.uint8)
+    ink[side // 4: 3 * side // 4, side * 7 // 16: side * 9 // 16] = 255  # a white stroke, opaque on transparent
+    files = {"rgba": ("png", ink, 4), "rgb": ("png", ink[..., :3], 3), "jpeg": ("jpeg", ink[..., :3], 3)}
+    cases = []
+    for name, (fmt, array, _) in files.items():
+        path = tmp_path / f"{name}.{fmt}"
+        path.write_bytes(png(array, format=fmt.upper()))
+        cases += [(name, str(path), False), (name + "-centre", str(path), True)]
+    got = subprocess.run([sys.executable, "-c", MEASURE, json.dumps(cases)], capture_output=True, text=True,
+                         check=True)
+    peaks = json.loads(got.stdout)
+    full_mb = {name: side * side * bands / 2**20 for name, (_, _, bands) in files.items()}
+    for name, peak in peaks.items():
+        kind = name.split("-")[0]
+        assert peak["shape"] == [1, 1, 28, 28] and peak["max"] > 0.5, (name, peak)  # the stroke came through
+        limit = full_mb[kind] / 4 if kind == "jpeg" else 2.2 * full_mb[kind]  # one decode (+ one premultiplied)
+        assert peak["mb"] <= limit, (name, peak, limit, peaks)

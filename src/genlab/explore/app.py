@@ -2,9 +2,10 @@
 
 Runs are addressed by their position in that list (``/api/runs/0/...``), never by a path, and the
 page's files come from a fixed table read at start-up, so no request reaches the file system.
-Model work runs in a thread pool, so the event loop (and the page) never waits for a decode; a
+Model work runs in worker threads, so the event loop (and the page) never waits for a decode; a
+``WorkGate`` bounds how many jobs run and wait at once (more get 503 with Retry-After), and a
 ``HostOriginGuard`` serves only this machine's address and the explorer's own page.
-Every error is JSON ``{"error": message}`` with a 4xx status (5xx for a bug), shown on the page.
+Every error is JSON ``{"error": message}`` with a 4xx status (503 when busy, 500 for a bug), shown on the page.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from importlib import resources
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import GenlabError
+from .gate import RETRY_AFTER, WAITING, WORKERS, Busy, WorkGate
 from .guard import HostOriginGuard
 from .images import BadImage, data_url, data_urls, decode_upload
 from .session import RunSession
@@ -157,10 +158,12 @@ def _named(body: dict, key: str) -> dict:
 
 
 # --- the app ------------------------------------------------------------------------------------
-def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts: Iterable[str] = ()) -> Starlette:
+def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts: Iterable[str] = (),
+               workers: int = WORKERS, waiting: int = WAITING) -> Starlette:
     """The explorer over ``sessions``. ``hosts``: names besides 127.0.0.1 / localhost / [::1] that a
-    request's Host may give (the ``--host`` bound)."""
+    request's Host may give (the ``--host`` bound); ``workers`` / ``waiting``: the ``WorkGate``."""
     static = {name: resources.files("genlab.explore").joinpath("static", name).read_bytes() for name in STATIC}
+    gate = WorkGate(workers, waiting)
 
     def session(request: Request) -> RunSession:
         i = request.path_params["run"]
@@ -168,10 +171,16 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts
             raise ApiError(f"no run {i}: this explorer shows runs 0..{len(sessions) - 1}", 404)
         return sessions[i]
 
-    def endpoint(fn):
+    def endpoint(fn, gated: bool = True):
+        """``fn``'s answer as JSON; a gated ``fn`` is admitted by the gate first (503 when it is full)."""
         async def handle(request: Request) -> Response:
             try:
-                return JSONResponse(await fn(request))
+                if not gated:
+                    return JSONResponse(await fn(request))
+                with gate.admit():
+                    return JSONResponse(await fn(request))
+            except Busy as err:
+                return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
             except ApiError as err:
                 return JSONResponse({"error": str(err)}, status_code=err.status)
             except (GenlabError, BadImage) as err:
@@ -209,18 +218,17 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts
             out = s.sample(**kwargs)
             return {"images": data_urls(out["x"]), "z": None if out["z"] is None else out["z"].tolist(),
                     "y": None if out["y"] is None else out["y"].tolist()}
-        return await run_in_threadpool(work)
+        return await gate.run(work)
 
     async def decode(request):
         s, body = session(request), await _json(request)
         z, y = _code(body, "z"), _labels(body)
-        return await run_in_threadpool(lambda: {"images": data_urls(s.decode(z, y))})
+        return await gate.run(lambda: {"images": data_urls(s.decode(z, y))})
 
     async def move(request):
         s, body = session(request), await _json(request)
         z, offsets, strengths, y = _code(body, "z"), _offsets(body), _named(body, "attributes"), _labels(body)
-        return await run_in_threadpool(
-            lambda: {"image": data_url(s.move(z, offsets=offsets, strengths=strengths, y=y)[0])})
+        return await gate.run(lambda: {"image": data_url(s.move(z, offsets=offsets, strengths=strengths, y=y)[0])})
 
     async def interpolate(request):
         s, body = session(request), await _json(request)
@@ -231,36 +239,36 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts
         def work():
             out = s.interpolate(a, b, steps=steps, spherical=spherical, y=y, t=t)
             return {"images": data_urls(out["x"]), "z": out["z"].tolist()}
-        return await run_in_threadpool(work)
+        return await gate.run(work)
 
     async def arithmetic(request):
         s, body = session(request), await _json(request)
         a, b, c, y = _code(body, "a"), _code(body, "b"), _code(body, "c"), _labels(body)
-        return await run_in_threadpool(lambda: {"image": data_url(s.arithmetic(a, b, c, y)[0])})
+        return await gate.run(lambda: {"image": data_url(s.arithmetic(a, b, c, y)[0])})
 
     async def directions(request):
-        d = await run_in_threadpool(session(request).directions)
+        d = await gate.run(session(request).directions)
         return {"kind": d["kind"], "names": d["names"]}
 
     async def attributes(request):
-        return {"names": list(await run_in_threadpool(session(request).attributes))}
+        return {"names": list(await gate.run(session(request).attributes))}
 
     async def image(request):
         s = session(request)
         payload = await _body(request, max_upload)
         centre = request.query_params.get("centre") == "1"
-        return await run_in_threadpool(lambda: _encode_image(s, decode_upload(payload, s.shape, centre=centre)))
+        return await gate.run(lambda: _encode_image(s, decode_upload(payload, s.shape, centre=centre)))
 
     async def map_points(request):
         s = session(request)
-        m = await run_in_threadpool(s.map_data)
+        m = await gate.run(s.map_data)
         return {"xy": m["xy"].tolist(), "y": None if m["y"] is None else m["y"].tolist(),
                 "class_names": s.class_names, "source": "encoded held-out data" if s.encoder else "prior samples",
                 "axes": "latent" if s.latent == 2 else "PCA"}
 
     async def map_item(request):
         s, k = session(request), request.path_params["k"]
-        m = await run_in_threadpool(s.map_data)
+        m = await gate.run(s.map_data)
         if not 0 <= k < len(m["x"]):
             raise ApiError(f"no map point {k}", 404)
         return {"image": data_url(m["x"][k])}
@@ -268,10 +276,10 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts
     async def map_decode(request):
         s, body = session(request), await _json(request)
         u, v, y = _float(body, "u"), _float(body, "v"), _labels(body)
-        return await run_in_threadpool(lambda: {"image": data_url(s.map_point(u, v, y)[0])})
+        return await gate.run(lambda: {"image": data_url(s.map_point(u, v, y)[0])})
 
     async def record(request):
-        return await run_in_threadpool(session(request).record)
+        return await gate.run(session(request).record)
 
     api = [("/runs/{run:int}/sample", sample, "POST"), ("/runs/{run:int}/decode", decode, "POST"),
            ("/runs/{run:int}/move", move, "POST"), ("/runs/{run:int}/interpolate", interpolate, "POST"),
@@ -285,8 +293,10 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts
 
     routes = [Route("/", page), Route("/static/{name}", page), Route("/favicon.ico", no_icon)]
     routes += [Route("/api" + path, endpoint(fn), methods=[method]) for path, fn, method in api]
-    routes += [Route("/api/runs", endpoint(runs), methods=["GET"])]
-    return Starlette(routes=routes, middleware=[Middleware(HostOriginGuard, hosts=hosts)])
+    routes += [Route("/api/runs", endpoint(runs, gated=False), methods=["GET"])]
+    app = Starlette(routes=routes, middleware=[Middleware(HostOriginGuard, hosts=hosts)])
+    app.state.gate = gate
+    return app
 
 
 def _encode_image(s: RunSession, x) -> dict:
