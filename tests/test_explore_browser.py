@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,6 +21,11 @@ from genlab.explore.server import Background
 from genlab.explore.session import RunSession
 
 CHROMIUM = os.environ.get("GENLAB_CHROMIUM", "/usr/bin/chromium")
+SEEN: list[dict] = []  # every API request the explorer got: method, path, origin headers, answer status
+SAMPLE_SEEDS: list[int] = []  # the seeds the first run's model sampled with
+OPEN = threading.Event()  # cleared: the first run's decode waits until it is set again
+OPEN.set()
+SERVER = {}  # the explorer's work gate
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
@@ -43,7 +51,12 @@ def page(explore_runs, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     sessions = [RunSession(explore_runs[name]) for name in ("vae", "gan")]
-    srv = Background(create_app(sessions, max_upload=1_000_000))
+    sample, decode = sessions[0].sample, sessions[0].decode
+    sessions[0].sample = lambda **kw: SAMPLE_SEEDS.append(kw["seed"]) or sample(**kw)
+    sessions[0].decode = lambda *a, **kw: OPEN.wait(120) and decode(*a, **kw)
+    app = create_app(sessions, max_upload=1_000_000)
+    SERVER["gate"] = app.state.gate
+    srv = Background(_recorded(app))
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
@@ -55,6 +68,24 @@ def page(explore_runs, tmp_path_factory):
         yield pg
         browser.close()
     srv.stop()
+
+
+def _recorded(app):
+    """``app`` that notes each API request's origin headers and answer status in ``SEEN``."""
+    async def recorder(scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            return await app(scope, receive, send)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        row = {"method": scope["method"], "path": scope["path"],
+               **{k: headers.get(k) for k in ("origin", "sec-fetch-site", "content-type")}}
+        SEEN.append(row)
+
+        async def noting(message):
+            if message["type"] == "http.response.start":
+                row["status"] = message["status"]
+            await send(message)
+        await app(scope, receive, noting)
+    return recorder
 
 
 def pixels(src: str) -> np.ndarray:
@@ -136,3 +167,78 @@ def test_an_oversized_or_broken_upload_shows_the_error(page):
     tab(page, "sample")  # the server is still up
     page.click("#new-seed")
     page.wait_for_function("document.querySelectorAll('#sample-grid img.sample').length === 16")
+
+
+ELSEWHERE = """async (explorer) => {
+  // what any page may send to any address without asking (no CORS preflight), answers unread
+  await fetch(explorer + "api/runs/0/sample", {method: "POST", mode: "no-cors",
+    headers: {"Content-Type": "text/plain"}, body: JSON.stringify({seed: 4242, n: 4})});
+  await fetch(explorer + "api/runs/0/map", {mode: "no-cors"});
+  try {  // reading an answer needs CORS headers, which the explorer never sends
+    return await (await fetch(explorer + "api/runs")).text();
+  } catch (err) {
+    return "unreadable";
+  }
+}"""
+
+
+def test_a_page_from_another_origin_cannot_run_the_model(page):
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def home(request):
+        return HTMLResponse("<!doctype html><title>elsewhere</title><p>another site")
+
+    elsewhere = Background(Starlette(routes=[Route("/", home)]))  # another port: another origin
+    other = page.context.new_page()
+    try:
+        other.goto(elsewhere.url)
+        assert other.evaluate(ELSEWHERE, page.url) == "unreadable"
+    finally:
+        other.close()
+        elsewhere.stop()
+    assert 4242 not in SAMPLE_SEEDS  # the text/plain POST never reached the model
+    # a no-cors GET carries no Origin, only Sec-Fetch-Site (same-site: the same address on another port)
+    foreign = [r for r in SEEN if r["origin"] == elsewhere.url.rstrip("/") or r["sec-fetch-site"] == "same-site"]
+    assert {r["path"] for r in foreign} == {"/api/runs/0/sample", "/api/runs/0/map", "/api/runs"}
+    assert all(r["status"] == 403 for r in foreign), foreign
+
+
+def test_the_pages_own_requests_carry_its_origin_and_are_served(page):
+    own = page.url.rstrip("/")
+    mine = [r for r in SEEN if r["origin"] == own or (r["origin"] is None and r["sec-fetch-site"] == "same-origin")]
+    posts = [r for r in mine if r["method"] == "POST"]
+    assert posts and all(r["origin"] == own for r in posts)  # Chromium names the page on every POST
+    assert {"/api/runs", "/api/runs/0/sample", "/api/runs/0/move"} <= {r["path"] for r in mine}
+    assert all(r["status"] != 403 for r in mine), [r for r in mine if r["status"] == 403]
+
+
+def until(condition, what: str, limit: float = 120.0) -> None:
+    """Wait for ``condition()`` (the limit only stops a hung test; no verdict depends on time)."""
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_the_page_waits_and_retries_when_the_server_is_busy(page):
+    gate, url = SERVER["gate"], page.url + "api/runs/0/decode"
+    full = gate.workers + gate.waiting
+    OPEN.clear()  # decodes wait: requests from elsewhere fill the workers and the queue
+    fillers = [threading.Thread(target=httpx.post, args=(url,), kwargs={"json": {"z": [0.0] * 12}, "timeout": 120})
+               for _ in range(full)]
+    try:
+        for t in fillers:
+            t.start()
+        until(lambda: gate.admitted == full, "the gate to fill")
+        seen = len(SEEN)
+        page.evaluate("""() => { window.busyAnswer = import("/static/core.js")
+          .then((core) => core.api("decode", { body: { z: Array(12).fill(0) } }))
+          .then((out) => out.images.length, (err) => "error: " + err.message); }""")
+        until(lambda: any(r.get("status") == 503 and r["origin"] for r in SEEN[seen:]), "the page to be refused")
+    finally:
+        OPEN.set()
+        for t in fillers:
+            t.join(120)
+    assert page.evaluate("() => window.busyAnswer") == 1  # it waited as asked, asked again and got its image

@@ -2,8 +2,10 @@
 
 Runs are addressed by their position in that list (``/api/runs/0/...``), never by a path, and the
 page's files come from a fixed table read at start-up, so no request reaches the file system.
-Model work runs in a thread pool, so the event loop (and the page) never waits for a decode.
-Every error is JSON ``{"error": message}`` with a 4xx status (5xx for a bug), shown on the page.
+Model work runs in worker threads, so the event loop (and the page) never waits for a decode; a
+``WorkGate`` bounds how many jobs run and wait at once (more get 503 with Retry-After), and a
+``HostOriginGuard`` serves only this machine's address and the explorer's own page.
+Every error is JSON ``{"error": message}`` with a 4xx status (503 when busy, 500 for a bug), shown on the page.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from importlib import resources
 
+import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import GenlabError
+from .gate import RETRY_AFTER, WAITING, WORKERS, Busy, WorkGate
+from .guard import HostOriginGuard
 from .images import BadImage, data_url, data_urls, decode_upload
 from .session import RunSession
 
@@ -29,8 +35,10 @@ STATIC = {"index.html": "text/html", "app.js": "text/javascript", "core.js": "te
           "panels.js": "text/javascript",
           "style.css": "text/css"}
 MAX_JSON = 256 * 1024  # bytes of a JSON request
+MAX_DEPTH = 8  # nesting of arrays and objects in a JSON request (the API's deepest is 3: {"z": [[...]]})
 MAX_BATCH = 64  # images per request
 MAX_ABS = 1e3  # largest |value| in a code
+MAX_LABEL = 10_000  # largest class label or category
 
 
 class ApiError(Exception):
@@ -43,7 +51,7 @@ class ApiError(Exception):
 async def _body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past ``limit`` bytes (by its header or while reading)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -54,9 +62,34 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def nesting_depth(raw: bytes) -> int:
+    """The deepest nesting of JSON arrays and objects in ``raw``, found without parsing (linear time,
+    no recursion): brackets between unescaped quotes are in strings and do not count. Up to the
+    first syntax error this is what a parser sees, so a parser never goes deeper than this."""
+    a = np.frombuffer(raw, np.uint8)  # (N,)
+    if not a.size:
+        return 0
+    pos = np.arange(a.size)
+    backslash = a == ord("\\")
+    last_other = np.maximum.accumulate(np.where(backslash, -1, pos))  # last non-backslash at or before i
+    run = np.zeros_like(pos)
+    run[1:] = pos[:-1] - last_other[:-1]  # backslashes just before i
+    quote = (a == ord('"')) & (run % 2 == 0)  # a quote after an odd run of backslashes is escaped
+    outside = np.cumsum(quote) % 2 == 0  # brackets outside strings (quotes themselves do not matter)
+    opens = ((a == ord("[")) | (a == ord("{"))) & outside
+    closes = ((a == ord("]")) | (a == ord("}"))) & outside
+    return int(np.cumsum(opens.astype(np.int64) - closes).max())
+
+
 async def _json(request: Request) -> dict:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError("send the request body as JSON, with Content-Type: application/json", 415)
+    raw = await _body(request, MAX_JSON)
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise ApiError(f"the request body nests arrays or objects deeper than {MAX_DEPTH} levels")
     try:
-        body = json.loads(await _body(request, MAX_JSON) or b"{}")
+        body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise ApiError("the request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -73,32 +106,48 @@ def _int(body: dict, key: str, default: int | None, lo: int, hi: int) -> int | N
     return v
 
 
+def _number(x) -> bool:
+    """A JSON number within ±MAX_ABS (compared before the float conversion: a 4000-digit int overflows it)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and -MAX_ABS <= x <= MAX_ABS and math.isfinite(x)
+
+
 def _float(body: dict, key: str, default: float | None = None) -> float:
     v = body.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or abs(v) > MAX_ABS:
+    if not _number(v):
         raise ApiError(f"{key} must be a finite number")
     return float(v)
 
 
 def _code(body: dict, key: str) -> list:
-    """A code (D numbers) or a batch of codes, checked for type, size and finiteness."""
+    """A code (D numbers) or a batch of codes (all of one length), checked for type, size and finiteness."""
     v = body.get(key)
     rows = v if isinstance(v, list) and v and isinstance(v[0], list) else [v]
     if not isinstance(v, list) or len(rows) > MAX_BATCH or not all(
-            isinstance(r, list) and r and all(isinstance(x, int | float) and not isinstance(x, bool)
-                                              and math.isfinite(x) and abs(x) <= MAX_ABS for x in r)
-            for r in rows):
+            isinstance(r, list) and r and all(_number(x) for x in r) for r in rows):
         raise ApiError(f"{key} must be a list of finite numbers (or at most {MAX_BATCH} such lists)")
+    if len({len(r) for r in rows}) > 1:
+        raise ApiError(f"the codes in {key} must all have the same length, got lengths "
+                       f"{sorted({len(r) for r in rows})[:8]}")
     return v
+
+
+def _label(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_LABEL
 
 
 def _labels(body: dict, key: str = "y"):
     v = body.get(key)
-    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+    if v is None or _label(v) or (isinstance(v, list) and len(v) <= MAX_BATCH and all(_label(x) for x in v)):
         return v
-    if isinstance(v, list) and len(v) <= MAX_BATCH and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-        return v
-    raise ApiError(f"{key} must be an integer or a list of integers")
+    raise ApiError(f"{key} must be an integer in 0..{MAX_LABEL} or a list of at most {MAX_BATCH} of them")
+
+
+def _offsets(body: dict) -> dict[int, float]:
+    """The Move sliders' offsets: direction numbers ("0".."99") to numbers."""
+    named = _named(body, "offsets")
+    if not all(k.isascii() and k.isdigit() and len(k) <= 2 for k in named):
+        raise ApiError("offsets must map direction numbers (0..99) to numbers")
+    return {int(k): v for k, v in named.items()}
 
 
 def _named(body: dict, key: str) -> dict:
@@ -109,8 +158,12 @@ def _named(body: dict, key: str) -> dict:
 
 
 # --- the app ------------------------------------------------------------------------------------
-def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> Starlette:
+def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000, hosts: Iterable[str] = (),
+               workers: int = WORKERS, waiting: int = WAITING) -> Starlette:
+    """The explorer over ``sessions``. ``hosts``: names besides 127.0.0.1 / localhost / [::1] that a
+    request's Host may give (the ``--host`` bound); ``workers`` / ``waiting``: the ``WorkGate``."""
     static = {name: resources.files("genlab.explore").joinpath("static", name).read_bytes() for name in STATIC}
+    gate = WorkGate(workers, waiting)
 
     def session(request: Request) -> RunSession:
         i = request.path_params["run"]
@@ -118,10 +171,16 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> St
             raise ApiError(f"no run {i}: this explorer shows runs 0..{len(sessions) - 1}", 404)
         return sessions[i]
 
-    def endpoint(fn):
+    def endpoint(fn, gated: bool = True):
+        """``fn``'s answer as JSON; a gated ``fn`` is admitted by the gate first (503 when it is full)."""
         async def handle(request: Request) -> Response:
             try:
-                return JSONResponse(await fn(request))
+                if not gated:
+                    return JSONResponse(await fn(request))
+                with gate.admit():
+                    return JSONResponse(await fn(request))
+            except Busy as err:
+                return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
             except ApiError as err:
                 return JSONResponse({"error": str(err)}, status_code=err.status)
             except (GenlabError, BadImage) as err:
@@ -141,6 +200,8 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> St
     async def runs(request):
         return {"runs": [s.describe() for s in sessions], "max_upload": max_upload}
 
+    # Each handler checks its request on the event loop, then runs the model and encodes the images
+    # (PNG data URLs) in one worker job.
     async def sample(request):
         s, body = session(request), await _json(request)
         caption = body.get("caption")
@@ -149,87 +210,93 @@ def create_app(sessions: list[RunSession], *, max_upload: int = 2_000_000) -> St
         cont = body.get("cont")
         if cont is not None:
             cont = [_float({"c": c}, "c") for c in (cont if isinstance(cont, list) else [None])][:16]
-        out = await run_in_threadpool(
-            s.sample, seed=_int(body, "seed", 0, 0, 2**31 - 1), n=_int(body, "n", 16, 1, MAX_BATCH),
-            label=_labels(body, "label"), caption=caption or None,
-            category=_int(body, "category", None, 0, 10_000), cont=cont)
-        return {"images": data_urls(out["x"]), "z": None if out["z"] is None else out["z"].tolist(),
-                "y": None if out["y"] is None else out["y"].tolist()}
+        kwargs = dict(seed=_int(body, "seed", 0, 0, 2**31 - 1), n=_int(body, "n", 16, 1, MAX_BATCH),
+                      label=_labels(body, "label"), caption=caption or None,
+                      category=_int(body, "category", None, 0, MAX_LABEL), cont=cont)
+
+        def work():
+            out = s.sample(**kwargs)
+            return {"images": data_urls(out["x"]), "z": None if out["z"] is None else out["z"].tolist(),
+                    "y": None if out["y"] is None else out["y"].tolist()}
+        return await gate.run(work)
 
     async def decode(request):
         s, body = session(request), await _json(request)
-        x = await run_in_threadpool(s.decode, _code(body, "z"), _labels(body))
-        return {"images": data_urls(x)}
+        z, y = _code(body, "z"), _labels(body)
+        return await gate.run(lambda: {"images": data_urls(s.decode(z, y))})
 
     async def move(request):
         s, body = session(request), await _json(request)
-        offsets = {int(k): v for k, v in _named(body, "offsets").items() if k.isdigit()}
-        x = await run_in_threadpool(s.move, _code(body, "z"), offsets=offsets,
-                                    strengths=_named(body, "attributes"), y=_labels(body))
-        return {"image": data_url(x[0])}
+        z, offsets, strengths, y = _code(body, "z"), _offsets(body), _named(body, "attributes"), _labels(body)
+        return await gate.run(lambda: {"image": data_url(s.move(z, offsets=offsets, strengths=strengths, y=y)[0])})
 
     async def interpolate(request):
         s, body = session(request), await _json(request)
-        out = await run_in_threadpool(s.interpolate, _code(body, "a"), _code(body, "b"),
-                                      steps=_int(body, "steps", 10, 2, 32), spherical=bool(body.get("slerp")),
-                                      y=_labels(body), t=None if body.get("t") is None else _float(body, "t"))
-        return {"images": data_urls(out["x"]), "z": out["z"].tolist()}
+        a, b, y = _code(body, "a"), _code(body, "b"), _labels(body)
+        steps, spherical = _int(body, "steps", 10, 2, 32), bool(body.get("slerp"))
+        t = None if body.get("t") is None else _float(body, "t")
+
+        def work():
+            out = s.interpolate(a, b, steps=steps, spherical=spherical, y=y, t=t)
+            return {"images": data_urls(out["x"]), "z": out["z"].tolist()}
+        return await gate.run(work)
 
     async def arithmetic(request):
         s, body = session(request), await _json(request)
-        x = await run_in_threadpool(s.arithmetic, _code(body, "a"), _code(body, "b"), _code(body, "c"),
-                                    _labels(body))
-        return {"image": data_url(x[0])}
+        a, b, c, y = _code(body, "a"), _code(body, "b"), _code(body, "c"), _labels(body)
+        return await gate.run(lambda: {"image": data_url(s.arithmetic(a, b, c, y)[0])})
 
     async def directions(request):
-        d = await run_in_threadpool(session(request).directions)
+        d = await gate.run(session(request).directions)
         return {"kind": d["kind"], "names": d["names"]}
 
     async def attributes(request):
-        return {"names": list(await run_in_threadpool(session(request).attributes))}
+        return {"names": list(await gate.run(session(request).attributes))}
 
     async def image(request):
         s = session(request)
         payload = await _body(request, max_upload)
         centre = request.query_params.get("centre") == "1"
-        x = await run_in_threadpool(decode_upload, payload, s.shape, centre=centre)
-        return await run_in_threadpool(_encode_image, s, x)
+        return await gate.run(lambda: _encode_image(s, decode_upload(payload, s.shape, centre=centre)))
 
     async def map_points(request):
         s = session(request)
-        m = await run_in_threadpool(s.map_data)
+        m = await gate.run(s.map_data)
         return {"xy": m["xy"].tolist(), "y": None if m["y"] is None else m["y"].tolist(),
                 "class_names": s.class_names, "source": "encoded held-out data" if s.encoder else "prior samples",
                 "axes": "latent" if s.latent == 2 else "PCA"}
 
     async def map_item(request):
         s, k = session(request), request.path_params["k"]
-        m = await run_in_threadpool(s.map_data)
+        m = await gate.run(s.map_data)
         if not 0 <= k < len(m["x"]):
             raise ApiError(f"no map point {k}", 404)
         return {"image": data_url(m["x"][k])}
 
     async def map_decode(request):
         s, body = session(request), await _json(request)
-        x = await run_in_threadpool(s.map_point, _float(body, "u"), _float(body, "v"), _labels(body))
-        return {"image": data_url(x[0])}
+        u, v, y = _float(body, "u"), _float(body, "v"), _labels(body)
+        return await gate.run(lambda: {"image": data_url(s.map_point(u, v, y)[0])})
 
     async def record(request):
-        return await run_in_threadpool(session(request).record)
+        return await gate.run(session(request).record)
 
     api = [("/runs/{run:int}/sample", sample, "POST"), ("/runs/{run:int}/decode", decode, "POST"),
            ("/runs/{run:int}/move", move, "POST"), ("/runs/{run:int}/interpolate", interpolate, "POST"),
            ("/runs/{run:int}/arithmetic", arithmetic, "POST"), ("/runs/{run:int}/directions", directions, "GET"),
            ("/runs/{run:int}/attributes", attributes, "GET"), ("/runs/{run:int}/image", image, "POST"),
            ("/runs/{run:int}/map", map_points, "GET"), ("/runs/{run:int}/map/{k:int}", map_item, "GET"),
-           ("/runs/{run:int}/map/decode", map_decode, "POST"), ("/runs/{run:int}/record", record, "GET"),
-           ("/runs", runs, "GET")]
+           ("/runs/{run:int}/map/decode", map_decode, "POST"), ("/runs/{run:int}/record", record, "GET")]
+
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)
 
     routes = [Route("/", page), Route("/static/{name}", page), Route("/favicon.ico", no_icon)]
     routes += [Route("/api" + path, endpoint(fn), methods=[method]) for path, fn, method in api]
-    return Starlette(routes=routes)
+    routes += [Route("/api/runs", endpoint(runs, gated=False), methods=["GET"])]
+    app = Starlette(routes=routes, middleware=[Middleware(HostOriginGuard, hosts=hosts)])
+    app.state.gate = gate
+    return app
 
 
 def _encode_image(s: RunSession, x) -> dict:

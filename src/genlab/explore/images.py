@@ -1,9 +1,13 @@
 """Images at the explorer's edges: tensors -> PNG data URLs, and uploaded bytes -> a model's input.
 
 Uploads are untrusted: the body is size-limited before it gets here, Pillow reads only the formats
-listed in ``FORMATS``, and the pixel count is checked from the header before any pixel is decoded
-(a small file can declare a huge image: a decompression bomb). Every failure is a ``BadImage``
-with a message the page shows as it is.
+listed in ``FORMATS``, and the size is checked from the header before any pixel is decoded
+(a small file can declare a huge image: a decompression bomb). The image is reduced as it is
+decoded: a JPEG decodes at 1/2, 1/4 or 1/8 scale (``draft``), any other is box-reduced right after
+decoding, before any conversion copies it, so an upload costs at most one full-size decode
+(``MAX_SIDE``² pixels of its own mode) and, when it has transparency, one premultiplied copy for
+the reduction. Every failure is a ``BadImage`` with a message the page
+shows as it is.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ..data.user_images import conversion_note
 log = logging.getLogger(__name__)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 MAX_SIDE = 4096  # pixels per side of an uploaded image
+WORK_SIDE = 256  # an upload is reduced to about this side (at least 4x the model's) before any conversion
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr")  # modes Image.reduce averages correctly
 
 
 class BadImage(ValueError):
@@ -66,9 +72,10 @@ def decode_upload(payload: bytes, shape: tuple[int, ...], *, centre: bool = Fals
                            f"{MAX_SIDE}x{MAX_SIDE}")
         # an uploaded file is converted as a file given to a command is, and said so (drawings always are)
         note = None if centre else conversion_note("upload", img, c, (h, w))
+        work = max(WORK_SIDE, 4 * max(h, w))
         try:
-            img.load()
-            img = img.convert("RGBA") if img.mode in ("P", "PA", "LA") else img
+            img = reduced(img, work)
+            img = img.convert("RGBA") if img.mode == "LA" else img
             if img.mode == "RGBA":  # transparent pixels count as the dark ground
                 ground = Image.new("RGBA", img.size, (0, 0, 0, 255))
                 img = Image.alpha_composite(ground, img)
@@ -84,6 +91,21 @@ def decode_upload(payload: bytes, shape: tuple[int, ...], *, centre: bool = Fals
     if note:
         log.info(note)
     return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0)
+
+
+def reduced(img: Image.Image, side: int) -> Image.Image:
+    """An opened image decoded and shrunk by an integer factor to about ``side`` pixels on its
+    longer side (never below): a JPEG by decoding at a smaller scale, any other by a box reduction
+    right after decoding. Palette, 1-bit and 16-bit images are first converted to a mode that
+    averages (RGBA for a transparent palette)."""
+    img.draft(None, (side, side))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale; others ignore it
+    img.load()
+    if img.mode not in REDUCIBLE:
+        transparent = img.mode == "PA" or (img.mode == "P" and "transparency" in img.info)
+        img = img.convert("RGBA" if transparent else "L" if img.mode == "1" or img.mode.startswith("I;16")
+                          else "RGB")
+    factor = max(img.size) // side
+    return img.reduce(factor) if factor >= 2 else img
 
 
 def _centre_ink(img: Image.Image, side: int) -> Image.Image:

@@ -94,7 +94,7 @@ def cmd_explore(args) -> int:
         log.warning("warning: serving on %s: anyone who can reach this address can use the explorer "
                     "(it has no login); the default 127.0.0.1 is reachable from this machine only", args.host)
     sock = bind(args.host, args.port)
-    app = create_app(sessions, max_upload=int(args.max_upload * 1e6))
+    app = create_app(sessions, max_upload=int(args.max_upload * 1e6), hosts=[args.host])
     print(f"genlab explore: {', '.join(s.name for s in sessions)} at {url_of(sock)}  (Ctrl-C stops)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     server.run(sockets=[sock])

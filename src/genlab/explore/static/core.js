@@ -17,6 +17,8 @@ function busy(delta) {
   $("busy").hidden = pending === 0;
 }
 
+const BUSY_RETRIES = 10;
+
 // fetch JSON from the API; throws an Error carrying the server's message
 export async function api(path, { method = "GET", body, raw, run = state.run } = {}) {
   const opts = { method };
@@ -31,7 +33,13 @@ export async function api(path, { method = "GET", body, raw, run = state.run } =
   const url = path === "runs" ? "/api/runs" : `/api/runs/${run}/${path}`;
   busy(1);
   try {
-    const res = await fetch(url, opts);
+    let res = await fetch(url, opts);
+    // 503: the server's workers and queue are full; wait as it asks (Retry-After, seconds), a few times
+    for (let attempt = 0; res.status === 503 && attempt < BUSY_RETRIES; attempt++) {
+      const seconds = Number(res.headers.get("Retry-After")) || 1;
+      await new Promise((done) => setTimeout(done, seconds * 1000));
+      res = await fetch(url, opts);
+    }
     const data = await res.json().catch(() => ({ error: `${res.status} ${res.statusText}` }));
     if (!res.ok) throw new Error(data.error || `${res.status} ${res.statusText}`);
     return data;
