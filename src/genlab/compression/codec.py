@@ -169,8 +169,8 @@ def decompress(model, data: bytes, *, source: str = "file") -> tuple[list[Tensor
     encoder = constriction.stream.queue.RangeEncoder()
     _encode(encoder, stages, lo, models)
     if not np.array_equal(encoder.get_compressed(), words):
-        raise GenlabError(f"{source} is corrupt (its payload of {len(parsed.payload)} bytes does not end where "
-                          f"the coded stream of its {len(chw)} image(s) ends)")
+        raise GenlabError(f"{source} is corrupt (the payload does not end where the coded stream of its "
+                          f"{len(chw)} image(s) ends: {len(parsed.payload)} bytes)")
     images: list[Tensor] = []
     for a, b in _batches(chw):
         y_hat = torch.stack(latents[a:b]).to(model.device)
