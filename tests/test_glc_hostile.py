@@ -183,6 +183,19 @@ def test_decompress_refuses_a_header_or_payload_that_breaks_a_rule(case):
     assert "\n" not in str(err.value)
 
 
+def test_a_short_payload_for_many_images_is_refused_after_the_first_few(monkeypatch):
+    """The re-coded stream is held against the payload image by image: a 4-byte payload claiming 2,000
+    images stops being decoded as soon as the coded stream outruns it, not after all 2,000."""
+    model = _codec()
+    calls = []
+    decode_stages = model.decode_stages
+    monkeypatch.setattr(model, "decode_stages", lambda *a: calls.append(1) or decode_stages(*a))
+    data = _raw(model, [(1, 1, 1, f"{i}.png".encode()) for i in range(2000)], b"\x01\0\0\0")
+    with pytest.raises(GenlabError, match="corrupt"):
+        decompress(model, data)
+    assert 0 < len(calls) <= 10, len(calls)
+
+
 def test_an_mlp_codec_refuses_a_size_other_than_its_own():
     model = _codec(shape=(1, 8, 8), arch="mlp", hidden=(16,), entropy="factorized")
     good = glc.unpack(compress(model, [torch.rand(1, 8, 8)], names=["a.png"]))
