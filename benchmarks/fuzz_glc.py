@@ -338,10 +338,17 @@ def run_atheris(runs: int, models: dict, seeds: list, corpus: Path) -> None:
     corpus.mkdir(parents=True, exist_ok=True)
     for i, (key, data) in enumerate(seeds):
         (corpus / f"seed{i}-{key}.glc").write_bytes(data)
+    import inspect
+
+    import genlab.compression.codec as codec
+    from genlab.models.codec import Codec
+
     ids = {bytes(glc.unpack(data).model_id): key for key, data in seeds}
-    atheris.instrument_func(glc.unpack)
-    atheris.instrument_func(glc.check_names)
-    atheris.instrument_func(glc.check_sizes)
+    for module in (glc, codec):  # coverage of the format's and the decoder's Python code (not torch's)
+        for _, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ == module.__name__:
+                atheris.instrument_func(fn)
+    atheris.instrument_func(Codec.decode_stages)
 
     def one_input(data: bytes) -> None:
         data = fix_envelope(data)  # so that mutations reach the checks past the CRC

@@ -175,6 +175,9 @@ def unpack(data: bytes, *, source: str = "file") -> GlcFile:
     if len(data) < _ENVELOPE.size + 4:
         raise GenlabError(f"{source} is truncated ({len(data)} bytes, shorter than any .glc header)")
     _, version, total = _ENVELOPE.unpack_from(data)
+    if max(len(data), total) > MAX_FILE_BYTES:
+        raise GenlabError(f"{source} is {max(len(data), total):,} bytes; a .glc file is at most {MAX_FILE_BYTES:,} "
+                          "bytes")
     if len(data) < total:
         raise GenlabError(f"{source} is truncated ({len(data)} of {total} bytes)")
     if len(data) > total:
