@@ -12,13 +12,17 @@ len(name) bytes per image).
 
 Decoding is exact: the decoder rebuilds the same integer tables from the same weights (the file
 names the model by a hash that covers the tables), decodes the same integers, and runs g_s on
-groups of consecutive same-size images, exactly as ``model.reconstruct`` does on that batch.
+batches of consecutive same-size images (at most ``format.MAX_IMAGE_PIXELS`` pixels a batch), exactly
+as ``model.reconstruct`` does on that batch. A payload is accepted only if it is exactly what the
+encoder writes for the integers it decodes to: the range decoder reads zeros past the end of its data,
+so a truncated or padded stream would otherwise decode to a plausible image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 
 import constriction
@@ -58,33 +62,38 @@ def _table_models(model) -> tuple[np.ndarray, list]:
     return lo, models
 
 
-def _groups(sizes: Sequence[tuple]) -> list[tuple[int, int]]:
-    """(start, stop) of runs of consecutive equal sizes: the batches g_a / g_s see."""
+def _batches(sizes: Sequence[tuple]) -> list[tuple[int, int]]:
+    """(start, stop) of the batches g_a / g_s see: runs of consecutive equal sizes, each cut to at most
+    ``format.MAX_IMAGE_PIXELS`` pixels (one image at least), so memory stays bounded on any file."""
     out, start = [], 0
     for i in range(1, len(sizes) + 1):
-        if i == len(sizes) or sizes[i] != sizes[start]:
+        full = (i - start + 1) * math.prod(sizes[start][-2:]) > glc.MAX_IMAGE_PIXELS
+        if i == len(sizes) or sizes[i] != sizes[start] or full:
             out.append((start, i))
             start = i
     return out
 
 
-def _check_images(model, images: Sequence[Tensor]) -> None:
+def _check_sizes(model, sizes: Sequence[tuple[int, int, int]], *, source: str | None = None) -> None:
+    """GenlabError unless this codec codes images of these (C, H, W): its channel count, and for an MLP
+    codec its one size (a conv codec pads any size to its stride)."""
     shape = tuple(model.data_info.shape)
     if not model.is_image:
         raise GenlabError("only image codecs write .glc files")
-    for i, x in enumerate(images):
-        if x.ndim != 3 or x.shape[0] != shape[0]:
-            raise GenlabError(f"image {i} has shape {tuple(x.shape)}; this codec codes {shape[0]}-channel "
+    where = f"{source} is corrupt: image" if source else "image"
+    for i, size in enumerate(sizes):
+        if len(size) != 3 or size[0] != shape[0]:
+            raise GenlabError(f"{where} {i} has shape {tuple(size)}; this codec codes {shape[0]}-channel "
                               "images (C, H, W)")
-        if not model.conv and tuple(x.shape) != shape:
-            raise GenlabError(f"image {i} is {tuple(x.shape)}: an MLP codec only codes {shape} images")
+        if not model.conv and tuple(size) != shape:
+            raise GenlabError(f"{where} {i} is {tuple(size)}: an MLP codec only codes {shape} images")
 
 
 @torch.no_grad()
 def image_stages(model, images: Sequence[Tensor]) -> list:
     """Each image's coding stages, computed in the same batches that ``model.reconstruct`` sees."""
     out: list = []
-    for a, b in _groups([tuple(x.shape) for x in images]):
+    for a, b in _batches([tuple(x.shape) for x in images]):
         out += model.symbol_stages(torch.stack(list(images[a:b])).to(model.device))
     return out
 
@@ -95,12 +104,14 @@ def _encode(encoder, stages, lo: np.ndarray, models: list) -> None:
             encoder.encode((values[ids == t] - lo[t]).astype(np.int32), models[t])
 
 
-def _reader(decoder, lo: np.ndarray, models: list):
+def _reader(decoder, lo: np.ndarray, models: list, stages: list):
+    """``read(ids) -> values`` for ``Codec.decode_stages``; appends each (ids, values) to ``stages``."""
     def read(ids: np.ndarray) -> np.ndarray:
         values = np.empty(len(ids), dtype=np.int64)
         for t in np.unique(ids):
             mask = ids == t
             values[mask] = decoder.decode(models[t], int(mask.sum())).astype(np.int64) + lo[t]
+        stages.append((ids, values))
         return values
 
     return read
@@ -109,15 +120,17 @@ def _reader(decoder, lo: np.ndarray, models: list):
 def compress(model, images: Sequence[Tensor], *, names: Sequence[str] | None = None,
              quality: int | None = None) -> bytes:
     """Images (C, H, W) in [0, 1] -> the bytes of a .glc file."""
-    _check_images(model, images)
-    model.eval()
+    _check_sizes(model, [tuple(x.shape) for x in images])
+    sizes = [(int(x.shape[1]), int(x.shape[2]), int(x.shape[0])) for x in images]
+    glc.check_sizes(sizes)
     names = list(names) if names is not None else [f"image{i:04d}" for i in range(len(images))]
+    glc.check_names(names)
+    model.eval()
     lo, models = _table_models(model)
     encoder = constriction.stream.queue.RangeEncoder()
     for stages in image_stages(model, images):
         _encode(encoder, stages, lo, models)
     payload = encoder.get_compressed().astype("<u4").tobytes()
-    sizes = [(int(x.shape[1]), int(x.shape[2]), int(x.shape[0])) for x in images]
     q = model.config.quality if quality is None else quality
     return glc.pack(glc.GlcFile(model_id=model_identity(model), quality=q, sizes=sizes, names=names,
                                 payload=payload))
@@ -133,22 +146,36 @@ def check_model(model, parsed: glc.GlcFile, *, source: str = "file") -> None:
 
 @torch.no_grad()
 def decompress(model, data: bytes, *, source: str = "file") -> tuple[list[Tensor], list[str]]:
-    """The bytes of a .glc file -> (images (C, H, W) in [0, 1], names)."""
+    """The bytes of a .glc file -> (images (C, H, W) in [0, 1], names).
+
+    Every check runs before g_s (the step whose memory grows with pixels): the header's limits
+    (``format.unpack``), the model, the sizes this model codes, and the payload, which must be exactly
+    what the range coder writes for the integers it decodes to (no word missing, none left over)."""
     parsed = glc.unpack(data, source=source)
     check_model(model, parsed, source=source)
+    chw = [(c, h, w) for h, w, c in parsed.sizes]
+    _check_sizes(model, chw, source=source)
     model.eval()
     lo, models = _table_models(model)
     words = np.frombuffer(parsed.payload, dtype="<u4").astype(np.uint32)
-    read = _reader(constriction.stream.queue.RangeDecoder(words), lo, models)
+    stages: list = []
+    read = _reader(constriction.stream.queue.RangeDecoder(words), lo, models, stages)
+    encoder = constriction.stream.queue.RangeEncoder()  # re-codes what is decoded, to hold it against the payload
     latents = []
-    try:
-        for h, w, c in parsed.sizes:
-            latents.append(model.decode_stages((c, h, w), read))
-    except Exception as err:  # noqa: BLE001  (constriction raises plain errors on bad streams)
-        raise GenlabError(f"{source} is corrupt (the payload does not decode: {err})") from None
+    for size in chw:
+        try:
+            latents.append(model.decode_stages(size, read))
+        except Exception as err:  # noqa: BLE001  (constriction raises plain errors on bad streams)
+            raise GenlabError(f"{source} is corrupt (the payload does not decode: {err})") from None
+        _encode(encoder, stages, lo, models)
+        stages.clear()
+        if encoder.num_words() > len(words) + 1:  # sealing adds 1 or 2 words: the stream already outruns the payload
+            break
+    if len(latents) < len(chw) or not np.array_equal(encoder.get_compressed(), words):
+        raise GenlabError(f"{source} is corrupt (the payload does not end where the coded stream of its "
+                          f"{len(chw)} image(s) ends: {len(parsed.payload)} bytes)")
     images: list[Tensor] = []
-    chw = [(c, h, w) for h, w, c in parsed.sizes]
-    for a, b in _groups(chw):
+    for a, b in _batches(chw):
         y_hat = torch.stack(latents[a:b]).to(model.device)
         images += list(model.output(model.synthesize(y_hat, chw[a])).cpu())
     return images, parsed.names
@@ -162,7 +189,7 @@ def rate_check(model, images: Sequence[Tensor]) -> dict:
     data = compress(model, images)
     payload_bits = 8 * len(glc.unpack(data).payload)
     estimate = 0.0
-    for a, b in _groups([tuple(x.shape) for x in images]):
+    for a, b in _batches([tuple(x.shape) for x in images]):
         estimate += float(model.estimated_bits(torch.stack(list(images[a:b])).to(model.device)).sum())
     limit = (1 + RATE_TOLERANCE) * estimate + FLUSH_BITS
     return {"images": len(images), "estimated_bits": estimate, "payload_bits": payload_bits,
@@ -173,7 +200,7 @@ def rate_check(model, images: Sequence[Tensor]) -> dict:
 def payload_bytes_per_image(model, images: Sequence[Tensor]) -> list[int]:
     """Payload bytes of each image coded alone (its own stream, flush included): the honest
     per-image rate for rate–distortion curves."""
-    _check_images(model, images)
+    _check_sizes(model, [tuple(x.shape) for x in images])
     model.eval()
     lo, models = _table_models(model)
     sizes = []

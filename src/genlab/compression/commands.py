@@ -1,7 +1,8 @@
 """``genlab compress`` / ``decompress`` / ``rd``: learned compression from the command line.
 
-Every check runs before anything is written; a decompressed file set is decoded in memory in full
-and only then written, each PNG atomically.
+Every check runs before anything is written: ``compress`` checks every name and every image's header
+(its pixel count) before decoding a pixel; ``decompress`` decodes the whole file in memory and only then
+writes, each PNG atomically, removing what it wrote if a write fails.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,6 +35,41 @@ def _load_codec(run_path: str, which: str = "best"):
     return model, config
 
 
+@contextmanager
+def _opened(path: Path):
+    """A Pillow image opened lazily (header read, pixels not decoded), refused with one line if it is not
+    an image or holds more pixels than a .glc image may (``format.MAX_IMAGE_PIXELS``)."""
+    from . import format as glc
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap is far lower
+            img = Image.open(path)
+    except FileNotFoundError:
+        raise GenlabError(f"image {path} does not exist") from None
+    except Image.DecompressionBombError as err:
+        raise GenlabError(f"image {path} is too large to compress ({err}); genlab codes images of at most "
+                          f"{glc.MAX_IMAGE_PIXELS:,} pixels") from None
+    except Exception as err:  # any failure to open a user's file is a bad file
+        raise GenlabError(f"cannot read image {path} ({_one_line(err)})") from None
+    with img:
+        w, h = img.size
+        if h * w > glc.MAX_IMAGE_PIXELS:
+            raise GenlabError(f"image {path} is {w}x{h} = {w * h:,} pixels; genlab codes images of at most "
+                              f"{glc.MAX_IMAGE_PIXELS:,} pixels (2048x2048)")
+        yield img
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file from its header, without decoding its pixels (see ``_opened``)."""
+    with _opened(path) as img:
+        return img.height, img.width
+
+
 def _png_bytes(x: torch.Tensor) -> bytes:
     from .rd import to_uint8
 
@@ -42,11 +80,19 @@ def _png_bytes(x: torch.Tensor) -> bytes:
 
 def cmd_compress(args) -> int:
     from ..data.user_images import load_user_image
+    from . import format as glc
     from .codec import compress
 
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".glc":
         raise GenlabError(f"output {out} must end in .glc")
+    if out.is_dir():
+        raise GenlabError(f"output {out} is a folder; name the .glc file to write")
+    paths = [Path(p).expanduser() for p in args.images]
+    names = [p.name for p in paths]
+    glc.check_names(names)
+    sizes = [image_size(p) for p in paths]  # every header checked before any pixel is decoded
+    glc.check_sizes([(h, w, 1) for h, w in sizes])
     from .ladder import run_folders
 
     (run,) = run_folders(args.run, args.quality, default="middle")
@@ -54,11 +100,6 @@ def cmd_compress(args) -> int:
     if args.quality is not None and args.quality != model.config.quality:
         raise GenlabError(f"{args.run} is quality {model.config.quality}, not -q {args.quality}; "
                           "pass the run folder of that quality, or its ladder")
-    paths = [Path(p).expanduser() for p in args.images]
-    names = [p.name for p in paths]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise GenlabError(f"two inputs share the name {dupes[0]!r}: decompress would write one over the other")
     images = [load_user_image(p, model.data_info.shape[0], None if model.conv else model.data_info.shape[1:])
               for p in paths]  # a convolutional codec codes any size
     data = compress(model, images, names=names)
@@ -71,14 +112,47 @@ def cmd_compress(args) -> int:
     return 0
 
 
-def cmd_decompress(args) -> int:
+def _write_files(outdir: Path, files: list[tuple[str, bytes]]) -> None:
+    """Writes each (name, bytes) into ``outdir``, each atomically; if one write fails, removes the files
+    this call created (and ``outdir`` if it made it) and raises one line."""
     from ..training.checkpoint import atomic_write_bytes
+
+    for name, _ in files:
+        if (outdir / name).is_dir():
+            raise GenlabError(f"{outdir / name} is a folder; cannot write the image {name} there")
+    made_dir = not outdir.exists()
+    created: list[Path] = []
+    try:
+        for name, data in files:
+            target = outdir / name
+            existed = target.exists()
+            atomic_write_bytes(target, data)
+            if not existed:
+                created.append(target)
+    except BaseException as err:
+        for p in created:
+            p.unlink(missing_ok=True)
+        if made_dir and outdir.is_dir() and not any(outdir.iterdir()):
+            outdir.rmdir()
+        if isinstance(err, OSError):
+            raise GenlabError(f"cannot write into {outdir} ({err.strerror or _one_line(err)}); the images "
+                              "this command had written there were removed") from None
+        raise
+
+
+def cmd_decompress(args) -> int:
     from . import format as glc
     from .codec import decompress
 
     path = Path(args.file).expanduser()
     if not path.is_file():
         raise GenlabError(f"{path} does not exist")
+    if path.stat().st_size > glc.MAX_FILE_BYTES:
+        raise GenlabError(f"{path} is {path.stat().st_size:,} bytes; a .glc file is at most "
+                          f"{glc.MAX_FILE_BYTES:,} bytes")
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise GenlabError(f"{outdir} exists and is not a folder")
     data = path.read_bytes()
     parsed = glc.unpack(data, source=str(path))
     if args.run is None:
@@ -88,15 +162,10 @@ def cmd_decompress(args) -> int:
     (run,) = run_folders(args.run, parsed.quality if is_ladder(args.run) else None)
     model, _ = _load_codec(str(run), args.checkpoint)
     images, names = decompress(model, data, source=str(path))
-    files = [(Path(n).name or f"image{i:04d}", x) for i, (n, x) in enumerate(zip(names, images, strict=True))]
-    files = [(n if n.lower().endswith(".png") else f"{Path(n).stem}.png", x) for n, x in files]
-    encoded = [(n, _png_bytes(x)) for n, x in files]  # everything decoded before anything is written
-    outdir = Path(args.output).expanduser()
-    if outdir.exists() and not outdir.is_dir():
-        raise GenlabError(f"{outdir} exists and is not a folder")
-    for name, png in encoded:
-        atomic_write_bytes(outdir / name, png)
-    _out(f"wrote {len(encoded)} image(s) to {outdir}")
+    # names are checked by unpack (no path, unique PNG names); everything is decoded before anything is written
+    files = [(glc.png_name(n), _png_bytes(x)) for n, x in zip(names, images, strict=True)]
+    _write_files(outdir, files)
+    _out(f"wrote {len(files)} image(s) to {outdir}")
     return 0
 
 
