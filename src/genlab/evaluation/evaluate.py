@@ -371,8 +371,6 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
     size = len(data.splits[split])
     n_sample = min(n or DEFAULT_N, size)
     too_few = _too_few(chosen, split, size, n)
-    if too_few:
-        log.info("too few %s items for: %s", split, "; ".join(f"{k} ({v})" for k, v in too_few.items()))
     chosen = [m for m in chosen if m.name not in too_few]
     skipped.update(too_few)
     values: dict[str, float] = {}
