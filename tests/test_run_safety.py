@@ -1,0 +1,157 @@
+"""Nothing lost: a small data set of the user's own images trains and saves; a stop signal at any
+stage of ``genlab train`` leaves the latest state on disk; a full disk says so in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import genlab.evaluation.features as features_mod
+from genlab.cli import main
+from genlab.training import load_checkpoint
+from genlab.training.logger import read_jsonl
+from genlab.training.signals import PAUSE_AT, PAUSE_SIGNALS
+
+TINY = ["--set", "model.hidden=32", "--set", "model.latent_dim=2", "--set", "train.batch_size=16"]
+
+
+def _images(folder, n: int, make) -> str:
+    """n images made by ``make(rng) -> PIL image`` into ``folder``; the data spec."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = make(rng)
+        img.save(folder / f"{i:03d}.{'gif' if img.mode == 'P' else 'tif' if img.mode == 'CMYK' else 'png'}")
+    return f"folder:{folder}"
+
+
+def _grey(rng) -> Image.Image:
+    return Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8))
+
+
+def _rgb(rng) -> Image.Image:
+    return Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8))
+
+
+SETS = {  # name: (items, their maker, Pillow mode)
+    "grey-20": (20, _grey, "L"),
+    "grey-40": (40, _grey, "L"),
+    "grey-100": (100, _grey, "L"),
+    "16-bit-10": (10, lambda rng: Image.fromarray((rng.random((12, 12)) * 65535).astype(np.uint16)), "I;16"),
+    "cmyk-10": (10, lambda rng: _rgb(rng).convert("CMYK"), "CMYK"),
+    "rgba-10": (10, lambda rng: Image.fromarray((rng.random((12, 12, 4)) * 255).astype(np.uint8), "RGBA"), "RGBA"),
+    "gif-10": (10, lambda rng: _rgb(rng).convert("P"), "P"),
+}
+#: test-split items of a user set (90/5/5, at least one each) and the minimum of each sample metric
+TEST_ITEMS = {10: 1, 20: 1, 40: 2, 100: 5}
+NEEDS = {"fd": 2, "kid": 2, "precision": 4, "recall": 4, "density": 6, "coverage": 6}
+
+
+def _idx(path, n: int) -> str:
+    pixels = (np.random.default_rng(0).random((n, 12, 12)) * 255).astype(np.uint8)
+    path.write_bytes(struct.pack(">IIII", 0x803, n, 12, 12) + pixels.tobytes())
+    return f"idx:{path}"
+
+
+@pytest.mark.parametrize("name", [*SETS, "idx-20"])
+def test_a_small_data_set_trains_saves_and_reports_the_metrics_it_cannot_compute(tmp_path, name, capsys,
+                                                                                  monkeypatch):
+    """20 of the user's own photos hold one test image: FD cannot be computed on it. The run still
+    trains, saves its checkpoint and reports FD as skipped with the minimum it needs."""
+    monkeypatch.setattr(features_mod, "MIN_STEPS", 5)  # the feature net's quality is not under test
+    if name == "idx-20":
+        n, spec = 20, _idx(tmp_path / "small-images-idx3-ubyte", 20)
+    else:
+        n, make, mode = SETS[name]
+        spec = _images(tmp_path / name, n, make)
+        assert Image.open(next((tmp_path / name).iterdir())).mode == mode  # the format under test
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--data", spec, "--steps", "6", "--runs", str(runs), *TINY]) == 0
+    out = capsys.readouterr().out
+    (run,) = runs.iterdir()
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
+    skipped = json.loads((run / "metrics.json").read_text())["info"]["skipped"]
+    items = TEST_ITEMS[n]
+    for metric, minimum in NEEDS.items():
+        if items < minimum:
+            reason = f"needs at least {minimum} items, the test split gives {items}"
+            assert skipped[metric] == reason and f"skipped {metric}: {reason}" in out
+    (validation,) = read_jsonl(run / "metrics.jsonl")  # the final validation: val has as few items
+    assert "elbo" in validation and "recon_mse" in validation
+    if items < 2:
+        assert validation["skipped"]["fd"] == "needs at least 2 items, the val split gives 1"
+    else:
+        assert "fd" in validation
+
+
+# --- stop signals at every stage -----------------------------------------------------------------
+SIGNAL_RUN = ["--data", "digits", "--steps", "5", *TINY, "--set", "train.eval_every=3", "--set",
+              "train.eval_metrics=elbo", "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0",
+              "--set", "train.log_every=1"]
+
+
+def _train_and_signal(tmp_path, stage: str, signals: tuple[int, ...]) -> tuple[int, str, str, Path]:
+    """``genlab train`` in a child held at ``stage`` (its pause point) until the signals arrive, sent
+    one after another once the child has seen the previous one: (exit code, stdout, stderr, run)."""
+    env = {**os.environ, PAUSE_AT: stage, PAUSE_SIGNALS: str(len(signals))}
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "-q", "train", "vae", "--runs", str(runs),
+                             *SIGNAL_RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    try:
+        for k, sig in enumerate(signals):
+            wanted = f"genlab-test: paused at {stage.split('@')[0]}" if k == 0 else \
+                f"genlab-test: signal {k} at {stage.split('@')[0]}"
+            while (line := proc.stderr.readline()) and line.strip() != wanted:
+                seen.append(line)
+            assert line, f"the child never reached {wanted!r}: {''.join(seen)[-2000:]}"
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    (run,) = runs.iterdir()
+    return proc.returncode, out, "".join(seen) + err, run
+
+
+def _resumes(run: Path, step: int) -> None:
+    """The checkpoint holds ``step`` and the run continues from it."""
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == step
+    assert main(["-q", "train", "vae", "--resume", str(run), "--steps", str(step + 2), "--no-final"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == step + 2
+
+
+INT, TERM = signal.SIGINT, signal.SIGTERM
+
+
+@pytest.mark.parametrize(("stage", "signals", "step", "code"), [
+    ("setup", (TERM,), 0, 0),  # the model and the trainer being built: it saves at step 0 once they are
+    ("before-first-step", (INT,), 0, 0),
+    ("mid-step@4", (TERM,), 4, 0),  # during the 4th step: it ends, then the run saves
+    ("validation", (INT,), 3, 0),  # the evaluation at step 3 is dropped at once
+    ("final-evaluation", (INT,), 5, 0),  # the issue's case: was exit 130 with no checkpoint
+    ("final-evaluation", (TERM,), 5, 0),  # ... and killed by SIGTERM
+    ("pictures", (INT,), 5, 0),
+    ("final-report", (TERM,), 5, 0),
+    ("save", (INT,), 5, 0),  # the final save finishes first
+    ("save", (TERM, INT), 5, 130),  # a second signal: saved all the same, exit 130
+])
+def test_a_stop_signal_at_any_stage_saves_the_latest_state(tmp_path, stage, signals, step, code):
+    returncode, out, err, run = _train_and_signal(tmp_path, stage, signals)
+    assert returncode == code, (out, err)
+    assert "Traceback" not in err
+    _resumes(run, step)
+    if stage in ("final-evaluation", "pictures", "final-report", "save"):  # training had reached its target
+        assert "finished at step 5" in out and "the final report is skipped" in out
+        assert not (run / "metrics.json").exists()
+    else:
+        assert f"interrupted at step {step}" in out
