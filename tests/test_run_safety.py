@@ -3,7 +3,9 @@ stage of ``genlab train`` leaves the latest state on disk; a full disk says so i
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import signal
 import struct
@@ -155,3 +157,85 @@ def test_a_stop_signal_at_any_stage_saves_the_latest_state(tmp_path, stage, sign
         assert not (run / "metrics.json").exists()
     else:
         assert f"interrupted at step {step}" in out
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+QUICK_RUN = ["--data", "digits", *TINY, "--set", "train.eval_metrics=elbo", "--set", "train.sample_every=0",
+             "--no-final"]
+
+
+def _fill_the_disk_at_checkpoint_write(monkeypatch, after: int) -> None:
+    """Writes of checkpoint.pt's temp file fail with ENOSPC half-way, from the ``after``+1-th on."""
+    real_fdopen, writes = os.fdopen, []
+
+    def fdopen(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".checkpoint.pt."):
+            writes.append(fd)
+            if len(writes) > after:
+                real_write = f.write
+
+                def write(data):
+                    real_write(data[: len(data) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+                f.write = write
+        return f
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+
+
+def test_a_full_disk_names_the_last_good_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    _fill_the_disk_at_checkpoint_write(monkeypatch, after=1)  # step 3 is written, the final save (6) is not
+    runs = tmp_path / "runs"
+    code = main(["-q", "train", "vae", "--steps", "6", "--set", "train.checkpoint_every=3", "--runs", str(runs),
+                 *QUICK_RUN])
+    err = capsys.readouterr().err
+    (run,) = runs.iterdir()
+    assert code == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("genlab: error:")]
+    assert line.startswith(f"genlab: error: the disk is full: could not write {run / 'checkpoint.pt'}")
+    assert f"the last good checkpoint is {run / 'checkpoint.pt'} (step 3)" in line and "--resume" in line
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_a_disk_full_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch, capsys):
+    _fill_the_disk_at_checkpoint_write(monkeypatch, after=0)
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--steps", "2", "--runs", str(runs), *QUICK_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "the disk is full" in err and "no checkpoint was written" in err
+
+
+def test_a_full_disk_under_a_log_line_is_one_line_too(tmp_path, monkeypatch, capsys):
+    from genlab.training.logger import RunLogger
+
+    real_write = RunLogger.write
+
+    def write(self, file, step, values, **extra):
+        if file == "stats.jsonl" and step >= 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.folder / file))
+        return real_write(self, file, step, values, **extra)
+
+    monkeypatch.setattr(RunLogger, "write", write)
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--steps", "6", "--set", "train.log_every=1", "--set",
+                 "train.checkpoint_every=2", "--runs", str(runs), *QUICK_RUN]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "the disk is full: could not write" in err and "stats.jsonl" in err
+    assert "(step 2)" in err
+
+
+def test_resume_removes_the_temp_files_of_killed_checkpoint_writes(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--steps", "2", "--runs", str(runs), *QUICK_RUN]) == 0
+    (run,) = runs.iterdir()
+    leftovers = [run / ".checkpoint.pt.k3x_9a2q.tmp", run / ".best.pt.0abcdefg.tmp"]
+    others = [run / ".checkpoint.pt.notmkstemp.tmp", run / "notes.tmp", run / ".config.json.k3x_9a2q.tmp"]
+    for f in leftovers + others:
+        f.write_bytes(b"half a checkpoint")
+    caplog.set_level(logging.INFO)
+    assert main(["train", "vae", "--resume", str(run), "--steps", "3", "--no-final"]) == 0
+    assert not any(f.exists() for f in leftovers) and all(f.exists() for f in others)
+    assert "removed .checkpoint.pt.k3x_9a2q.tmp, left by a write that was killed" in caplog.text
