@@ -22,7 +22,7 @@ import genlab.evaluation.features as features_mod
 from genlab.cli import main
 from genlab.training import load_checkpoint
 from genlab.training.logger import read_jsonl
-from genlab.training.signals import PAUSE_AT, PAUSE_SIGNALS
+from genlab.training.signals import PAUSE_AT, PAUSE_SIGNALS, StopSignals
 
 TINY = ["--set", "model.hidden=32", "--set", "model.latent_dim=2", "--set", "train.batch_size=16"]
 
@@ -239,3 +239,37 @@ def test_resume_removes_the_temp_files_of_killed_checkpoint_writes(tmp_path, cap
     assert main(["train", "vae", "--resume", str(run), "--steps", "3", "--no-final"]) == 0
     assert not any(f.exists() for f in leftovers) and all(f.exists() for f in others)
     assert "removed .checkpoint.pt.k3x_9a2q.tmp, left by a write that was killed" in caplog.text
+
+
+def test_the_checkpoint_records_the_best_the_final_evaluation_picks(tmp_path):
+    """The run is saved before the final evaluation; when that evaluation picks new best weights the
+    checkpoint's record of the best follows, so a resumed run compares against the right value."""
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--steps", "20", "--set", "train.eval_every=7", "--runs", str(runs),
+                 *QUICK_RUN]) == 0
+    (run,) = runs.iterdir()
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [7, 14, 20]
+    best = load_checkpoint(run / "best.pt")["best"]
+    assert best["step"] == 20 and load_checkpoint(run / "checkpoint.pt")["best"] == best
+
+
+def test_stop_signals_wait_for_protected_work_and_drop_abortable_work():
+    before = signal.getsignal(signal.SIGTERM)
+    wrote = []
+    with StopSignals() as stop:
+        with pytest.raises(KeyboardInterrupt):
+            with stop.abortable():  # e.g. an evaluation
+                with stop.protected():  # e.g. its write: the signal waits for its end
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    wrote.append("all of it")
+                wrote.append("after the write")  # not reached: dropped once the write ended
+        assert wrote == ["all of it"] and stop.requested and not stop.insisted
+        with pytest.raises(KeyboardInterrupt):
+            with stop.abortable():  # a signal that came before the region began ends it at once
+                wrote.append("never")
+        with stop.abortable(at=2):  # e.g. setup: the first signal lets it finish, the second ends it
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                wrote.append("never")
+        assert stop.insisted and wrote == ["all of it"]
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -273,13 +273,11 @@ class Trainer:
             with self.stop.abortable():
                 if self.best is None or self.best.get("step") != self.step:
                     self.stop.pause_point("final-evaluation")
-                    before = self.best
-                    self.evaluate(None)
-                    if self.best != before:
-                        self._write(self.run.checkpoint, {**saved, "best": self.best or {}})
+                    self.evaluate(None, saved=saved)
                 self.stop.pause_point("pictures")
                 self.save_sample_grid()
-                plot_curves(self.run.path)
+                with self.stop.protected():
+                    plot_curves(self.run.path)
         except KeyboardInterrupt:
             log.warning("stopped: the final validation and pictures are skipped; the run is saved")
 
@@ -334,8 +332,9 @@ class Trainer:
             return choice if choice in values else None
         return next((m for m in self.eval_metrics if m in values), None)
 
-    def evaluate(self, bar) -> dict[str, float]:
-        """Validation metrics; the selection metric's best value keeps its weights in best.pt."""
+    def evaluate(self, bar, *, saved: dict | None = None) -> dict[str, float]:
+        """Validation metrics; the selection metric's best value keeps its weights in best.pt.
+        ``saved``: the state just saved at this step, whose checkpoint then records a new best too."""
         from ..evaluation import evaluate
         from ..evaluation.evaluate import NOT_APPLICABLE
 
@@ -360,8 +359,11 @@ class Trainer:
             sign = 1 if METRICS.get(key).higher_is_better else -1
             value = values[key]
             if self.best is None or sign * value > sign * self.best["value"]:
-                self.best = {"metric": key, "value": value, "step": self.step}
-                self._write(self.run.best, {"model": self.model.state_dict(), "best": self.best})
+                with self.stop.protected():  # best.pt and the records of it change together
+                    self.best = {"metric": key, "value": value, "step": self.step}
+                    self._write(self.run.best, {"model": self.model.state_dict(), "best": self.best})
+                    if saved is not None:
+                        self._write(self.run.checkpoint, {**saved, "best": self.best})
         return values
 
     def save_sample_grid(self) -> Path | None:
@@ -377,7 +379,8 @@ class Trainer:
         # conditional (and mixture) models cycle their groups 0..K-1: K columns put one in each column
         nrow = self.model.sample_groups
         self.save_dfield(folder)
-        return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
+        with self.stop.protected():  # no half-written PNG for the explorer to trip on
+            return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
 
     def save_dfield(self, folder: Path) -> Path | None:
         """A model with a critic on 2-D points: D's field and G's gradient arrows at this step."""
