@@ -19,10 +19,13 @@ import torch
 from PIL import Image
 
 import genlab.evaluation.features as features_mod
+import genlab.training.signals as signals
 from genlab.cli import main
 from genlab.training import load_checkpoint
 from genlab.training.logger import read_jsonl
 from genlab.training.signals import PAUSE_AT, PAUSE_SIGNALS, StopSignals
+
+from conftest import blobs
 
 TINY = ["--set", "model.hidden=32", "--set", "model.latent_dim=2", "--set", "train.batch_size=16"]
 
@@ -273,3 +276,22 @@ def test_stop_signals_wait_for_protected_work_and_drop_abortable_work():
                 wrote.append("never")
         assert stop.insisted and wrote == ["all of it"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_stop_signal_ends_a_codec_ladder_once_the_quality_in_training_is_saved(tmp_path, monkeypatch, capsys):
+    def announce(text: str) -> None:  # the pause point is reached: Ctrl-C, delivered right there
+        if text.startswith("paused"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setenv(PAUSE_AT, "mid-step@3")
+    monkeypatch.setattr(signals, "_announce", announce)
+    data = blobs(120, size=12)
+    npz = tmp_path / "blobs.npz"
+    np.savez(npz, x=data.x.numpy())
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "codec", "--data", f"npz:{npz}", "--qualities", "1,4", "--steps", "20", "--no-final",
+                 "--runs", str(runs), "--set", "model.channels=[8,8]", "--set", "model.latent_dim=4",
+                 "--set", "train.eval_every=0", "--set", "train.sample_every=0"]) == 0
+    (ladder,) = runs.iterdir()
+    assert 0 < load_checkpoint(ladder / "q1" / "checkpoint.pt")["step"] < 20
+    assert not (ladder / "q4").exists() and "ladder: stopped at quality 1" in capsys.readouterr().out

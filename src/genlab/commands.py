@@ -147,7 +147,7 @@ def _train(args) -> int:
     # from here to the last write a stop signal never loses trained work (training.signals): the first
     # ends training at the step in progress, saves, and skips or cuts short the rest; exit 0, or 130
     # when a second came. During setup the first waits for the trainer, which then saves at once.
-    with StopSignals() as stop:
+    with getattr(args, "stop", None) or StopSignals() as stop:  # a codec ladder passes its own
         with stop.abortable(at=2):
             stop.pause_point("setup")
             trainer = Trainer(model, data, run, config.train, progress=not args.quiet, stop=stop)

@@ -31,8 +31,9 @@ PAUSE_LIMIT = 60.0  # seconds a pause point waits for its signals at most
 
 
 class StopSignals:
-    """SIGINT and SIGTERM as stop requests while installed (a context manager; main thread only,
-    elsewhere installing does nothing). ``count``: signals received so far."""
+    """SIGINT and SIGTERM as stop requests while installed: a context manager, re-entrant (the
+    handlers go back when the outermost ``with`` ends), main thread only (elsewhere it installs
+    nothing). ``count``: signals received so far."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -40,6 +41,7 @@ class StopSignals:
         self.count = 0
         self._abort_at: int | None = None  # in an abortable region: the count that raises there
         self._previous: dict = {}
+        self._depth = 0  # nested ``with`` blocks
         self._visits: dict[str, int] = {}
 
     @property
@@ -51,25 +53,18 @@ class StopSignals:
         """A second signal came: the command exits 130 (after saving)."""
         return self.count > 1
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
-
-    def install(self) -> StopSignals:
-        if not self._previous and threading.current_thread() is threading.main_thread():
+    def __enter__(self) -> StopSignals:
+        if self._depth == 0 and threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self._depth += 1
         return self
 
-    def restore(self) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
-
-    def __enter__(self) -> StopSignals:
-        return self.install()
-
     def __exit__(self, *exc) -> None:
-        self.restore()
+        self._depth -= 1
+        if self._depth == 0:
+            for s, handler in self._previous.items():
+                signal.signal(s, handler)
+            self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         self.count += 1

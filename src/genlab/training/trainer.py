@@ -55,8 +55,8 @@ class TrainResult:
 
 
 class Trainer:
-    """``stop``: the caller's installed ``StopSignals`` when they should cover more than ``fit`` (the
-    CLI's covers the final report too); by default ``fit`` installs its own for its duration."""
+    """``stop``: the caller's ``StopSignals`` when one should cover more than ``fit`` (the CLI's covers
+    the trainer's construction and the final report too); ``fit`` installs it for its duration."""
 
     def __init__(self, model: GenerativeModel, data: DataSet, run: Run, config: TrainConfig, *,
                  progress: bool = True, stop: StopSignals | None = None):
@@ -227,14 +227,13 @@ class Trainer:
         if target is None and self.cfg.time is None and self.cfg.cpu_time is None:
             target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
         self._batches = iter(self.loader)
-        installed_here = not self.stop.installed
-        self.stop.install()
         try:
-            interrupted = self._train_to(target)
-            state = self.save()  # every rank (the RNG states are gathered); rank 0 writes
-            if self.world.main:
-                self._finish(state)
-            self.logger.close()
+            with self.stop:
+                interrupted = self._train_to(target)
+                state = self.save()  # every rank (the RNG states are gathered); rank 0 writes
+                if self.world.main:
+                    self._finish(state)
+                self.logger.close()
         except DiskFull as err:  # a checkpoint write: name the one that is still good
             raise DiskFull(f"{err}; {self._after_disk_full()}") from None
         except OSError as err:  # the disk filled up under a log line or a picture
@@ -242,9 +241,6 @@ class Trainer:
                 raise
             raise DiskFull(f"the disk is full: could not write {err.filename} ({err.strerror}); "
                            f"{self._after_disk_full()}") from None
-        finally:
-            if installed_here:
-                self.stop.restore()
         self._runners = None  # release the DDP wrappers (and their hold on the process group)
         epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
         return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
