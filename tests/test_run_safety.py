@@ -295,3 +295,19 @@ def test_a_stop_signal_ends_a_codec_ladder_once_the_quality_in_training_is_saved
     (ladder,) = runs.iterdir()
     assert 0 < load_checkpoint(ladder / "q1" / "checkpoint.pt")["step"] < 20
     assert not (ladder / "q4").exists() and "ladder: stopped at quality 1" in capsys.readouterr().out
+
+
+def test_a_full_disk_in_the_final_report_is_one_line_and_the_run_is_saved(tmp_path, monkeypatch, capsys):
+    import genlab.artifacts
+
+    def pictures(model, data, folder):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "samples.png"))
+
+    monkeypatch.setattr(genlab.artifacts, "write_run_pictures", pictures)
+    runs = tmp_path / "runs"
+    assert main(["-q", "train", "vae", "--steps", "3", "--runs", str(runs), *QUICK_RUN[:-1]]) == 2
+    err = capsys.readouterr().err
+    (run,) = runs.iterdir()
+    assert "Traceback" not in err and "the disk is full: could not write" in err and "samples.png" in err
+    assert f"the run is saved ({run / 'checkpoint.pt'}, step 3)" in err
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides, parse_duration
-from .errors import GenlabError
+from .errors import DiskFull, GenlabError
 from .registry import METRICS, MODELS
 
 log = logging.getLogger("genlab")
@@ -89,6 +89,7 @@ def _train(args) -> int:
 
     from .models import build_model
     from .training import Run, Trainer, distributed, new_run, open_run
+    from .training.checkpoint import disk_full
     from .training.signals import StopSignals
 
     model_cls = MODELS.get(args.model)
@@ -166,6 +167,11 @@ def _train(args) -> int:
         except KeyboardInterrupt:
             out(f"stopped: the final report is skipped (the run is saved; `genlab evaluate {run.path}` "
                 f"gives the test metrics)")
+        except OSError as err:  # a picture or metrics.json: the run itself is saved
+            if not disk_full(err):
+                raise
+            what = err if isinstance(err, DiskFull) else f"the disk is full: could not write {err.filename}"
+            raise DiskFull(f"{what}; the run is saved ({run.checkpoint}, step {result.step})") from None
         return 130 if stop.insisted else 0
 
 

@@ -21,8 +21,6 @@ import torch
 
 from ..errors import DiskFull, GenlabError
 
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -56,8 +54,13 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         raise
 
 
+def disk_full(err: OSError) -> bool:
+    """No space left on the device, or over quota."""
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _raise_if_disk_full(err: OSError, path: Path, size: int) -> None:
-    if err.errno in _DISK_FULL and not isinstance(err, DiskFull):
+    if disk_full(err) and not isinstance(err, DiskFull):
         raise DiskFull(f"the disk is full: could not write {path} ({size / 2**20:.1f} MB; "
                        f"{os.strerror(err.errno)})") from None
 

@@ -16,7 +16,6 @@ weights that phase's optimiser does not step: a GAN's generator phase skips D's 
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import time
@@ -33,7 +32,7 @@ from ..errors import DiskFull, TrainingDiverged
 from ..models.base import GenerativeModel
 from ..registry import METRICS
 from . import distributed, speed
-from .checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
+from .checkpoint import disk_full, load_checkpoint, remove_partial_writes, save_checkpoint
 from .logger import RunLogger, plot_curves
 from .runs import Run
 from .signals import StopSignals
@@ -237,7 +236,7 @@ class Trainer:
         except DiskFull as err:  # a checkpoint write: name the one that is still good
             raise DiskFull(f"{err}; {self._after_disk_full()}") from None
         except OSError as err:  # the disk filled up under a log line or a picture
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if not disk_full(err):
                 raise
             raise DiskFull(f"the disk is full: could not write {err.filename} ({err.strerror}); "
                            f"{self._after_disk_full()}") from None
