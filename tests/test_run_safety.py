@@ -143,8 +143,7 @@ INT, TERM = signal.SIGINT, signal.SIGTERM
     ("before-first-step", (INT,), 0, 0),
     ("mid-step@4", (TERM,), 4, 0),  # during the 4th step: it ends, then the run saves
     ("validation", (INT,), 3, 0),  # the evaluation at step 3 is dropped at once
-    ("final-evaluation", (INT,), 5, 0),  # the case: was exit 130 with no checkpoint
-    ("final-evaluation", (TERM,), 5, 0),  # ... and killed by SIGTERM
+    ("final-evaluation", (TERM,), 5, 0),  # the case: SIGTERM killed it, SIGINT gave 130, no checkpoint
     ("pictures", (INT,), 5, 0),
     ("final-report", (TERM,), 5, 0),
     ("save", (INT,), 5, 0),  # the final save finishes first
