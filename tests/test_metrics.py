@@ -346,3 +346,22 @@ def test_no_feature_network_is_trained_without_a_sample_metric(tmp_path, monkeyp
     result = evaluate(tiny("vae", data), data, metrics=["elbo", "recon_mse"])
     assert set(result["values"]) == {"elbo", "recon_mse"} and "feature_net" not in result["info"]
     assert not (tmp_path / "fresh-cache").exists()
+
+
+@pytest.mark.parametrize("val_items", [1, 2, 5])
+def test_metrics_a_small_split_cannot_give_are_skipped_with_the_minimum(digits_data, val_items):
+    """A user's 20 photos hold one val image: FD needs 2, precision/recall 4, density/coverage 6.
+    Those are skipped with the reason (never a crash); the others are computed."""
+    small = DataSet(name="small", kind="image", x=digits_data.x, y=digits_data.y, num_classes=10,
+                    splits={**digits_data.splits, "val": digits_data.splits["val"][:val_items]})
+    model = Factorised(small.tensors("val")[0])
+    r = evaluate(model, small, split="val", nll_k=2)
+    needs = {"fd": 2, "kid": 2, "precision": 4, "recall": 4, "density": 6, "coverage": 6}
+    too_few = {k for k, m in needs.items() if val_items < m}
+    assert too_few.isdisjoint(r["values"]) and too_few.isdisjoint(r["floor"])
+    assert set(needs) - too_few <= set(r["values"]) and {"is", "elbo", "recon_mse"} <= set(r["values"])
+    for name in too_few:
+        assert r["info"]["skipped"][name] == f"needs at least {needs[name]} items, the val split gives {val_items}"
+    table = format_table(r)
+    assert all(f"skipped {name}: needs at least {needs[name]} items" in table for name in too_few)
+    assert "does not apply" not in table

@@ -9,6 +9,7 @@ critic on 2-D points: ``dfield.png`` (D over the plane and G's gradient arrows, 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -18,6 +19,8 @@ from .adversarial import dfield_applies, dfield_picture
 from .data import DataSet
 from .latent import analogy_grid, interpolate, is_conditional_encoder
 from .pictures import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
+
+log = logging.getLogger(__name__)
 
 
 def has_encoder(model) -> bool:
@@ -83,7 +86,11 @@ def analogy_picture(model, data: DataSet, path: Path, *, n: int = 10, seed: int 
 def latent_pictures(model, data: DataSet, folder: Path, *, n: int = 1000) -> list[Path]:
     x, y = held_out(data, n)
     z = torch.cat([model.encode(c.to(model.device)) for c in x.split(500)]).cpu()
-    out = [save_latent_scatter(z, folder / "latent.png", labels=y, class_names=data.class_names)]
+    out = []
+    if len(z) >= 2:  # a scatter (and its PCA) needs two codes; a data set of 20 images holds out one
+        out.append(save_latent_scatter(z, folder / "latent.png", labels=y, class_names=data.class_names))
+    else:
+        log.info("no latent.png: the held-out split has %d item(s), the scatter needs 2", len(z))
     if z.shape[1] == 2 and data.kind == "image":
         out.append(save_manifold(lambda c: model.decode(c.to(model.device)), folder / "manifold.png"))
     return out

@@ -22,7 +22,7 @@ from .config import (
     check_value,
     parse_duration,
 )
-from .errors import GenlabError
+from .errors import DiskFull, GenlabError
 from .registry import METRICS, MODELS
 
 log = logging.getLogger("genlab")
@@ -99,6 +99,8 @@ def _train(args) -> int:
 
     from .models import build_model
     from .training import Run, Trainer, distributed, new_run, open_run, resolve_device
+    from .training.checkpoint import disk_full
+    from .training.signals import StopSignals
 
     model_cls = MODELS.get(args.model)
     if not args.resume:
@@ -157,17 +159,34 @@ def _train(args) -> int:
         record = write_label_record(run.path / "labelled.json", data, labelled, n=config.data.labels,
                                     seed=config.data.label_seed, share=config.data.label_share)
         out(f"labels budget: {len(labelled)} labelled train examples, the rest unlabelled ({record})")
-    trainer = Trainer(model, data, run, config.train, progress=not args.quiet)
-    if args.resume:
-        trainer.resume()
-    result = trainer.fit()
-    status = "interrupted" if result.interrupted else "finished"
-    out(f"{status} at step {result.step} ({result.epochs:.1f} epochs, {result.seconds:.0f} s); "
-        f"checkpoint: {run.checkpoint}")
-    if result.interrupted or args.no_final or not world.main:
-        return 0
-    _final_report(run, data)
-    return 0
+    # from here to the last write a stop signal never loses trained work (training.signals): the first
+    # ends training at the step in progress, saves, and skips or cuts short the rest; exit 0, or 130
+    # when a second came. During setup the first waits for the trainer, which then saves at once.
+    with getattr(args, "stop", None) or StopSignals() as stop:  # a codec ladder passes its own
+        with stop.abortable(at=2):
+            stop.pause_point("setup")
+            trainer = Trainer(model, data, run, config.train, progress=not args.quiet, stop=stop)
+            if args.resume:
+                trainer.resume()
+        result = trainer.fit()
+        status = "interrupted" if result.interrupted else "finished"
+        out(f"{status} at step {result.step} ({result.epochs:.1f} epochs, {result.seconds:.0f} s); "
+            f"checkpoint: {run.checkpoint}")
+        if args.no_final or not world.main:
+            return 130 if stop.insisted else 0
+        try:
+            with stop.abortable():
+                stop.pause_point("final-report")
+                _final_report(run, data)
+        except KeyboardInterrupt:
+            out(f"stopped: the final report is skipped (the run is saved; `genlab evaluate {run.path}` "
+                f"gives the test metrics)")
+        except OSError as err:  # a picture or metrics.json: the run itself is saved
+            if not disk_full(err):
+                raise
+            what = err if isinstance(err, DiskFull) else f"the disk is full: could not write {err.filename}"
+            raise DiskFull(f"{what}; the run is saved ({run.checkpoint}, step {result.step})") from None
+        return 130 if stop.insisted else 0
 
 
 def data_info(data) -> DataInfo:
@@ -201,11 +220,12 @@ def _final_report(run, data) -> None:
     from .artifacts import write_run_pictures
     from .evaluation import evaluate, format_table
     from .training import load_model
+    from .training.checkpoint import atomic_write_bytes
 
     model, _ = load_model(run)
     pictures = write_run_pictures(model, data, run.path)
     result = evaluate(model, data, split="test")
-    (run.path / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic_write_bytes(run.path / "metrics.json", json.dumps(result, indent=2).encode())
     _out(format_table(result))
     _out(f"pictures: {', '.join(str(p) for p in pictures)}")
     _out(f"curves:   {run.path / 'curves.png'}  (TensorBoard: tensorboard --logdir {run.path / 'tb'})")

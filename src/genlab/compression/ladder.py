@@ -101,6 +101,7 @@ def train_ladder(args, train_one) -> int:
     from argparse import Namespace
 
     from ..training.runs import new_run
+    from ..training.signals import StopSignals
 
     if args.model != "codec":
         raise GenlabError(f"--qualities trains a codec ladder; {args.model!r} has no qualities")
@@ -111,11 +112,14 @@ def train_ladder(args, train_one) -> int:
     qualities = parse_qualities(args.qualities)
     root = new_run(Path(args.runs), "codec", args.data or "mnist5k").path
     write_ladder(root, qualities)
-    for q in qualities:
-        sets = [*args.sets, f"model.lmbda={lmbda_for(q)}", f"model.quality={q}"]
-        code = train_one(Namespace(**{**vars(args), "qualities": None, "sets": sets, "runs": str(root),
-                                      "run_name": f"q{q}"}))
-        if code:
-            return code
+    with StopSignals() as stop:  # shared by the qualities: a stop signal saves the one training, ends the ladder
+        for q in qualities:
+            sets = [*args.sets, f"model.lmbda={lmbda_for(q)}", f"model.quality={q}"]
+            code = train_one(Namespace(**{**vars(args), "qualities": None, "sets": sets, "runs": str(root),
+                                          "run_name": f"q{q}", "stop": stop}))
+            if code or stop.requested:
+                if stop.requested:
+                    print(f"ladder: stopped at quality {q}; {root} holds the qualities trained so far", flush=True)
+                return code
     print(f"ladder: {root} (qualities {', '.join(map(str, qualities))})", flush=True)
     return 0

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_N = 2000  # samples per sample metric
 IWAE_BATCH = 50  # examples per iwae_bound call: K samples each
 POINTS_N = 10_000  # samples per points metric
+NOT_APPLICABLE = "does not apply to this model or data"  # info["skipped"]'s reason for such metrics
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Metric:
     needs_classifier: bool = False  # the feature network must have a classifier (IS)
     images_only: bool = False
     needs_data: Callable[[DataSet], bool] | None = None  # check on the data set (e.g. known mode centres)
+    min_items: int = 1  # fewer items than this (e.g. a covariance of one vector): skipped, with the reason
 
     def applies(self, model: Any, features: FeatureExtractor | None, data: DataSet) -> bool:
         return (self.needs(model) and (not self.needs_classifier or (features is not None and features.has_classifier))
@@ -86,12 +88,15 @@ def _kid(fake: FeatureSet, real: FeatureSet) -> float:
     return M.kernel_inception_distance(real.features, fake.features)
 
 
+PR_K, DC_K = 3, 5  # neighbours of the k-NN manifolds: each set needs more than k items
+
+
 def _pr(key: str) -> Callable[[FeatureSet, FeatureSet], float]:
-    return lambda fake, real: M.precision_recall(real.features, fake.features, k=3)[key]
+    return lambda fake, real: M.precision_recall(real.features, fake.features, k=PR_K)[key]
 
 
 def _dc(key: str) -> Callable[[FeatureSet, FeatureSet], float]:
-    return lambda fake, real: M.density_coverage(real.features, fake.features, k=5)[key]
+    return lambda fake, real: M.density_coverage(real.features, fake.features, k=DC_K)[key]
 
 
 def _is(fake: FeatureSet, real: FeatureSet) -> float:
@@ -100,17 +105,17 @@ def _is(fake: FeatureSet, real: FeatureSet) -> float:
 
 for _m in (
     Metric("fd", "Fréchet distance of Gaussian fits to real and sample features (FID, own feature net)",
-           False, "sample", _can_sample, _fd),
+           False, "sample", _can_sample, _fd, min_items=2),
     Metric("kid", "kernel inception distance: unbiased cubic-kernel MMD² of real vs sample features",
-           False, "sample", _can_sample, _kid),
-    Metric("precision", "share of samples inside the real data's k-NN manifold (fidelity, k=3)",
-           True, "sample", _can_sample, _pr("precision")),
-    Metric("recall", "share of real data inside the samples' k-NN manifold (diversity, k=3)",
-           True, "sample", _can_sample, _pr("recall")),
-    Metric("density", "real k-NN balls holding each sample, / k (fidelity, ~1 when matched, k=5)",
-           True, "sample", _can_sample, _dc("density")),
-    Metric("coverage", "share of real points whose k-NN ball holds a sample (diversity, k=5)",
-           True, "sample", _can_sample, _dc("coverage")),
+           False, "sample", _can_sample, _kid, min_items=2),
+    Metric("precision", f"share of samples inside the real data's k-NN manifold (fidelity, k={PR_K})",
+           True, "sample", _can_sample, _pr("precision"), min_items=PR_K + 1),
+    Metric("recall", f"share of real data inside the samples' k-NN manifold (diversity, k={PR_K})",
+           True, "sample", _can_sample, _pr("recall"), min_items=PR_K + 1),
+    Metric("density", f"real k-NN balls holding each sample, / k (fidelity, ~1 when matched, k={DC_K})",
+           True, "sample", _can_sample, _dc("density"), min_items=DC_K + 1),
+    Metric("coverage", f"share of real points whose k-NN ball holds a sample (diversity, k={DC_K})",
+           True, "sample", _can_sample, _dc("coverage"), min_items=DC_K + 1),
     Metric("is", "Inception score with the data set's own classifier: exp E KL(p(y|x) || p(y))",
            True, "sample", _can_sample, _is, needs_classifier=True),
     Metric("recon_mse", "mean squared reconstruction error per pixel of held-out data",
@@ -290,9 +295,9 @@ class _ModelRun:
 
 # --- evaluate ---------------------------------------------------------------------------------------
 def _choose(names: list[str] | None, model, features: FeatureExtractor | None, data: DataSet
-            ) -> tuple[list[Metric], list[str], FeatureExtractor | None]:
-    """The metrics to compute (unknown names raise GenlabError), the names that do not apply, and the
-    feature network (built only when a sample metric is asked for)."""
+            ) -> tuple[list[Metric], dict[str, str], FeatureExtractor | None]:
+    """The metrics to compute (unknown names raise GenlabError), {name: reason} of those that do not
+    apply, and the feature network (built only when a sample metric is asked for)."""
     explicit = names is not None
     if names is None:  # ours in their order (sample metrics first), then any others by name
         names = sorted(METRICS.names(), key=lambda k: (_ORDER.index(k) if k in _ORDER else len(_ORDER), k))
@@ -301,10 +306,25 @@ def _choose(names: list[str] | None, model, features: FeatureExtractor | None, d
         features = feature_extractor(data, device=_device(model))  # trained (or loaded) only when needed
     chosen = [m for m in candidates if (m.kind != "sample" or features is not None)
               and m.applies(model, features, data)]
-    skipped = [m.name for m in candidates if m.name not in {c.name for c in chosen}]
+    skipped = {m.name: NOT_APPLICABLE for m in candidates if m.name not in {c.name for c in chosen}}
     if explicit and skipped:
         log.info("skipping metrics that do not apply to this model or data: %s", ", ".join(skipped))
     return chosen, skipped, features
+
+
+def items_used(metric: Metric, split_size: int, n: int | None) -> int:
+    """How many items ``metric`` is computed on for a split of ``split_size`` items and ``evaluate``'s n."""
+    if metric.kind == "points":
+        return n or POINTS_N  # samples only
+    if metric.kind in ("sample", "images"):
+        return min(n or DEFAULT_N, split_size)
+    return min(n, split_size) if n else split_size
+
+
+def _too_few(chosen: list[Metric], split: str, split_size: int, n: int | None) -> dict[str, str]:
+    """{name: reason} of the chosen metrics that need more items than this split gives."""
+    return {m.name: f"needs at least {m.min_items} items, the {split} split gives {used}"
+            for m in chosen if (used := items_used(m, split_size, n)) < m.min_items}
 
 
 _FLOORS: dict[tuple, float] = {}
@@ -322,6 +342,8 @@ def _floor(sample_ms: list[Metric], features: FeatureExtractor, data: DataSet, s
         log.warning("the floor uses %d train items, fewer than n=%d", len(train), n)
     out = {}
     for m in sample_ms:
+        if len(train) < m.min_items:  # a set of one or two items (all splits the same)
+            continue
         key = (features.fingerprint, data.fingerprint(), split, n, seed, m.name)
         if key not in _FLOORS:
             _FLOORS[key] = m.compute(train, real)
@@ -334,9 +356,10 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
              features: FeatureExtractor | None = None, batch_size: int = 500) -> dict:
     """Metrics of ``model`` on ``data[split]``: {"values": {...}, "floor": {...}, "info": {...}}.
 
-    ``metrics``: names (those that do not apply to the model are skipped and listed in
-    info["skipped"]), or None for all that apply. ``n``: items per metric; by default sample
-    metrics use min(2000, len(split)) samples and encoder/likelihood metrics the whole split.
+    ``metrics``: names, or None for all that apply. Those that do not apply to the model or data, and
+    those that need more items than the split gives (e.g. FD's covariance needs 2), are skipped:
+    info["skipped"] maps each to its reason. ``n``: items per metric; by default sample metrics use
+    min(2000, len(split)) samples and encoder/likelihood metrics the whole split.
     ``floor`` holds each sample metric between the evaluated split and as many train images:
     about what a perfect generator would get at this n (the noise floor). Deterministic given
     ``seed``; the caller's global RNG state is left as it was.
@@ -347,6 +370,9 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
     chosen, skipped, features = _choose(metrics, model, features, data)
     size = len(data.splits[split])
     n_sample = min(n or DEFAULT_N, size)
+    too_few = _too_few(chosen, split, size, n)
+    chosen = [m for m in chosen if m.name not in too_few]
+    skipped.update(too_few)
     values: dict[str, float] = {}
     floor: dict[str, float] = {}
     info: dict[str, Any] = {"data": data.name, "split": split, "seed": seed, "skipped": skipped}
@@ -393,7 +419,8 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table: metric, value, real-vs-real floor, direction, description."""
+    """A plain-text table: metric, value, real-vs-real floor, direction, description; then the split,
+    and the metrics skipped for a reason other than not applying (e.g. too few items)."""
     rows = [("metric", "value", "real-vs-real", "dir", "description")]
     for name, value in result["values"].items():
         metric = METRICS.get(name) if name in METRICS else None
@@ -411,4 +438,6 @@ def format_table(result: dict) -> str:
         foot += f", feature net ({info['feature_net']}) test accuracy {info['feature_net_accuracy']:.3f}"
     if "nll_k" in info:
         foot += f", nll with K={info['nll_k']}"
-    return "\n".join([*lines, foot])
+    skipped = [f"skipped {name}: {why}" for name, why in (info.get("skipped") or {}).items()
+               if why != NOT_APPLICABLE]
+    return "\n".join([*lines, foot, *skipped])

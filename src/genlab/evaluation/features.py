@@ -285,7 +285,7 @@ def train_feature_net(data: DataSet, *, seed: int = 0, device: str | torch.devic
     with torch.no_grad():
         f = torch.cat([net.raw(xb.to(device)) for xb in x.split(500)])  # (N, F)
         net.feat_mean.copy_(f.mean(0))
-        net.feat_std.copy_(f.std(0).clamp_min(1e-6))
+        net.feat_std.copy_(f.std(0, correction=int(len(f) > 1)).clamp_min(1e-6))  # one item: 0, not NaN
     acc = _test_accuracy(net, data, device) if labelled else None
     if acc is not None:
         log.info("feature network test accuracy on %s: %.4f", data.name, acc)

@@ -4,7 +4,9 @@ Per step, each phase runs ``repeat`` times on fresh batches: loss -> backward ->
 -> ``after_step``. Around that loop: the budget (steps, epochs or wall-clock), a progress bar
 with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids
 (and, for a model with a critic on 2-D points, D-field pictures: ``genlab.adversarial``), atomic
-checkpoints that resume exactly, Ctrl-C that saves, and a NaN guard.
+checkpoints that resume exactly, stop signals that save (``genlab.training.signals``), and a NaN
+guard. The run is saved before anything that could fail after training (the final evaluation and
+pictures); a full disk stops training with one line naming the last good checkpoint.
 
 Under torchrun the same loop runs in every process (``genlab.training.distributed``): each phase's
 forward pass goes through its own DDP wrapper, rank 0 alone writes, and the ranks stop together.
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +28,14 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..data import DataSet
 from ..data.factors import train_loader
-from ..errors import TrainingDiverged
+from ..errors import DiskFull, TrainingDiverged
 from ..models.base import GenerativeModel
 from ..registry import METRICS
 from . import distributed, speed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import disk_full, load_checkpoint, remove_partial_writes, save_checkpoint
 from .logger import RunLogger, plot_curves
 from .runs import Run
+from .signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,13 @@ class TrainResult:
 
 
 class Trainer:
+    """``stop``: the caller's ``StopSignals`` when one should cover more than ``fit`` (the CLI's covers
+    the trainer's construction and the final report too); ``fit`` installs it for its duration."""
+
     def __init__(self, model: GenerativeModel, data: DataSet, run: Run, config: TrainConfig, *,
-                 progress: bool = True):
+                 progress: bool = True, stop: StopSignals | None = None):
         self.model, self.data, self.run, self.cfg = model, data, run, config
+        self.stop = stop if stop is not None else StopSignals()
         self.world = distributed.current()
         self.progress = progress and self.world.main
         self.device = distributed.device_for(config.device, self.world)
@@ -108,15 +113,33 @@ class Trainer:
         self.last_checkpoint_step = self.step
 
     def resume(self) -> None:
+        if self.world.main:
+            for leftover in (*remove_partial_writes(self.run.checkpoint), *remove_partial_writes(self.run.best)):
+                log.info("removed %s, left by a write that was killed", leftover.name)
         self.load_state_dict(load_checkpoint(self.run.checkpoint))
         log.info("resumed %s at step %d", self.run.path, self.step)
 
-    def save(self) -> None:
-        """Every rank calls it (the RNG states are gathered); rank 0 writes."""
+    def save(self) -> dict:
+        """Every rank calls it (the RNG states are gathered); rank 0 writes. Returns the state saved."""
         state = self.state_dict()
         if self.world.main:
-            save_checkpoint(self.run.checkpoint, state)
+            self.stop.pause_point("save")
+            self._write(self.run.checkpoint, state)
         self.last_checkpoint_step = self.step
+        return state
+
+    def _write(self, path: Path, state: dict) -> None:
+        with self.stop.protected():  # a stop signal waits for the end of the write
+            save_checkpoint(path, state)
+
+    def _after_disk_full(self) -> str:
+        if self.last_checkpoint_step is None:
+            return "no checkpoint was written: free some space and start the run again"
+        return f"{self._last_good()}: free some space, then continue it with --resume {self.run.path}"
+
+    def _last_good(self) -> str:
+        return (f"the last good checkpoint is {self.run.checkpoint} (step {self.last_checkpoint_step})"
+                if self.last_checkpoint_step is not None else "no checkpoint was written before it")
 
     # --- budget --------------------------------------------------------------------------------
     def target_steps(self) -> int | None:
@@ -174,6 +197,7 @@ class Trainer:
                     raise
                 out = self._forward_backward(phase, run, opt, batch)  # eagerly, the same batch
             speed.proven(run)
+            self.stop.pause_point("mid-step")  # gradients computed, the optimiser step not yet taken
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
             opt.step()
@@ -192,54 +216,83 @@ class Trainer:
         return out
 
     def _diverged_message(self, phase: str, value: float) -> str:
-        where = (f"last good checkpoint: {self.run.checkpoint} (step {self.last_checkpoint_step})"
-                 if self.last_checkpoint_step is not None else "no checkpoint was written before it")
-        return f"training stopped: the {phase} loss became {value} at step {self.step}; {where}"
+        return f"training stopped: the {phase} loss became {value} at step {self.step}; {self._last_good()}"
 
     def fit(self) -> TrainResult:
+        """Train to the budget, save, then (rank 0) the final validation metrics, a sample grid and the
+        curves. A stop signal at any moment leaves the latest state saved (``result.interrupted`` when
+        it ended the training itself); a full disk raises DiskFull naming the last good checkpoint."""
         target = self.target_steps()
         if target is None and self.cfg.time is None and self.cfg.cpu_time is None:
             target = 10 * self.loader.steps_per_epoch  # no budget given: 10 epochs
         self._batches = iter(self.loader)
-        interrupted = False
-        # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
-        bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
-                   dynamic_ncols=True, desc=self.run.path.name)
-        stop = _StopOnSigint()  # Ctrl-C ends the step in progress, then saves (no exception mid-step)
         try:
-            with speed.flush_denormals(self.cfg.flush_denormal, self.device):
-                self._loop(target, stop, bar)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted at step %d: saving a checkpoint", self.step)
-        finally:
-            stop.restore()
-            bar.close()
-        if self.world.main and not interrupted and (self.best is None or self.best.get("step") != self.step):
-            self.evaluate(None)
-        self.save()  # every rank (the RNG states are gathered); rank 0 writes
-        if self.world.main:
-            self.save_sample_grid()
-            plot_curves(self.run.path)
-        self.logger.close()
+            with self.stop:
+                interrupted = self._train_to(target)
+                state = self.save()  # every rank (the RNG states are gathered); rank 0 writes
+                if self.world.main:
+                    self._finish(state)
+                self.logger.close()
+        except DiskFull as err:  # a checkpoint write: name the one that is still good
+            raise DiskFull(f"{err}; {self._after_disk_full()}") from None
+        except OSError as err:  # the disk filled up under a log line or a picture
+            if not disk_full(err):
+                raise
+            raise DiskFull(f"the disk is full: could not write {err.filename} ({err.strerror}); "
+                           f"{self._after_disk_full()}") from None
         self._runners = None  # release the DDP wrappers (and their hold on the process group)
         epochs = self.step / self.loader.steps_per_epoch  # passes over the train split, fractional
         return TrainResult(self.step, epochs, self.elapsed, interrupted, self.best)
 
-    def _loop(self, target: int | None, stop: _StopOnSigint, bar) -> None:
+    def _train_to(self, target: int | None) -> bool:
+        """The loop with its progress bar; True when a stop signal ended it."""
+        # disable=None: a bar on a terminal, none in a log file (no carriage-return spam)
+        bar = tqdm(total=target, initial=self.step, disable=None if self.progress else True, unit="step",
+                   dynamic_ncols=True, desc=self.run.path.name)
+        try:
+            self.stop.pause_point("before-first-step")
+            with speed.flush_denormals(self.cfg.flush_denormal, self.device):
+                self._loop(target, bar)
+            return False
+        except KeyboardInterrupt:
+            log.warning("stopped at step %d: saving a checkpoint", self.step)
+            return True
+        finally:
+            bar.close()
+
+    def _finish(self, saved: dict) -> None:
+        """After the last save: the final validation metrics (rewriting the checkpoint's record of the
+        best when they pick new weights), a sample grid and the curves. A stop signal drops what
+        remains, at once: the run is saved."""
+        try:
+            with self.stop.abortable():
+                if self.best is None or self.best.get("step") != self.step:
+                    self.stop.pause_point("final-evaluation")
+                    self.evaluate(None, saved=saved)
+                self.stop.pause_point("pictures")
+                self.save_sample_grid()
+                with self.stop.protected():
+                    plot_curves(self.run.path)
+        except KeyboardInterrupt:
+            log.warning("stopped: the final validation and pictures are skipped; the run is saved")
+
+    def _loop(self, target: int | None, bar) -> None:
         """Steps until the target step or a time budget; logs, evaluates, samples and checkpoints on
-        their schedules. Raises KeyboardInterrupt on Ctrl-C (on any rank, under torchrun)."""
+        their schedules. Raises KeyboardInterrupt at a stop signal (on any rank, under torchrun)."""
         time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
         start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
         running: dict[str, float] = {}
+        # evaluations and pictures hold no unsaved state: a signal drops them at once, except under
+        # torchrun, where rank 0 would leave the others waiting at the next collective (a second does)
+        abort_at = 2 if self.world.distributed else 1
         while target is None or self.step < target:
             time_up = ((time_limit is not None and time.perf_counter() - start >= time_limit)
                        or (cpu_limit is not None and time.process_time() - cpu_start >= cpu_limit))
+            stopping = self.stop.requested
             if self.world.distributed:  # every rank stops at the same step, or none does
-                code = 2 * stop.requested + time_up
-                code = distributed.max_across(code, self.world)
-                time_up, stop.requested = bool(code & 1), bool(code & 2)
-            if stop.requested:
+                code = distributed.max_across(2 * stopping + time_up, self.world)
+                time_up, stopping = bool(code & 1), bool(code & 2)
+            if stopping:
                 raise KeyboardInterrupt
             if time_up:
                 break
@@ -256,9 +309,12 @@ class Trainer:
                                   time=round(self.elapsed, 2))
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
             if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
-                self.evaluate(bar)
+                with self.stop.abortable(at=abort_at):
+                    self.stop.pause_point("validation")
+                    self.evaluate(bar)
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.world.main:
-                self.save_sample_grid()
+                with self.stop.abortable(at=abort_at):
+                    self.save_sample_grid()
             if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save()
 
@@ -271,9 +327,11 @@ class Trainer:
             return choice if choice in values else None
         return next((m for m in self.eval_metrics if m in values), None)
 
-    def evaluate(self, bar) -> dict[str, float]:
-        """Validation metrics; the selection metric's best value keeps its weights in best.pt."""
+    def evaluate(self, bar, *, saved: dict | None = None) -> dict[str, float]:
+        """Validation metrics; the selection metric's best value keeps its weights in best.pt.
+        ``saved``: the state just saved at this step, whose checkpoint then records a new best too."""
         from ..evaluation import evaluate
+        from ..evaluation.evaluate import NOT_APPLICABLE
 
         names = [m for m in self.eval_metrics if m in METRICS]
         # evaluation draws its own random numbers: fork the RNG so training is unaffected by it
@@ -282,17 +340,25 @@ class Trainer:
                               nll_k=1, seed=self.cfg.seed)
         self.model.train()
         values = result["values"]
-        self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result["floor"])
-        if values:
-            line = f"step {self.step}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+        # metrics this data set is too small for: {name: reason}, logged beside the values
+        too_few = {k: why for k, why in result["info"]["skipped"].items() if why != NOT_APPLICABLE}
+        with self.stop.protected():
+            self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result["floor"],
+                              **({"skipped": too_few} if too_few else {}))
+        if values or too_few:
+            line = "  ".join([f"step {self.step}:", *(f"{k} {v:.4g}" for k, v in values.items()),
+                              *(f"(skipped {k}: {why})" for k, why in too_few.items())])
             bar.write(line) if bar is not None and self.progress else log.info(line)
         key = self._selection_metric(values)
         if key is not None:
             sign = 1 if METRICS.get(key).higher_is_better else -1
             value = values[key]
             if self.best is None or sign * value > sign * self.best["value"]:
-                self.best = {"metric": key, "value": value, "step": self.step}
-                save_checkpoint(self.run.best, {"model": self.model.state_dict(), "best": self.best})
+                with self.stop.protected():  # best.pt and the records of it change together
+                    self.best = {"metric": key, "value": value, "step": self.step}
+                    self._write(self.run.best, {"model": self.model.state_dict(), "best": self.best})
+                    if saved is not None:
+                        self._write(self.run.checkpoint, {**saved, "best": self.best})
         return values
 
     def save_sample_grid(self) -> Path | None:
@@ -308,7 +374,8 @@ class Trainer:
         # conditional (and mixture) models cycle their groups 0..K-1: K columns put one in each column
         nrow = self.model.sample_groups
         self.save_dfield(folder)
-        return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
+        with self.stop.protected():  # no half-written PNG for the explorer to trip on
+            return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
 
     def save_dfield(self, folder: Path) -> Path | None:
         """A model with a critic on 2-D points: D's field and G's gradient arrows at this step."""
@@ -318,33 +385,6 @@ class Trainer:
             return None
         return dfield_picture(self.model, self.data, folder / f"dfield-{self.step:07d}.png",
                               seed=self._sample_generator_seed, title=f"step {self.step}")
-
-
-class _StopOnSigint:
-    """While training, SIGINT (Ctrl-C) and SIGTERM (``kill``, SLURM's preemption, torchrun's shutdown)
-    set a flag that the loop reads between steps, instead of raising wherever the main thread happens
-    to be: an exception inside a library's locked region (e.g. TensorBoard's event queue) can leave a
-    lock held and hang the final save. Under torchrun all ranks then stop at the same step and save.
-    A second signal raises at once. Only the main thread can install signal handlers; elsewhere this
-    does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self.previous: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-        self.previous = {}
 
 
 class _NoLogger:
