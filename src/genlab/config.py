@@ -34,6 +34,12 @@ class DataConfig:
     labels: int | None = None  # labels budget: train batches show N balanced labels, the rest y=-1
     label_seed: int = 0  # which balanced labelled subset (``genlab.data.labels``)
     label_share: float | None = 0.5  # labelled items repeated to this share of the batches (None: natural)
+    # size budgets (``genlab.data.budget``), checked from file headers before anything is read or allocated
+    max_pixels: int = 4096 * 4096  # pixels of one image: each file, and each item once resized
+    max_side: int = 8192  # pixels along either side of one image
+    max_items: int = 10_000_000  # items in one data set
+    max_bytes: int = 4 * 1024**3  # bytes of one array after decompression, and of the float32 tensor made from it
+    max_classes: int = 10_000  # labels are whole numbers in [0, max_classes)
 
 
 @dataclass(frozen=True)
