@@ -21,6 +21,7 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,12 +407,11 @@ def load_npz(arg: str | None = None, *, image_size: int | None = None, channels:
 # --- IDX (MNIST format) ------------------------------------------------------------------------
 _IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
 _IMAGES_NAME = re.compile(r"images([-.])idx3([-.])ubyte")
-
-
 _READ_CHUNK = 1 << 24  # bytes read (and at most inflated) at a time
 
 
-def _read_idx(path: Path, magic: int, what: str, check) -> tuple[tuple[int, ...], np.ndarray]:
+def _read_idx(path: Path, magic: int, what: str,
+              check: Callable[[tuple[int, ...]], None]) -> tuple[tuple[int, ...], np.ndarray]:
     """The dims and the uint8 payload of an IDX file (gzipped or not), checked against its header.
 
     ``check(dims)`` vets the sizes the header declares before anything else is read; the payload is then
@@ -485,6 +485,7 @@ def load_idx(arg: str | None = None, *, image_size: int | None = None, channels:
         budget.check_items(n, str(path))
         budget.check_image(w, h, f"an image in {path}")
         budget.check_bytes(n * h * w, f"{path}: {n} x {h} x {w} uint8 values")
+        budget.check_tensor((n, 1, h, w), str(path))  # as read, then resized and converted
         budget.check_tensor((n, channels or 1, size or h, size or w),
                             str(path) if size is None else f"{path} with image_size={size}")
 
