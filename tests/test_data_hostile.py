@@ -3,6 +3,7 @@
 The hostile files are built here, small on disk: a deflate stream of zeros is a 1 MiB chunk compressed once
 (after a full flush it compresses the same way every time) and repeated, so a 7.3 GB zip member takes 7 MB
 and a few milliseconds; its CRC-32 is computed without the zeros (GF(2) matrix powers), so every file is valid.
+A bzip2 stream is built the same way from one compressed block repeated bit by bit.
 
 The CLI runs in a subprocess under an address-space ceiling (``RLIMIT_AS``: the CLI's own footprint plus
 2.5 GB), and its peak resident memory is asserted: a refused bomb never gets the memory it asks for.
@@ -10,6 +11,7 @@ The CLI runs in a subprocess under an address-space ceiling (``RLIMIT_AS``: the 
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import json
@@ -73,17 +75,47 @@ def _crc32_zeros(crc: int, n: int) -> int:
     return ~register & 0xFFFFFFFF
 
 
-def _zip64(path: Path, name: str, prefix: bytes, zeros: int) -> None:
-    """A zip (zip64 sizes) holding one deflated member: ``prefix`` then ``zeros`` zero bytes."""
-    data, size, name_b = _deflate(prefix, zeros), len(prefix) + zeros, name.encode()
-    crc = _crc32_zeros(zlib.crc32(prefix), zeros)
+def _zip(path: Path, name: str, data: bytes, *, size: int, crc: int, method: int) -> None:
+    """A zip (zip64 sizes) of one member: ``data`` compressed with ``method`` (8 deflate, 12 bzip2), declared
+    to hold ``size`` bytes of CRC-32 ``crc``."""
+    name_b = name.encode()
     extra = struct.pack("<HHQQ", 1, 16, size, len(data))
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 8, 0, 33, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, method, 0, 33, crc, 0xFFFFFFFF, 0xFFFFFFFF,
                         len(name_b), len(extra)) + name_b + extra
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 8, 0, 33, crc, 0xFFFFFFFF, 0xFFFFFFFF,
-                          len(name_b), len(extra), 0, 0, 0, 0, 0) + name_b + extra
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, method, 0, 33, crc, 0xFFFFFFFF,
+                          0xFFFFFFFF, len(name_b), len(extra), 0, 0, 0, 0, 0) + name_b + extra
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(data), 0)
     path.write_bytes(local + data + central + end)
+
+
+def _zip64(path: Path, name: str, prefix: bytes, zeros: int) -> None:
+    """A zip holding one deflated member: ``prefix`` then ``zeros`` zero bytes."""
+    _zip(path, name, _deflate(prefix, zeros), size=len(prefix) + zeros,
+         crc=_crc32_zeros(zlib.crc32(prefix), zeros), method=8)
+
+
+def _bits(data: bytes) -> str:
+    return format(int.from_bytes(data, "big"), f"0{8 * len(data)}b")
+
+
+_BZ_BLOCK, _BZ_END = format(0x314159265359, "048b"), format(0x177245385090, "048b")  # bzip2's magic numbers
+
+
+def _bzip2(prefix: bytes, blocks: int, block: int = 10_000_000) -> bytes:
+    """A bzip2 stream of ``prefix`` and zeros, ``block`` bytes a block (35 bytes compressed): a block of
+    zeros is compressed once and its bits repeated; the stream's CRC combines the blocks' CRCs."""
+    def one_block(data: bytes) -> tuple[str, int]:
+        bits = _bits(bz2.compress(data, 9))  # "BZh9", one block (magic, CRC, data), end magic, CRC
+        assert bits[32:80] == _BZ_BLOCK and bits.count(_BZ_BLOCK) == 1
+        return bits[32:bits.rindex(_BZ_END)], int(bits[80:112], 2)
+
+    parts = [one_block(prefix + bytes(block - len(prefix)))] + [one_block(bytes(block))] * (blocks - 1)
+    combined = 0
+    for _, crc in parts:
+        combined = (((combined << 1) | (combined >> 31)) & 0xFFFFFFFF) ^ crc
+    bits = _bits(b"BZh9") + "".join(b for b, _ in parts) + _BZ_END + format(combined, "032b")
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big")
 
 
 def _gzip(path: Path, prefix: bytes, zeros: int) -> None:
@@ -121,6 +153,13 @@ def npz_zip_bomb(tmp: Path) -> str:  # 7 MB on disk; x.npy inflates to 7.3 GB
     shape = (9_300_000, 28, 28)
     _zip64(tmp / "bomb.npz", "x.npy", _npy_header(shape), math.prod(shape))
     return f"npz:{tmp / 'bomb.npz'}"
+
+
+def npz_bzip2_bomb(tmp: Path) -> str:  # 17 KB; zipfile inflates 1.2 GB on the first 4 KB it reads
+    header = _npy_header((10, 4, 4))  # the member declares 10 x 4 x 4 bytes, and its CRC is theirs
+    _zip(tmp / "bz.npz", "x.npy", _bzip2(header, blocks=500), size=len(header) + 160,
+         crc=_crc32_zeros(zlib.crc32(header), 160), method=12)
+    return f"npz:{tmp / 'bz.npz'}"
 
 
 def npz_header_lies(tmp: Path) -> str:  # a few hundred bytes whose header declares 93 GiB
@@ -181,7 +220,8 @@ def idx_zero_size(tmp: Path) -> str:
 
 
 BAD_INPUTS = {  # builder -> what the one line must mention
-    npz_zip_bomb: r"data\.max_bytes", npz_header_lies: r"header declares .* holds only",
+    npz_zip_bomb: r"data\.max_bytes", npz_bzip2_bomb: r"x in .* is compressed with bzip2",
+    npz_header_lies: r"header declares .* holds only",
     idx_gzip_bomb: r"longer than its header says", idx_gzip_bomb_declared: r"data\.max_bytes",
     idx_dims_overflow: r"data\.max_items", npz_huge_labels: r"data\.max_classes",
     png_5000: r"5000x5000 .*data\.max_pixels", png_12000: r"12000x12000 .*data\.max_pixels",
@@ -189,7 +229,7 @@ BAD_INPUTS = {  # builder -> what the one line must mention
     thin_images: r"60000x1 .*data\.max_side",
     npz_zero_size: r"\(5, 0, 28\).*no pixels", idx_zero_size: r"28x0 pixels: it has no pixels",
 }
-BOMBS = {npz_zip_bomb, npz_header_lies, idx_gzip_bomb, idx_gzip_bomb_declared, idx_dims_overflow,
+BOMBS = {npz_zip_bomb, npz_bzip2_bomb, npz_header_lies, idx_gzip_bomb, idx_gzip_bomb_declared, idx_dims_overflow,
          npz_huge_labels, png_5000, png_12000, png_20000, thin_images}
 
 

@@ -254,6 +254,20 @@ def _stored(path: Path, member: str | None, key: str, f, size: int) -> StoredArr
     return array
 
 
+_ZIP_METHODS = {zipfile.ZIP_STORED: "none", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma"}
+
+
+def _check_compression(info: zipfile.ZipInfo, where: str) -> None:
+    """Only the methods numpy writes (np.savez: stored, np.savez_compressed: deflate). zipfile caps what a
+    deflated member inflates per read, but hands a bzip2 or lzma decompressor whole 4 KB chunks without a
+    cap: 4 KB of bzip2 inflate to gigabytes in one call, before any size can be checked."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = _ZIP_METHODS.get(info.compress_type, f"method {info.compress_type}")
+        raise GenlabError(f"{where} is compressed with {method}; genlab reads .npz members stored or deflated, "
+                          f"as np.savez and np.savez_compressed write them")
+
+
 def stored_arrays(path: Path, budget: SizeBudget, keys: tuple[str, ...] = _NPZ_ARRAYS) -> dict[str, StoredArray]:
     """The arrays named ``keys`` in an .npz file (an .npy file is ``x`` alone), from their headers only.
 
@@ -274,6 +288,7 @@ def stored_arrays(path: Path, budget: SizeBudget, keys: tuple[str, ...] = _NPZ_A
                                           f"{', '.join(sorted(members)) or 'none'})")
                     arrays = {}
                     for key in (k for k in keys if k in members):
+                        _check_compression(members[key], f"{key} in {path}")
                         with z.open(members[key]) as member:
                             arrays[key] = _stored(path, members[key].filename, key, member,
                                                   members[key].file_size)
