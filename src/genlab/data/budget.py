@@ -33,6 +33,11 @@ from ..errors import GenlabError
 _DEFAULT = DataConfig()
 
 
+def one_line(err: Exception) -> str:
+    """An exception's message on one line (Pillow's, zipfile's and numpy's can span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def _raise(field: str) -> str:
     return f"(--set data.{field}=N raises it)"
 
@@ -123,8 +128,7 @@ def open_image(source: str | Path | BinaryIO, budget: SizeBudget | None = None, 
                           f"{budget.max_pixels} and more than Pillow opens (2 x PIL.Image.MAX_IMAGE_PIXELS)") \
             from None
     except Exception as err:  # Pillow raises several types for unreadable data
-        raise GenlabError(f"cannot read the image {name}: {' '.join(str(err).split()) or type(err).__name__}") \
-            from None
+        raise GenlabError(f"cannot read the image {name}: {one_line(err)}") from None
     try:
         budget.check_image(*img.size, f"the image {name}")
     except GenlabError:

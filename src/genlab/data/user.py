@@ -34,7 +34,7 @@ from torch import Tensor
 from ..errors import GenlabError
 from ..registry import DATASETS
 from .base import SPLITS, DataSet
-from .budget import SizeBudget, human_bytes, open_image
+from .budget import SizeBudget, human_bytes, one_line, open_image
 from .builtin import check_channels, positive_int, random_split, resize_images, set_channels
 
 MEMORY_LIMIT = 2 * 1024**3  # bytes: a folder whose float32 tensor would be larger is streamed from disk
@@ -55,10 +55,6 @@ def holdout_split(n: int) -> dict[str, Tensor]:
 def short_name(kind: str, stem: str) -> str:
     """``folder-my_pngs``: a data set name that is safe inside a folder name."""
     return f"{kind}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem).strip('_.') or 'data'}"
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _existing(path: str | None, kind: str, *, folder: bool) -> Path:
@@ -93,7 +89,7 @@ def read_image(path: str | Path, channels: int, size: int | None, budget: SizeBu
             arr = np.asarray(img, dtype=np.float32)  # (H, W) or (H, W, 3)
             arr = arr if img.mode == "F" else arr / 255.0
         except Exception as err:  # any failure to decode a user's file is a bad file
-            raise GenlabError(f"cannot read the image {path}: {_one_line(err)}") from None
+            raise GenlabError(f"cannot read the image {path}: {one_line(err)}") from None
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
     if arr.shape[0] != channels:  # 16-bit or float grey asked for as RGB
         arr = np.repeat(arr, channels, axis=0)
@@ -219,7 +215,7 @@ class StoredArray:
                     f = stack.enter_context(stack.enter_context(zipfile.ZipFile(self.path)).open(self.member))
                 return np.lib.format.read_array(f, allow_pickle=False)
         except Exception as err:  # zip, zlib, bz2, lzma and numpy raise many types for a corrupt member
-            raise GenlabError(f"cannot read {self.key} in {self.path}: {_one_line(err)}") from None
+            raise GenlabError(f"cannot read {self.key} in {self.path}: {one_line(err)}") from None
 
 
 def _npy_header(f, where: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -233,7 +229,7 @@ def _npy_header(f, where: str) -> tuple[tuple[int, ...], np.dtype]:
         else:
             raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
     except Exception as err:  # a member that is not an array, or a corrupt header
-        raise GenlabError(f"{where} is not a .npy array: {_one_line(err)}") from None
+        raise GenlabError(f"{where} is not a .npy array: {one_line(err)}") from None
     if dtype.hasobject:
         raise GenlabError(f"{where} holds Python objects, which genlab never loads (loading them would "
                           f"unpickle code); save plain numeric arrays")
@@ -298,7 +294,7 @@ def stored_arrays(path: Path, budget: SizeBudget, keys: tuple[str, ...] = _NPZ_A
     except GenlabError:
         raise
     except Exception as err:  # a corrupt zip: zipfile raises several types
-        raise GenlabError(f"cannot read {path} as an .npz file: {_one_line(err)}") from None
+        raise GenlabError(f"cannot read {path} as an .npz file: {one_line(err)}") from None
     for key, array in arrays.items():
         budget.check_bytes(array.nbytes, f"{path}: {key} holds {array.describe()} values")
     budget.check_bytes(sum(a.nbytes for a in arrays.values()), f"{path}: {', '.join(arrays)} hold values")
@@ -459,7 +455,7 @@ def _read_idx(path: Path, magic: int, what: str,
                 got += n
             longer = got == len(payload) and f.read(1) != b""
     except (OSError, EOFError, zlib.error) as err:
-        raise GenlabError(f"cannot read {path}: {_one_line(err)}") from None
+        raise GenlabError(f"cannot read {path}: {one_line(err)}") from None
     if got < len(payload) or longer:
         state = "truncated" if got < len(payload) else "longer than its header says"
         holds = "" if longer else f" but the file holds {header + got}{' once inflated' if gzipped else ''}"
