@@ -52,9 +52,10 @@ def cmd_list(args) -> int:
 
 # --- data ------------------------------------------------------------------------------------
 def load_run_data(cfg: DataConfig):
-    from .data import load_data
+    from .data import SizeBudget, load_data
 
-    return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
+    return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed,
+                     budget=SizeBudget.of(cfg))
 
 
 def data_for_run(config: RunConfig, spec: str | None):

