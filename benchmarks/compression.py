@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genlab.commands import data_for_run
+from genlab.cli.commands import data_for_run
+from genlab.cli.compression import _load_codec
 from genlab.compression import compress, decompress
-from genlab.compression.commands import _load_codec
 from genlab.compression.ladder import run_folders
 from genlab.compression.rd import baseline_curves, bd_rate, codec_point, common_psnr_range, plot_matched, to_uint8
 

@@ -83,7 +83,8 @@ def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides
     from genlab.evaluation import evaluate
     from genlab.models import build_model
     from genlab.registry import MODELS as REGISTRY
-    from genlab.training import Trainer, new_run
+    from genlab.runs import new_run
+    from genlab.training import Trainer
 
     torch.set_num_threads(1)
     name, fields = MODELS[model_key]

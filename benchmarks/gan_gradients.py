@@ -40,7 +40,8 @@ from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.data import Loader, load_data
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 CHECKPOINTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 CRITICS = {"logistic": ("gan", ("minimax", "nonsaturating")), "wgan-gp": ("wgan-gp", ("wasserstein",))}

@@ -40,10 +40,11 @@ from genlab.config import DataInfo, RunConfig, TrainConfig, apply_overrides
 from genlab.data import load_data
 from genlab.data.labels import labelled_train_indices, with_label_budget
 from genlab.evaluation import evaluate
-from genlab.evaluation.clustering import cluster_scores, kmeans, linear_probe
+from genlab.evaluation.cluster_metrics import cluster_scores, kmeans, linear_probe
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, load_model, new_run, open_run
+from genlab.runs import load_model, new_run, open_run
+from genlab.training import Trainer
 
 LABELS = (100, 600, 1000)
 CLUSTERINGS = ("pixel_kmeans", "vae_kmeans", "gmvae_kmeans", "gmvae_qy")

@@ -33,10 +33,11 @@ from genlab.config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_ov
 from genlab.data import DataSet, load_data
 from genlab.data.labels import labelled_train_indices, with_label_budget
 from genlab.evaluation import evaluate
-from genlab.evaluation.clustering import linear_probe
+from genlab.evaluation.cluster_metrics import linear_probe
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 LABELS = (100, 600, 1000)
 # M2 on M1's codes: points, so a Gaussian decoder; its sigma learned (a fixed 0.1 on codes of scale

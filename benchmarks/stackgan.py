@@ -119,7 +119,8 @@ def train_model(data, *, seconds: float | None, cpu_time: float | None, seed: in
     from genlab.config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides
     from genlab.models import build_model
     from genlab.registry import MODELS
-    from genlab.training import Trainer, new_run
+    from genlab.runs import new_run
+    from genlab.training import Trainer
 
     model_cls = MODELS.get("stackgan")
     train = TrainConfig(**{**model_cls.train_defaults, "time": None if cpu_time else seconds, "cpu_time": cpu_time,
@@ -175,7 +176,7 @@ def main() -> None:
     import genlab.models  # noqa: F401
     from genlab.data import load_data
     from genlab.data.captions import SHAPES, shape_values
-    from genlab.training import load_model, open_run
+    from genlab.runs import load_model, open_run
 
     torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -32,7 +32,8 @@ from genlab.distributions import Bernoulli, DiagonalGaussian
 from genlab.losses import iwae_log_weights_to_bound
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
-from genlab.training import Trainer, load_model, new_run
+from genlab.runs import load_model, new_run
+from genlab.training import Trainer
 
 
 class ReferenceVAE(nn.Module):

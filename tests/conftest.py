@@ -92,7 +92,7 @@ def shapes() -> DataSet:
 
 def tiny_dcign(data: DataSet, **extra):
     """A small DC-IGN for ``data``: 4 named units and 2 free ones, narrow nets."""
-    from genlab.commands import data_info
+    from genlab.cli.commands import data_info
     from genlab.models import build_model
     from genlab.models.dcign import DCIGNConfig
 

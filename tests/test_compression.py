@@ -21,7 +21,8 @@ from genlab.errors import GenlabError
 from genlab.models import build_model
 from genlab.models.codec import CodecConfig
 from genlab.models.entropy import quantize_pmf
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 from conftest import blobs, info
 
@@ -91,7 +92,7 @@ def test_format_errors(trained):
 
 def test_cli_round_trip_and_one_line_errors(trained, tmp_path, capsys):
     data, model, run = trained
-    from genlab.training.checkpoint import save_checkpoint
+    from genlab.runs.checkpoint import save_checkpoint
 
     save_checkpoint(run.best, {"model": model.state_dict()})
     pngs = []
@@ -188,7 +189,7 @@ def test_parse_qualities_and_lambda_ladder():
 
 def test_ladder_trains_each_quality_and_codes_by_quality(tmp_path, capsys):
     from genlab.compression.ladder import lmbda_for, read_ladder
-    from genlab.training import open_run
+    from genlab.runs import open_run
 
     data = blobs(120, size=12)
     npz = tmp_path / "blobs.npz"

@@ -25,7 +25,8 @@ from genlab.config import TrainConfig
 from genlab.data import DataSet
 from genlab.models.gan import WGANGP, WGANGPConfig
 from genlab.models.vae import VAE, VAEConfig
-from genlab.training import Run, Trainer, distributed, load_checkpoint
+from genlab.runs import Run, load_checkpoint
+from genlab.training import Trainer, distributed
 
 from conftest import blobs, info
 

@@ -24,7 +24,8 @@ from genlab.evaluation import evaluate
 from genlab.evaluation.modes import high_quality_share, modes_covered
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 from conftest import blobs, info, points
 

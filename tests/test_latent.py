@@ -19,7 +19,8 @@ from genlab.latent.references import extremes
 from genlab.latent.traverse import code_grid, dimension_grid, sweep
 from genlab.models import build_model
 from genlab.models.infogan import CodeLayout, InfoGAN, InfoGANConfig
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 from conftest import blobs, info
 

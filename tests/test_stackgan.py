@@ -29,7 +29,8 @@ from genlab.data.captions import (
 from genlab.errors import GenlabError
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 
 QUICK = TrainConfig(batch_size=64, eval_every=0, sample_every=0, checkpoint_every=0, log_every=1000,
                     eval_metrics=(), threads=1)

@@ -17,8 +17,9 @@ from genlab.config import RunConfig, TrainConfig
 from genlab.errors import TrainingDiverged
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
-from genlab.training import Trainer, load_checkpoint, new_run, save_checkpoint
-from genlab.training.logger import read_jsonl
+from genlab.runs import load_checkpoint, new_run, save_checkpoint
+from genlab.runs.logs import read_jsonl
+from genlab.training import Trainer
 
 from conftest import blobs, info
 
@@ -97,7 +98,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
 
 def _slow_writer(path: str, started) -> None:
     """Child: rewrites the checkpoint with a payload whose write stalls half-way."""
-    import genlab.training.checkpoint as ck
+    import genlab.runs.checkpoint as ck
 
     def stalling_fdopen(fd, mode):
         f = open(fd, mode, closefd=True)  # noqa: SIM115
@@ -194,7 +195,7 @@ def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
 
 
 def test_select_metric_last_keeps_no_best_and_loads_the_last_weights(tmp_path):
-    from genlab.training import load_model
+    from genlab.runs import load_model
 
     data = blobs(120)
     t, run = make(tmp_path, data, replace(QUICK, steps=10, eval_every=5, select_metric="last"))

@@ -72,7 +72,7 @@ def read_ladder(path: str | Path) -> dict[int, Path]:
 
 
 def write_ladder(path: Path, qualities: list[int]) -> None:
-    from ..training.checkpoint import atomic_write_bytes
+    from ..runs.checkpoint import atomic_write_bytes
 
     record = {"qualities": {str(q): f"q{q}" for q in qualities},
               "lmbda": {str(q): lmbda_for(q) for q in qualities}}
@@ -100,7 +100,7 @@ def train_ladder(args, train_one) -> int:
     """Train one codec per quality into one ladder folder; ``train_one(args)`` is ``cmd_train``."""
     from argparse import Namespace
 
-    from ..training.runs import new_run
+    from ..runs.folder import new_run
 
     if args.model != "codec":
         raise GenlabError(f"--qualities trains a codec ladder; {args.model!r} has no qualities")

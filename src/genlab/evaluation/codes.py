@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .clustering import cluster_acc, cluster_scores
+from .cluster_metrics import cluster_acc, cluster_scores
 from .evaluate import Metric, _register
 
 

@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 
 from ..data.base import DataSet
 from ..errors import GenlabError
+from ..nn.features import FeatureExtractor, FeatureSet, feature_extractor, real_features
 from ..registry import METRICS
 from . import metrics as M
 from . import semantics as S
-from .clustering import cluster_acc
-from .features import FeatureExtractor, FeatureSet, feature_extractor, real_features
+from .cluster_metrics import cluster_acc
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts import has_encoder
 from ..errors import GenlabError
 from ..latent.attributes import MEASURES, apply_attribute, arithmetic, attribute_vector
 from ..latent.interpolate import interpolate, lerp, slerp
 from ..latent.project import project
 from ..latent.references import extremes
-from ..training import load_model, open_run
-from ..training.logger import read_jsonl
+from ..pictures.run_pictures import has_encoder
+from ..runs import load_model, open_run
+from ..runs.logs import read_jsonl
 
 MOVE_DIMS = 8  # sliders on the Move tab
 MAP_POINTS = 1000  # held-out items (or samples) on the Map tab
@@ -189,7 +189,7 @@ class RunSession:
 
     # --- data-derived pieces (made once) --------------------------------------------------------
     def data(self):
-        from ..commands import data_for_run
+        from ..cli.commands import data_for_run
 
         return self._lazy("data", lambda: data_for_run(self.config, None))
 

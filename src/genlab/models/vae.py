@@ -85,7 +85,7 @@ class VAE(Autoencoder):
             if not self.is_image or len(data_info.shape) != 3:
                 raise GenlabError(f"model.loss={config.loss} compares image features; this data is "
                                   f"{data_info.kind} of shape {tuple(data_info.shape)}")
-            from ..evaluation.features import FrozenFeatures
+            from ..nn.features import FrozenFeatures
 
             _check_choice("feature_norm", config.feature_norm, FEATURE_NORMS)
             _check_choice("feature_net", config.feature_net, FEATURE_NETS)

@@ -66,7 +66,7 @@ class Tour:
         return run
 
     def load(self, run: Path):
-        from ..training import load_model, open_run
+        from ..runs import load_model, open_run
 
         model, config = load_model(open_run(run))
         return model.eval(), config
@@ -112,8 +112,8 @@ class Tour:
         return [first, second]
 
     def clustering(self) -> Section:
+        from ..cli.clustering import _codes
         from ..evaluation.clustering import cluster_scores, kmeans
-        from ..structure import _codes
 
         model, _ = self.load(self.vae)
         data = self.dataset()
@@ -150,7 +150,7 @@ class Tour:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..training.logger import read_jsonl
+        from ..runs.logs import read_jsonl
 
         every = "train.eval_every=6" if self.tiny else "train.eval_every=300"
         run = self.train("gan", 0.15, every, "train.sample_every=6" if self.tiny else "train.sample_every=300")
@@ -178,8 +178,8 @@ class Tour:
     def infogan(self) -> Section:
         from ..evaluation import evaluate
         from ..latent.traverse import code_grid
-        from ..pictures import save_image_grid
-        from ..training.logger import read_jsonl
+        from ..pictures.grids import save_image_grid
+        from ..runs.logs import read_jsonl
 
         run = self.train("infogan", 0.20)
         model, _ = self.load(run)

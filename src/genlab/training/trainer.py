@@ -31,10 +31,10 @@ from ..data.factors import train_loader
 from ..errors import TrainingDiverged
 from ..models.base import GenerativeModel
 from ..registry import METRICS
+from ..runs.checkpoint import load_checkpoint, save_checkpoint
+from ..runs.folder import Run
+from ..runs.logs import RunLogger, plot_curves
 from . import distributed, speed
-from .checkpoint import load_checkpoint, save_checkpoint
-from .logger import RunLogger, plot_curves
-from .runs import Run
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class Trainer:
     def save_sample_grid(self) -> Path | None:
         folder = self.run.path / "samples"
         folder.mkdir(exist_ok=True)
-        from ..pictures import save_samples
+        from ..pictures.grids import save_samples
 
         self.model.eval()
         with torch.random.fork_rng(devices=[]):
@@ -312,7 +312,7 @@ class Trainer:
 
     def save_dfield(self, folder: Path) -> Path | None:
         """A model with a critic on 2-D points: D's field and G's gradient arrows at this step."""
-        from ..adversarial import dfield_applies, dfield_picture
+        from ..pictures.dfield import dfield_applies, dfield_picture
 
         if not dfield_applies(self.model, self.data):
             return None

@@ -17,4 +17,4 @@ def add_parsers(sub, common) -> None:
     p.add_argument("-o", "--output", required=True, help="PNG: the transformed image, the input's size")
     p.add_argument("--compare", action="store_true",
                    help="write input, reconstruction and transformed image side by side instead")
-    p.set_defaults(handler="genlab.semantics.commands:cmd_transform")
+    p.set_defaults(handler="genlab.cli.transform:cmd_transform")

@@ -17,10 +17,10 @@ from ..errors import GenlabError
 
 
 def cmd_transform(args) -> int:
-    from ..commands import _check_output, _load, _out
-    from ..compression.commands import read_image
     from ..compression.rd import to_uint8
-    from ..pictures import save_image_grid
+    from ..pictures.grids import save_image_grid
+    from .commands import _check_output, _load, _out
+    from .compression import read_image
 
     out = _check_output(args.output, (".png",))
     if not math.isfinite(args.rotate) or not (args.scale > 0 and math.isfinite(args.scale)):

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from .errors import GenlabError, TrainingDiverged
+from ..errors import GenlabError, TrainingDiverged
 
 log = logging.getLogger("genlab")
 
@@ -36,8 +36,8 @@ def _add_data_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 # sub-command groups that live beside the code they drive: each module has ``add_parsers(sub, common)``
 # and sets ``handler="module:function"`` on its parsers (imported only when that command runs)
-PARSER_MODULES: tuple[str, ...] = ("genlab.latent.cli", "genlab.report.cli", "genlab.explore.cli",
-                                  "genlab.semantics.cli")
+PARSER_MODULES: tuple[str, ...] = ("genlab.cli.latent_parsers", "genlab.cli.report", "genlab.cli.explore",
+                                  "genlab.cli.transform_parsers")
 
 
 class CommonArgs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-_HANDLERS = "genlab.latent.commands"
+_HANDLERS = "genlab.cli.latent"
 _REF_HELP = ("an image file, SPLIT:I[,J..] (test:12), label=K, or a measured attribute (thickness+, "
              "slant-: k items spread over each class's upper / lower half)")
 

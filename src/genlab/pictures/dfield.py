@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .data import DataSet
+from ..data import DataSet
 
 
 def has_critic(model) -> bool:
@@ -72,7 +72,7 @@ def dfield_picture(model, data: DataSet, path: str | Path, *, n: int = 512, arro
                    title: str = "") -> Path:
     """D over the plane, real and generated points and G's gradient arrows at ``arrows`` of the
     ``n`` generated points, saved as a PNG. Needs ``dfield_applies(model, data)``."""
-    from .pictures import save_dfield
+    from .grids import save_dfield
 
     was_training = model.training
     model.eval()

@@ -25,7 +25,7 @@ def _out(text: str = "") -> None:
 def _load_codec(run_path: str, which: str = "best"):
     import genlab.models  # noqa: F401  (registration)
 
-    from ..training import load_model, open_run
+    from ..runs import load_model, open_run
 
     model, config = load_model(open_run(run_path), which=which)
     if not hasattr(model, "coding_tables"):
@@ -48,7 +48,7 @@ def read_image(path: Path, channels: int) -> torch.Tensor:
 
 
 def _png_bytes(x: torch.Tensor) -> bytes:
-    from .rd import to_uint8
+    from ..compression.rd import to_uint8
 
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(x)).save(buffer, format="PNG")
@@ -56,12 +56,12 @@ def _png_bytes(x: torch.Tensor) -> bytes:
 
 
 def cmd_compress(args) -> int:
-    from .codec import compress
+    from ..compression.codec import compress
 
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".glc":
         raise GenlabError(f"output {out} must end in .glc")
-    from .ladder import run_folders
+    from ..compression.ladder import run_folders
 
     (run,) = run_folders(args.run, args.quality, default="middle")
     model, config = _load_codec(str(run), args.checkpoint)
@@ -75,7 +75,7 @@ def cmd_compress(args) -> int:
         raise GenlabError(f"two inputs share the name {dupes[0]!r}: decompress would write one over the other")
     images = [read_image(p, model.data_info.shape[0]) for p in paths]
     data = compress(model, images, names=names)
-    from ..training.checkpoint import atomic_write_bytes
+    from ..runs.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(out, data)
     pixels = sum(x.shape[1] * x.shape[2] for x in images)
@@ -85,9 +85,9 @@ def cmd_compress(args) -> int:
 
 
 def cmd_decompress(args) -> int:
-    from ..training.checkpoint import atomic_write_bytes
-    from . import format as glc
-    from .codec import decompress
+    from ..compression import format as glc
+    from ..compression.codec import decompress
+    from ..runs.checkpoint import atomic_write_bytes
 
     path = Path(args.file).expanduser()
     if not path.is_file():
@@ -96,7 +96,7 @@ def cmd_decompress(args) -> int:
     parsed = glc.unpack(data, source=str(path))
     if args.run is None:
         raise GenlabError(f"{path} was made by model {parsed.model_id.hex()}; pass --run RUN_FOLDER")
-    from .ladder import is_ladder, run_folders
+    from ..compression.ladder import is_ladder, run_folders
 
     (run,) = run_folders(args.run, parsed.quality if is_ladder(args.run) else None)
     model, _ = _load_codec(str(run), args.checkpoint)
@@ -114,15 +114,15 @@ def cmd_decompress(args) -> int:
 
 
 def cmd_rd(args) -> int:
-    from ..commands import data_for_run
-    from .rd import baseline_curves, bd_rate, codec_point, plot_matched, plot_rd
+    from ..compression.rd import baseline_curves, bd_rate, codec_point, plot_matched, plot_rd
+    from .commands import data_for_run
 
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".png":
         raise GenlabError(f"output {out} must end in .png")
     if args.json and Path(args.json).suffix.lower() != ".json":
         raise GenlabError(f"--json {args.json} must end in .json")
-    from .ladder import run_folders
+    from ..compression.ladder import run_folders
 
     models = [_load_codec(str(r), args.checkpoint) for path in args.run for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .adversarial import dfield_applies, dfield_picture
-from .data import DataSet
-from .latent import analogy_grid, interpolate, is_conditional_encoder
-from .pictures import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
+from ..data import DataSet
+from ..latent import analogy_grid, interpolate, is_conditional_encoder
+from .dfield import dfield_applies, dfield_picture
+from .grids import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
 
 
 def has_encoder(model) -> bool:

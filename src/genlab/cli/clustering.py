@@ -20,9 +20,9 @@ import logging
 import numpy as np
 import torch
 
+from ..errors import GenlabError
+from ..evaluation.cluster_metrics import balanced_subset, cluster_scores, kmeans, linear_probe, nearest_to_centres
 from .commands import _check_output, _load, _need_encoder, _out, _split, data_for_run
-from .errors import GenlabError
-from .evaluation.clustering import balanced_subset, cluster_scores, kmeans, linear_probe, nearest_to_centres
 
 log = logging.getLogger("genlab")
 
@@ -60,7 +60,7 @@ def _cluster_split(args, data) -> str:
 
 
 def cmd_cluster(args) -> int:
-    from .pictures import save_image_grid
+    from ..pictures.grids import save_image_grid
 
     out = _check_output(args.output, (".png",))
     json_out = _check_output(args.json, (".json",)) if args.json else None
@@ -154,8 +154,8 @@ def cmd_probe(args) -> int:
 
 def cmd_analogies(args) -> int:
     """One row per held-out input: the input, then its style code z decoded with every class."""
-    from .artifacts import analogy_picture
-    from .latent import is_conditional_encoder
+    from ..latent import is_conditional_encoder
+    from ..pictures.run_pictures import analogy_picture
 
     out = _check_output(args.output, (".png",))
     if args.n < 1:

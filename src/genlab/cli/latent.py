@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..commands import _check_output, _load, _out, data_for_run
 from ..errors import GenlabError
-from ..pictures import save_image_grid
-from .attributes import MEASURES, apply_attribute, arithmetic, attribute_vector
-from .interpolate import interpolate
-from .neighbours import copy_ratio, nearest
-from .project import project
-from .references import resolve_all
-from .traverse import code_grid, decode_grid, dimension_grid, sweep
+from ..latent.attributes import MEASURES, apply_attribute, arithmetic, attribute_vector
+from ..latent.interpolate import interpolate
+from ..latent.neighbours import copy_ratio, nearest
+from ..latent.project import project
+from ..latent.references import resolve_all
+from ..latent.traverse import code_grid, decode_grid, dimension_grid, sweep
+from ..pictures.grids import save_image_grid
+from .commands import _check_output, _load, _out, data_for_run
 
 log = logging.getLogger("genlab")
 
@@ -81,7 +81,7 @@ def cmd_interpolate(args) -> int:
         z = model.prior_sample(2 * args.pairs, generator=g)
         a, b = z[:args.pairs], z[args.pairs:]
     else:
-        from ..artifacts import interpolation_picture
+        from ..pictures.run_pictures import interpolation_picture
 
         data = _data(config, args.data)
         interpolation_picture(model, data, out, pairs=args.pairs, steps=args.steps, spherical=args.slerp,

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides, parse_duration
-from .errors import GenlabError
-from .registry import METRICS, MODELS
+from ..config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides, parse_duration
+from ..errors import GenlabError
+from ..registry import METRICS, MODELS
 
 log = logging.getLogger("genlab")
 
@@ -26,7 +26,7 @@ def cmd_list(args) -> int:
     import genlab.evaluation  # noqa: F401  (registers the metrics)
     import genlab.models  # noqa: F401
 
-    from .data import dataset_names
+    from ..data import dataset_names
 
     _out("models:")
     for name in MODELS:
@@ -42,7 +42,7 @@ def cmd_list(args) -> int:
 
 # --- data ------------------------------------------------------------------------------------
 def load_run_data(cfg: DataConfig):
-    from .data import load_data
+    from ..data import load_data
 
     return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed)
 
@@ -75,7 +75,7 @@ def _train_config(args, train: TrainConfig) -> TrainConfig:
 
 def cmd_train(args) -> int:
     """Train one run; under torchrun every process runs this, rank 0 alone creates, writes and prints."""
-    from .training import distributed
+    from ..training import distributed
 
     try:
         return _train(args)
@@ -87,12 +87,13 @@ def _train(args) -> int:
     import genlab.evaluation  # noqa: F401
     import genlab.models  # noqa: F401
 
-    from .models import build_model
-    from .training import Run, Trainer, distributed, new_run, open_run
+    from ..models import build_model
+    from ..runs import Run, new_run, open_run
+    from ..training import Trainer, distributed
 
     model_cls = MODELS.get(args.model)
     if getattr(args, "qualities", None):
-        from .compression.ladder import train_ladder
+        from ..compression.ladder import train_ladder
 
         return train_ladder(args, cmd_train)
     if args.resume:
@@ -127,7 +128,7 @@ def _train(args) -> int:
     model = build_model(config)
     data, labelled = _label_budget(config, model, data)
     if getattr(model, "batch_plan", None) is not None:  # one-factor batches need a renderable data set
-        from .data.factors import check_factor_batches
+        from ..data.factors import check_factor_batches
 
         check_factor_batches(data, model.batch_plan, f"a {config.model!r} model")
     if not args.resume:
@@ -138,7 +139,7 @@ def _train(args) -> int:
         run.write_config(config)
     out(f"run folder: {run.path}" + (f" ({world.size} processes, {world.backend})" if world.distributed else ""))
     if labelled is not None and world.main:
-        from .data.labels import write_label_record
+        from ..data.labels import write_label_record
 
         record = write_label_record(run.path / "labelled.json", data, labelled, n=config.data.labels,
                                     seed=config.data.label_seed, share=config.data.label_share)
@@ -177,16 +178,16 @@ def _label_budget(config: RunConfig, model, data):
         able = [m for m in MODELS if getattr(MODELS.get(m), "semi_supervised", False)]
         raise GenlabError(f"--labels {n}: a {config.model!r} model does not learn from partly labelled data "
                           f"(these do: {', '.join(able) or 'none'})")
-    from .data.labels import with_label_budget
+    from ..data.labels import with_label_budget
 
     return with_label_budget(data, n, config.data.label_seed, share=config.data.label_share)
 
 
 def _final_report(run, data) -> None:
     """Best weights -> pictures in the run folder and test metrics in metrics.json."""
-    from .artifacts import write_run_pictures
-    from .evaluation import evaluate, format_table
-    from .training import load_model
+    from ..evaluation import evaluate, format_table
+    from ..pictures.run_pictures import write_run_pictures
+    from ..runs import load_model
 
     model, _ = load_model(run)
     pictures = write_run_pictures(model, data, run.path)
@@ -202,7 +203,7 @@ def _final_report(run, data) -> None:
 def _load(args):
     import genlab.models  # noqa: F401
 
-    from .training import load_model, open_run
+    from ..runs import load_model, open_run
 
     run = open_run(args.run)
     model, config = load_model(run, which=args.checkpoint, device=args.device)
@@ -210,7 +211,7 @@ def _load(args):
 
 
 def _need_encoder(model, config: RunConfig, what: str) -> None:
-    from .artifacts import has_encoder
+    from ..pictures.run_pictures import has_encoder
 
     if not has_encoder(model):
         raise GenlabError(f"a {config.model!r} model has no encoder, so it cannot {what}")
@@ -247,7 +248,7 @@ def _sample_caption(model, config: RunConfig, caption: str, n: int, *, label: in
 
 
 def cmd_sample(args) -> int:
-    from .pictures import save_samples
+    from ..pictures.grids import save_samples
 
     out = _check_output(args.output, (".png", ".npz"))
     if args.n < 1:
@@ -287,7 +288,7 @@ def _encoder_job(args, what: str, suffixes: tuple[str, ...] = (".png",)):
 
 
 def cmd_reconstruct(args) -> int:
-    from .pictures import save_reconstructions
+    from ..pictures.grids import save_reconstructions
 
     out, model, _, data = _encoder_job(args, "reconstruct")
     x, _ = data.tensors(_split(args, args.data is None), limit=args.n)
@@ -313,7 +314,7 @@ def cmd_encode(args) -> int:
 def cmd_evaluate(args) -> int:
     import genlab.evaluation  # noqa: F401
 
-    from .evaluation import evaluate, format_table
+    from ..evaluation import evaluate, format_table
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     for name in metrics or []:
@@ -334,5 +335,5 @@ def cmd_evaluate(args) -> int:
 
 
 
-from .compression.commands import cmd_compress, cmd_decompress, cmd_rd  # noqa: E402,F401
-from .structure import cmd_analogies, cmd_cluster, cmd_probe  # noqa: E402,F401
+from .clustering import cmd_analogies, cmd_cluster, cmd_probe  # noqa: E402,F401
+from .compression import cmd_compress, cmd_decompress, cmd_rd  # noqa: E402,F401
