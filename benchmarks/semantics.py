@@ -173,7 +173,7 @@ def shapes_part(runs: dict[str, Path], n: int, picture: Path = RESULTS / "semant
 
 
 def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
-    from genlab.latent import interpolate
+    from genlab.latent.interpolate import interpolate
     from genlab.pictures.grids import save_image_grid
     from genlab.pictures.run_pictures import held_out
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from genlab.api.training import make_trainer
 from genlab.cli import main
 from genlab.compression import compress, decompress, model_identity, rate_check
 from genlab.compression import format as glc
@@ -22,7 +23,6 @@ from genlab.models import build_model
 from genlab.models.codec import CodecConfig
 from genlab.models.entropy import quantize_pmf
 from genlab.runs import new_run
-from genlab.training import Trainer
 
 from conftest import blobs, info
 
@@ -35,7 +35,7 @@ def _train(data, lmbda: float, steps: int, tmp_path, seed: int = 0):
     model = build_model(cfg)
     run = new_run(tmp_path, "codec", data.name)
     run.write_config(cfg)
-    Trainer(model, data, run, cfg.train, progress=False).fit()
+    make_trainer(model, data, run, cfg.train, progress=False).fit()
     return model.eval(), run
 
 
@@ -227,7 +227,7 @@ def _train_hyper(data, lmbda: float, steps: int, tmp_path):
     model = build_model(cfg)
     run = new_run(tmp_path, "codec", data.name)
     run.write_config(cfg)
-    Trainer(model, data, run, cfg.train, progress=False).fit()
+    make_trainer(model, data, run, cfg.train, progress=False).fit()
     return model.eval()
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from genlab.api.training import make_trainer
 from genlab.config import TrainConfig
 from genlab.data import DataSet
 from genlab.models.gan import WGANGP, WGANGPConfig
 from genlab.models.vae import VAE, VAEConfig
 from genlab.runs import Run, load_checkpoint
-from genlab.training import Trainer, distributed
+from genlab.training import distributed
 
 from conftest import blobs, info
 
@@ -141,7 +142,7 @@ def _train(rank: int, world: int, folder: Path, kind: str, steps: int, tag: str,
     try:
         run = Run(folder / (name if rank == 0 else f"{name}-rank{rank}"))
         run.path.mkdir(exist_ok=True)
-        trainer = Trainer(model, data, run, replace(QUICK, steps=steps), progress=False)
+        trainer = make_trainer(model, data, run, replace(QUICK, steps=steps), progress=False)
         if sgd:
             trainer.optimizers = {p.name: torch.optim.SGD([q for q in p.parameters() if q.requires_grad], lr=SGD_LR)
                                   for p in trainer.phases}

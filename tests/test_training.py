@@ -13,13 +13,13 @@ import pytest
 import torch
 
 import genlab.evaluation  # noqa: F401
+from genlab.api.training import make_trainer
 from genlab.config import RunConfig, TrainConfig
 from genlab.errors import TrainingDiverged
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
 from genlab.runs import load_checkpoint, new_run, save_checkpoint
 from genlab.runs.logs import read_jsonl
-from genlab.training import Trainer
 
 from conftest import blobs, info
 
@@ -32,7 +32,7 @@ def make(tmp_path, data, train=QUICK, **model):
                     train=train, data_info=info(data))
     run = new_run(tmp_path, "vae", data.name)
     run.write_config(cfg)
-    return Trainer(build_model(cfg), data, run, cfg.train, progress=False), run
+    return make_trainer(build_model(cfg), data, run, cfg.train, progress=False), run
 
 
 def params(model):
@@ -45,7 +45,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     whole.fit()
     first, run = make(tmp_path, data, replace(QUICK, steps=12))
     first.fit()
-    second = Trainer(build_model(run.read_config()), data, run, replace(QUICK, steps=30), progress=False)
+    second = make_trainer(build_model(run.read_config()), data, run, replace(QUICK, steps=30), progress=False)
     second.resume()
     assert second.step == 12
     second.fit()

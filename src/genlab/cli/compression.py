@@ -1,4 +1,5 @@
-"""``genlab compress`` / ``decompress`` / ``rd``: learned compression from the command line.
+"""``genlab compress`` / ``decompress`` / ``rd``: learned compression from the command line (the work is in
+``genlab.compression``).
 
 Every check runs before anything is written; a decompressed file set is decoded in memory in full
 and only then written, each PNG atomically.
@@ -8,29 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..compression.ladder import load_codec
 from ..errors import GenlabError
-
-
-def _out(text: str = "") -> None:
-    print(text, file=sys.stdout, flush=True)
-
-
-def _load_codec(run_path: str, which: str = "best"):
-    import genlab.models  # noqa: F401  (registration)
-
-    from ..runs import load_model, open_run
-
-    model, config = load_model(open_run(run_path), which=which)
-    if not hasattr(model, "coding_tables"):
-        raise GenlabError(f"{run_path} is a {config.model!r} run, not a codec")
-    return model, config
+from .common import out
 
 
 def read_image(path: Path, channels: int) -> torch.Tensor:
@@ -64,7 +51,7 @@ def cmd_compress(args) -> int:
     from ..compression.ladder import run_folders
 
     (run,) = run_folders(args.run, args.quality, default="middle")
-    model, config = _load_codec(str(run), args.checkpoint)
+    model, config = load_codec(str(run), args.checkpoint)
     if args.quality is not None and args.quality != model.config.quality:
         raise GenlabError(f"{args.run} is quality {model.config.quality}, not -q {args.quality}; "
                           "pass the run folder of that quality, or its ladder")
@@ -79,7 +66,7 @@ def cmd_compress(args) -> int:
 
     atomic_write_bytes(out, data)
     pixels = sum(x.shape[1] * x.shape[2] for x in images)
-    _out(f"wrote {out}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
+    out(f"wrote {out}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
          f"{8 * len(data) / pixels:.3f} bpp")
     return 0
 
@@ -99,7 +86,7 @@ def cmd_decompress(args) -> int:
     from ..compression.ladder import is_ladder, run_folders
 
     (run,) = run_folders(args.run, parsed.quality if is_ladder(args.run) else None)
-    model, _ = _load_codec(str(run), args.checkpoint)
+    model, _ = load_codec(str(run), args.checkpoint)
     images, names = decompress(model, data, source=str(path))
     files = [(Path(n).name or f"image{i:04d}", x) for i, (n, x) in enumerate(zip(names, images, strict=True))]
     files = [(n if n.lower().endswith(".png") else f"{Path(n).stem}.png", x) for n, x in files]
@@ -109,13 +96,13 @@ def cmd_decompress(args) -> int:
         raise GenlabError(f"{outdir} exists and is not a folder")
     for name, png in encoded:
         atomic_write_bytes(outdir / name, png)
-    _out(f"wrote {len(encoded)} image(s) to {outdir}")
+    out(f"wrote {len(encoded)} image(s) to {outdir}")
     return 0
 
 
 def cmd_rd(args) -> int:
     from ..compression.rd import baseline_curves, bd_rate, codec_point, plot_matched, plot_rd
-    from .commands import data_for_run
+    from ..runs import data_for_run
 
     out = Path(args.output).expanduser()
     if out.suffix.lower() != ".png":
@@ -124,7 +111,7 @@ def cmd_rd(args) -> int:
         raise GenlabError(f"--json {args.json} must end in .json")
     from ..compression.ladder import run_folders
 
-    models = [_load_codec(str(r), args.checkpoint) for path in args.run for r in run_folders(path)]
+    models = [load_codec(str(r), args.checkpoint) for path in args.run for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)
     split = args.split or ("test" if "test" in data.splits else "all")
     x, _ = data.tensors(split, limit=args.n)
@@ -137,16 +124,16 @@ def cmd_rd(args) -> int:
     plot_rd(curves, out, title=f"{name} {split}, {len(images)} images, per-image averages")
     matched = out.with_name(f"{out.stem}_matched.png")
     plot_matched([m for m, _ in models], images, matched)
-    _out(f"{'codec':<14}{'quality':>8}{'bpp':>9}{'PSNR dB':>9}")
+    out(f"{'codec':<14}{'quality':>8}{'bpp':>9}{'PSNR dB':>9}")
     for key in ("genlab", "jpeg_ecs", "jpeg", "webp", "png"):
         for p in curves[key]:
             psnr = "lossless" if p["psnr"] is None else f"{p['psnr']:.2f}"
-            _out(f"{key:<14}{p['quality'] if p['quality'] is not None else '-':>8}{p['bpp']:>9.3f}{psnr:>9}")
+            out(f"{key:<14}{p['quality'] if p['quality'] is not None else '-':>8}{p['bpp']:>9.3f}{psnr:>9}")
     for k, v in bd.items():
-        _out(f"BD-rate {k}: " + ("no common PSNR range" if v is None else f"{v:+.1f}%"))
-    _out(f"wrote {out} and {matched} (the same digits at matched bits, JPEG vs genlab)")
+        out(f"BD-rate {k}: " + ("no common PSNR range" if v is None else f"{v:+.1f}%"))
+    out(f"wrote {out} and {matched} (the same digits at matched bits, JPEG vs genlab)")
     if args.json:
         result = {"data": name, "split": split, "images": len(images), "curves": curves, "bd_rate_percent": bd}
         Path(args.json).expanduser().write_text(json.dumps(result, indent=2))
-        _out(f"wrote {args.json}")
+        out(f"wrote {args.json}")
     return 0

@@ -1,4 +1,4 @@
-"""Sub-commands of the latent tools (parsers only; the work is in ``genlab.latent.commands``)."""
+"""Sub-commands of the latent tools (parsers only; the handlers are ``genlab.cli.latent``)."""
 
 from __future__ import annotations
 

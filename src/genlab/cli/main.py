@@ -70,12 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN", help="continue this run exactly")
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
     p.add_argument("--labels", type=int, default=None, metavar="N",
-                   help="semi-supervised models (m2): keep N train labels, N/C per class, hide the rest")
+                   help="models that learn from partial labels (LearnsFromPartialLabels, e.g. m2): keep N train "
+                        "labels, N/C per class, hide the rest")
     p.add_argument("--label-seed", type=int, default=None, metavar="S",
                    help="which balanced labelled subset (default 0); recorded in labelled.json")
     p.add_argument("--no-final", action="store_true", help="skip the final test evaluation and pictures")
     p.add_argument("--qualities", default=None, metavar="1..6",
-                   help="codec only: train one model per quality into one ladder folder (each gets the budget)")
+                   help="models with quality levels (QualityLadder, e.g. codec): train one run per quality into "
+                        "one ladder folder (each gets the budget)")
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
@@ -157,14 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _handler(args):
-    """The function that runs the parsed command: its group's ``handler`` or ``commands.cmd_<name>``."""
-    if getattr(args, "handler", None):
-        module, function = args.handler.split(":")
-        return getattr(importlib.import_module(module), function)
-    from . import commands
+#: the module of each core sub-command's ``cmd_<name>`` (imported only when that command runs)
+HANDLER_MODULES: dict[str, str] = {
+    **dict.fromkeys(("list", "train", "sample", "reconstruct", "encode", "evaluate"), "genlab.cli.commands"),
+    **dict.fromkeys(("cluster", "probe", "analogies"), "genlab.cli.clustering"),
+    **dict.fromkeys(("compress", "decompress", "rd"), "genlab.cli.compression"),
+}
 
-    return getattr(commands, f"cmd_{args.command}")
+
+def _handler(args):
+    """The function that runs the parsed command: its group's ``handler`` or ``cmd_<name>`` of its module."""
+    module, function = (args.handler.split(":") if getattr(args, "handler", None)
+                        else (HANDLER_MODULES[args.command], f"cmd_{args.command}"))
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:

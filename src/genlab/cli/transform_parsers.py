@@ -1,11 +1,12 @@
-"""Sub-commands of the semantics tools (parsers only; the work is in ``genlab.semantics.commands``)."""
+"""The ``genlab transform`` sub-command (parser only; the handler is ``genlab.cli.transform``)."""
 
 from __future__ import annotations
 
 
 def add_parsers(sub, common) -> None:
     """``genlab transform RUN IMAGE --rotate DEG [--scale S] [--move DX DY] -o OUT.png``."""
-    p = sub.add_parser("transform", help="novel views: re-render an image rotated, scaled or moved (dcign)")
+    p = sub.add_parser("transform", help="novel views: re-render an image rotated, scaled or moved "
+                                         "(models with named units, e.g. dcign)")
     common.run(p)
     p.add_argument("image", help="a PNG (or any Pillow image) of the run's size, e.g. a shapes image")
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",

@@ -57,7 +57,8 @@ from ..nn import make_decoder, make_encoder
 from ..nn.blocks import ConvEncoder
 from ..nn.warp import PoseWarpDecoder
 from ..registry import MODELS
-from .named_units import SQRT3, NamedUnits, bound_units
+from .capabilities import NamedUnits, Transforms
+from .named_units import SQRT3, NamedUnitsMixin, bound_units
 from .vae import VAE, VAEConfig
 
 POSE_UNITS = ("rotation", "scale", "x", "y")  # the units a warp decoder applies as geometry
@@ -94,7 +95,7 @@ class DCIGNConfig(VAEConfig):
 
 
 @MODELS.register("dcign", help="DC-IGN: VAE whose first units are bound to named factors (one-factor batches)")
-class DCIGN(NamedUnits, VAE):
+class DCIGN(NamedUnitsMixin, VAE, NamedUnits, Transforms):
     Config = DCIGNConfig
     default_eval_metrics = ("view_iou", "elbo", "unit_corr", "fd")
 

@@ -25,7 +25,7 @@ def bound_units(config, info: DataInfo) -> dict[str, tuple[int, float, float, fl
     return {u: (names.index(u), *ranges[names.index(u)], periods[names.index(u)]) for u in config.units if u in names}
 
 
-class NamedUnits:
+class NamedUnitsMixin:
     """Mixin for a model whose ``config.units`` name its first latent units and whose ``bound`` is
     ``bound_units(config, data_info)``."""
 

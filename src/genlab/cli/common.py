@@ -1,0 +1,38 @@
+"""What every handler shares: printing a result line, checking an output path, loading the run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import GenlabError
+
+
+def out(text: str = "") -> None:
+    """One line of the command's result on stdout."""
+    print(text, file=sys.stdout, flush=True)
+
+
+def check_output(path: str, suffixes: tuple[str, ...]) -> Path:
+    """The output path, its suffix checked (before any work) and its folder made."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() not in suffixes:
+        raise GenlabError(f"output {target} must end in {' or '.join(suffixes)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def load(args):
+    """(run, model, config) of ``args.run`` with ``args.checkpoint`` weights on ``args.device``."""
+    from ..runs import load_model, open_run
+
+    run = open_run(args.run)
+    model, config = load_model(run, which=args.checkpoint, device=args.device)
+    return run, model, config
+
+
+def models_declaring(*capabilities: str) -> list[str]:
+    """The built-in models that declare every one of ``capabilities`` (for error messages)."""
+    from ..catalog import MODELS
+
+    return [name for name, entry in sorted(MODELS.items()) if set(capabilities) <= set(entry.capabilities)]
