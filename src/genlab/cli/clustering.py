@@ -11,7 +11,7 @@ from ..api.inference import eval_split, need_encoder
 from ..clustering import PER_CLUSTER, cluster, probe
 from ..errors import GenlabError
 from ..runs import data_for_run
-from .common import check_output, load, models_declaring, out
+from .common import check_output, load, models_declaring, out, spoken_list
 
 HUNGARIAN_NOTE = ("cluster_acc uses Hungarian matching (one cluster per class): stricter than "
                   "mapping each cluster to its majority class")
@@ -94,7 +94,7 @@ def cmd_analogies(args) -> int:
     _, model, config = load(args)
     need_encoder(model, config.model, "make analogies")
     if not is_conditional_encoder(model):
-        able = ", ".join(models_declaring("ClassConditional", "Encodes"))
+        able = spoken_list(models_declaring("ClassConditional", "Encodes"))
         raise GenlabError(f"a {config.model!r} model is not class-conditional, so it cannot make analogies "
                           f"({able} are)")
     data = data_for_run(config, args.data)

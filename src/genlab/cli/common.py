@@ -36,3 +36,8 @@ def models_declaring(*capabilities: str) -> list[str]:
     from ..catalog import MODELS
 
     return [name for name, entry in sorted(MODELS.items()) if set(capabilities) <= set(entry.capabilities)]
+
+
+def spoken_list(names: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "none"

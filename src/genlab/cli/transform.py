@@ -20,7 +20,7 @@ def cmd_transform(args) -> int:
     from ..compression.rd import to_uint8
     from ..models.capabilities import Transforms
     from ..pictures.grids import save_image_grid
-    from .common import check_output, load, models_declaring, out
+    from .common import check_output, load, models_declaring, out, spoken_list
     from .compression import read_image
 
     target = check_output(args.output, (".png",))
@@ -29,7 +29,7 @@ def cmd_transform(args) -> int:
     _, model, config = load(args)
     if not isinstance(model, Transforms):
         raise GenlabError(f"a {config.model!r} model has no named units to edit, so it cannot transform "
-                          f"({', '.join(models_declaring('Transforms'))} can)")
+                          f"({spoken_list(models_declaring('Transforms'))} can)")
     shape = tuple(config.data_info.shape)
     x = read_image(Path(args.image).expanduser(), shape[0])  # (C, H, W) in [0, 1]
     if tuple(x.shape) != shape:
