@@ -20,7 +20,7 @@ def add_parsers(sub, common) -> None:
 
 
 def cmd_report(args) -> int:
-    from ..report.runs import write_report
+    from ..report.run_pages import write_report
 
     if not str(args.output).endswith(".html"):
         raise GenlabError(f"output {args.output} must end in .html")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .html import esc, image, page, table
-from .runs import comparison_table, read_metrics
+from .run_pages import comparison_table, read_metrics
 
 log = logging.getLogger("genlab")
 
