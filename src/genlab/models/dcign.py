@@ -78,8 +78,8 @@ def bound_units(config, info: DataInfo) -> dict[str, tuple[int, float, float, fl
 
 
 class NamedUnitsMixin:
-    """The ``NamedUnits`` capability for a model whose ``config.units`` name its first latent units and whose ``bound`` is
-    ``bound_units(config, data_info)``."""
+    """The ``NamedUnits`` capability for a model whose ``config.units`` name its first latent units and
+    whose ``bound`` is ``bound_units(config, data_info)``."""
 
     @property
     def unit_names(self) -> tuple[str, ...]:
