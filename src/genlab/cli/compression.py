@@ -45,9 +45,9 @@ def _png_bytes(x: torch.Tensor) -> bytes:
 def cmd_compress(args) -> int:
     from ..compression.codec import compress
 
-    out = Path(args.output).expanduser()
-    if out.suffix.lower() != ".glc":
-        raise GenlabError(f"output {out} must end in .glc")
+    target = Path(args.output).expanduser()
+    if target.suffix.lower() != ".glc":
+        raise GenlabError(f"output {target} must end in .glc")
     from ..compression.ladder import run_folders
 
     (run,) = run_folders(args.run, args.quality, default="middle")
@@ -64,9 +64,9 @@ def cmd_compress(args) -> int:
     data = compress(model, images, names=names)
     from ..runs.checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(out, data)
+    atomic_write_bytes(target, data)
     pixels = sum(x.shape[1] * x.shape[2] for x in images)
-    out(f"wrote {out}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
+    out(f"wrote {target}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
          f"{8 * len(data) / pixels:.3f} bpp")
     return 0
 
@@ -104,9 +104,9 @@ def cmd_rd(args) -> int:
     from ..compression.rd import baseline_curves, bd_rate, codec_point, plot_matched, plot_rd
     from ..runs import data_for_run
 
-    out = Path(args.output).expanduser()
-    if out.suffix.lower() != ".png":
-        raise GenlabError(f"output {out} must end in .png")
+    target = Path(args.output).expanduser()
+    if target.suffix.lower() != ".png":
+        raise GenlabError(f"output {target} must end in .png")
     if args.json and Path(args.json).suffix.lower() != ".json":
         raise GenlabError(f"--json {args.json} must end in .json")
     from ..compression.ladder import run_folders
@@ -121,8 +121,8 @@ def cmd_rd(args) -> int:
     bd = {"vs_jpeg_ecs": bd_rate(genlab, curves["jpeg_ecs"]), "vs_jpeg_file": bd_rate(genlab, curves["jpeg"]),
           "vs_webp": bd_rate(genlab, curves["webp"])}
     name = args.data or models[0][1].data.spec
-    plot_rd(curves, out, title=f"{name} {split}, {len(images)} images, per-image averages")
-    matched = out.with_name(f"{out.stem}_matched.png")
+    plot_rd(curves, target, title=f"{name} {split}, {len(images)} images, per-image averages")
+    matched = target.with_name(f"{target.stem}_matched.png")
     plot_matched([m for m, _ in models], images, matched)
     out(f"{'codec':<14}{'quality':>8}{'bpp':>9}{'PSNR dB':>9}")
     for key in ("genlab", "jpeg_ecs", "jpeg", "webp", "png"):
@@ -131,7 +131,7 @@ def cmd_rd(args) -> int:
             out(f"{key:<14}{p['quality'] if p['quality'] is not None else '-':>8}{p['bpp']:>9.3f}{psnr:>9}")
     for k, v in bd.items():
         out(f"BD-rate {k}: " + ("no common PSNR range" if v is None else f"{v:+.1f}%"))
-    out(f"wrote {out} and {matched} (the same digits at matched bits, JPEG vs genlab)")
+    out(f"wrote {target} and {matched} (the same digits at matched bits, JPEG vs genlab)")
     if args.json:
         result = {"data": name, "split": split, "images": len(images), "curves": curves, "bd_rate_percent": bd}
         Path(args.json).expanduser().write_text(json.dumps(result, indent=2))
