@@ -27,7 +27,7 @@ from ..errors import GenlabError
 from ..evaluation import evaluate as evaluate_model
 from ..evaluation import format_table
 from ..models.base import GenerativeModel
-from ..models.capabilities import LearnsFromPartialLabels, QualityLadder
+from ..models.capabilities import LearnsFromPartialLabels, QualityLadder, issubclass_declared
 from ..registry import METRICS, MODELS
 from ..runs import Run, atomic_write_bytes, build_model, data_info, load_model, load_run_data, new_run, open_run
 from ..training import Trainer, distributed
@@ -255,7 +255,7 @@ def _train_ladder(model: str, model_cls, data: DataLike, qualities: str | Sequen
     the whole budget."""
     from ..compression.ladder import parse_qualities, write_ladder
 
-    if not issubclass(model_cls, QualityLadder):
+    if not issubclass_declared(model_cls, QualityLadder):
         raise GenlabError(f"--qualities trains a ladder of quality levels; {model!r} has no qualities")
     if resume:
         raise GenlabError("--qualities cannot --resume; resume one quality's run folder instead")
