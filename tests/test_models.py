@@ -206,12 +206,13 @@ def check_codes_to_bits(model, data):
     bits = model.estimated_bits(x)
     assert bits.shape == (6,) and (bits > 0).all()
     assert model.rd_objective(bits / 64, torch.full((6,), 0.01)).shape == (6,)
-    assert model.coding_tables() is not None
+    assert model.coding_tables() is not None and model.lmbda > 0
 
 
 def check_quality_ladder(model, data):
     low, high = model.ladder_settings(1), model.ladder_settings(4)
     assert set(low) == set(model.ladder_fields) and low != high
+    assert model.quality == 0  # a model trained outside a ladder
 
 
 def check_adversarial(model, data):

@@ -52,8 +52,8 @@ def cmd_compress(args) -> int:
 
     (run,) = run_folders(args.run, args.quality, default="middle")
     model, config = load_codec(str(run), args.checkpoint)
-    if args.quality is not None and args.quality != model.config.quality:
-        raise GenlabError(f"{args.run} is quality {model.config.quality}, not -q {args.quality}; "
+    if args.quality is not None and args.quality != model.quality:
+        raise GenlabError(f"{args.run} is quality {model.quality}, not -q {args.quality}; "
                           "pass the run folder of that quality, or its ladder")
     paths = [Path(p).expanduser() for p in args.images]
     names = [p.name for p in paths]
@@ -66,7 +66,7 @@ def cmd_compress(args) -> int:
 
     atomic_write_bytes(target, data)
     pixels = sum(x.shape[1] * x.shape[2] for x in images)
-    out(f"wrote {target}: {len(images)} image(s), quality {model.config.quality}, {len(data)} bytes, "
+    out(f"wrote {target}: {len(images)} image(s), quality {model.quality}, {len(data)} bytes, "
          f"{8 * len(data) / pixels:.3f} bpp")
     return 0
 

@@ -118,7 +118,7 @@ def compress(model, images: Sequence[Tensor], *, names: Sequence[str] | None = N
         _encode(encoder, stages, lo, models)
     payload = encoder.get_compressed().astype("<u4").tobytes()
     sizes = [(int(x.shape[1]), int(x.shape[2]), int(x.shape[0])) for x in images]
-    q = model.config.quality if quality is None else quality
+    q = model.quality if quality is None else quality
     return glc.pack(glc.GlcFile(model_id=model_identity(model), quality=q, sizes=sizes, names=names,
                                 payload=payload))
 

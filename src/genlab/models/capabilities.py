@@ -136,7 +136,10 @@ class LearnsFromPartialLabels(Protocol):
 class CodesToBits(Protocol):
     """A learned codec: ``estimated_bits(x)`` (N,) bits its entropy model gives the rounded latents,
     ``rd_objective(bpp, mse)`` (N,) its rate-distortion objective, ``coding_tables()`` the integer
-    tables a range coder uses (``genlab.compression`` writes .glc files with them)."""
+    tables a range coder uses (``genlab.compression`` writes .glc files with them); ``lmbda`` weighs
+    distortion against rate."""
+
+    lmbda: float
 
     def estimated_bits(self, x: Tensor) -> Tensor: ...
 
@@ -149,8 +152,9 @@ class CodesToBits(Protocol):
 class QualityLadder(Protocol):
     """Trains as a ladder of quality levels, one run per level (``train(qualities=...)``):
     ``ladder_settings(q)`` gives the config fields of level q, ``ladder_fields`` their names (a ladder
-    sets them, so an override of one is refused)."""
+    sets them, so an override of one is refused); ``quality`` is this model's level (0: not in a ladder)."""
 
+    quality: int
     ladder_fields: tuple[str, ...]
 
     @classmethod

@@ -94,6 +94,16 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
     default_eval_metrics = ("rd_loss", "bpp", "psnr")  # its prior's samples are textures: no FD
     ladder_fields = ("lmbda", "quality")  # what each level of a quality ladder sets
 
+    @property
+    def quality(self) -> int:
+        """This model's level in a quality ladder (0: not in one)."""
+        return self.config.quality
+
+    @property
+    def lmbda(self) -> float:
+        """The weight of distortion against rate in its objective."""
+        return self.config.lmbda
+
     @classmethod
     def ladder_settings(cls, quality: int) -> dict:
         """Quality level q of a ladder: lambda from CompressAI's table (``lmbda_for``), and q itself."""
