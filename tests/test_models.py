@@ -168,6 +168,9 @@ def check_caption_conditional(model, data):
 
 def check_readable_codes(model, data):
     assert model.code_layout.size == model.latent_size
+
+
+def check_predicts_codes(model, data):
     cat, cont = model.predict_codes(_x(data))
     assert cat.shape[0] == cont.shape[0] == 6
 
@@ -227,6 +230,7 @@ def check_adversarial(model, data):
 CHECKS = {caps.Decodes: check_decodes, caps.Reconstructs: check_reconstructs, caps.Encodes: check_encodes,
           caps.LikelihoodBound: check_likelihood_bound, caps.ClassConditional: check_class_conditional,
           caps.CaptionConditional: check_caption_conditional, caps.ReadableCodes: check_readable_codes,
+          caps.PredictsCodes: check_predicts_codes,
           caps.NamedUnits: check_named_units, caps.Transforms: check_transforms, caps.Clusters: check_clusters,
           caps.Classifies: check_classifies, caps.LearnsFromPartialLabels: check_learns_from_partial_labels,
           caps.CodesToBits: check_codes_to_bits, caps.QualityLadder: check_quality_ladder,

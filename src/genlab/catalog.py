@@ -41,7 +41,7 @@ MODELS: dict[str, ModelEntry] = {
                         (*_ENC, "LikelihoodBound", "Clusters")),
     "infogan": ModelEntry("genlab.models.infogan",
                           "InfoGAN: categorical and continuous codes kept readable by a Q head (Chen et al. 2016)",
-                          ("Decodes", "ReadableCodes", "Adversarial")),
+                          ("Decodes", "ReadableCodes", "PredictsCodes", "Adversarial")),
     "m2": ModelEntry("genlab.models.m2",
                      "semi-supervised VAE (Kingma M2): q(y|x) classifier, y enumerated when unlabelled",
                      (*_ENC, "LikelihoodBound", "ClassConditional", "Classifies", "LearnsFromPartialLabels")),

@@ -16,7 +16,7 @@ from ..data import DataSet
 from ..errors import GenlabError
 from ..evaluation import evaluate as evaluate_model
 from ..models.base import GenerativeModel
-from ..models.capabilities import CaptionConditional, ClassConditional, Encodes
+from ..models.capabilities import CaptionConditional, ClassConditional, Decodes, Encodes
 from ..registry import METRICS
 from ..runs import Run, data_for_run, load_model, load_run_data, open_run
 
@@ -29,7 +29,7 @@ def _run(run: RunLike) -> Run:
 
 def need_encoder(model: GenerativeModel, name: str, what: str) -> None:
     """A GenlabError unless the model ``Encodes``: ``what`` is what it cannot do without (e.g. "cluster")."""
-    if not isinstance(model, Encodes):
+    if not (isinstance(model, Encodes) and isinstance(model, Decodes)):
         raise GenlabError(f"a {name!r} model has no encoder, so it cannot {what}")
 
 

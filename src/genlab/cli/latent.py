@@ -216,6 +216,6 @@ def cmd_neighbours(args) -> int:
     save_image_grid(torch.cat(rows), target, per_row)
     ratio = copy_ratio(dist, real_dist)
     out(f"wrote {target} (rows in pairs: samples, then their nearest training images in feature space)")
-    out(f"median distance to the nearest training image: samples {dist.median():.3f}, held-target real "
+    out(f"median distance to the nearest training image: samples {dist.median():.3f}, held-out real "
          f"{real_dist.median():.3f} (ratio {ratio:.2f}; well below 1 would mean copying)")
     return 0

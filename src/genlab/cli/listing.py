@@ -7,8 +7,8 @@ from ..registry import METRICS, MODELS
 
 #: the capabilities of ``genlab.models.capabilities``, in its order (tests/test_catalog.py checks it)
 CAPABILITY_ORDER = ("Decodes", "Reconstructs", "Encodes", "LikelihoodBound", "ClassConditional", "CaptionConditional",
-                    "ReadableCodes", "NamedUnits", "Transforms", "Clusters", "Classifies", "LearnsFromPartialLabels",
-                    "CodesToBits", "QualityLadder", "Adversarial")
+                    "ReadableCodes", "PredictsCodes", "NamedUnits", "Transforms", "Clusters", "Classifies",
+                    "LearnsFromPartialLabels", "CodesToBits", "QualityLadder", "Adversarial")
 
 
 def capability_table(capabilities: dict[str, tuple[str, ...]]) -> str:

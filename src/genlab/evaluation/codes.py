@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models.capabilities import ReadableCodes
+from ..models.capabilities import PredictsCodes, ReadableCodes
 from .cluster_metrics import cluster_acc, cluster_scores
 from .evaluate import Metric, register_metric
 
@@ -62,7 +62,7 @@ for _m in (
            True, "codes", _has_codes, lambda run: _generated(run)["code_nmi"], needs_classifier=True,
            images_only=True),
     Metric("code_acc_real", "held-out images whose code predicted by Q is the one matched to their label "
-                            "(Hungarian)", True, "codes", _has_codes,
+                            "(Hungarian)", True, "codes", lambda m: _has_codes(m) and isinstance(m, PredictsCodes),
            _real_acc, needs_data=lambda d: d.labelled),
 ):
     register_metric(_m)

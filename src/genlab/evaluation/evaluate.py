@@ -36,7 +36,6 @@ from tqdm.auto import tqdm
 
 from ..data.base import DataSet
 from ..errors import GenlabError
-from ..models.base import GenerativeModel
 from ..models.capabilities import (
     Classifies,
     Clusters,
@@ -276,7 +275,7 @@ class _ModelRun:
     def targets(self) -> Tensor:
         """The data the likelihood is defined on (e.g. a fixed binarisation), (N, *shape)."""
         g = torch.Generator().manual_seed(self.seed + 1)
-        return self.model.eval_targets(self.x, generator=g) if isinstance(self.model, GenerativeModel) else self.x
+        return self.model.eval_targets(self.x, generator=g) if isinstance(self.model, LikelihoodBound) else self.x
 
     @cached_property
     def recon_errors(self) -> Tensor:

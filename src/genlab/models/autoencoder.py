@@ -20,7 +20,7 @@ from ..config import DataInfo, ModelConfig
 from ..nn import make_decoder, make_encoder
 from ..registry import MODELS
 from .base import GenerativeModel, check_choice
-from .capabilities import Encodes
+from .capabilities import Decodes, Encodes, Reconstructs
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class AEConfig(ModelConfig):
 
 
 @MODELS.register("ae", help="autoencoder: deterministic code z, L2 or BCE reconstruction")
-class Autoencoder(GenerativeModel, Encodes):
+class Autoencoder(GenerativeModel, Decodes, Reconstructs, Encodes):
     Config = AEConfig
 
     def __init__(self, config: AEConfig, data_info: DataInfo):

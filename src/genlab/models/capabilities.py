@@ -41,9 +41,10 @@ class Reconstructs(Protocol):
 
 
 @runtime_checkable
-class Encodes(Decodes, Reconstructs, Protocol):
-    """An encoder model: ``encode(x)`` maps data (N, *shape) to codes (N, latent_size) (posterior
-    means for a VAE) that ``decode`` maps back. Encode, cluster, probe and held-out interpolation need it."""
+class Encodes(Protocol):
+    """An encoder: ``encode(x)`` maps data (N, *shape) to codes (N, latent_size) (posterior means for a
+    VAE); with ``Decodes``, ``decode`` maps them back. Encode, cluster, probe and held-out interpolation
+    need it."""
 
     def encode(self, x: Tensor) -> Tensor: ...
 
@@ -51,7 +52,10 @@ class Encodes(Decodes, Reconstructs, Protocol):
 @runtime_checkable
 class LikelihoodBound(Protocol):
     """A lower bound on log p(x) per example, in nats: ``elbo(x)`` (N,) and the importance-weighted
-    ``iwae_bound(x, k)`` (N,), which tightens with k (the elbo and nll metrics)."""
+    ``iwae_bound(x, k)`` (N,), which tightens with k (the elbo and nll metrics), both of the data as
+    ``eval_targets(x)`` gives it (e.g. a fixed binarisation)."""
+
+    def eval_targets(self, x: Tensor, generator: Any = None) -> Tensor: ...
 
     def elbo(self, x: Tensor) -> Tensor: ...
 
@@ -80,9 +84,15 @@ class CaptionConditional(Protocol):
 @runtime_checkable
 class ReadableCodes(Protocol):
     """Latent codes with a meaning the model keeps readable (InfoGAN): ``code_layout`` says where the
-    categorical and continuous codes sit in z; ``predict_codes(x)`` reads them back from data."""
+    categorical and continuous codes sit in z (samples drawn with category k are meant to show k)."""
 
     code_layout: Any
+
+
+@runtime_checkable
+class PredictsCodes(Protocol):
+    """Reads its codes back from data: ``predict_codes(x)`` -> categorical (N, C) and continuous (N, M)
+    codes (InfoGAN's Q head; the code_acc_real metric)."""
 
     def predict_codes(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
 
@@ -178,8 +188,8 @@ class Adversarial(Protocol):
 
 #: every capability, in the order of ``genlab list``'s table
 CAPABILITIES: tuple[type, ...] = (Decodes, Reconstructs, Encodes, LikelihoodBound, ClassConditional,
-                                  CaptionConditional, ReadableCodes, NamedUnits, Transforms, Clusters, Classifies,
-                                  LearnsFromPartialLabels, CodesToBits, QualityLadder, Adversarial)
+                                  CaptionConditional, ReadableCodes, PredictsCodes, NamedUnits, Transforms, Clusters,
+                                  Classifies, LearnsFromPartialLabels, CodesToBits, QualityLadder, Adversarial)
 
 
 def declared(model_or_class: Any) -> tuple[str, ...]:

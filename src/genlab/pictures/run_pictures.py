@@ -18,13 +18,13 @@ from torch import Tensor
 from ..data import DataSet
 from ..latent.analogies import analogy_grid, is_conditional_encoder
 from ..latent.interpolate import interpolate
-from ..models.capabilities import Encodes
+from ..models.capabilities import Decodes, Encodes
 from .dfield import dfield_applies, dfield_picture
 from .grids import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
 
 
 def has_encoder(model) -> bool:
-    return isinstance(model, Encodes)
+    return isinstance(model, Encodes) and isinstance(model, Decodes)
 
 
 def held_out(data: DataSet, n: int, seed: int = 0, split: str = "test") -> tuple[Tensor, Tensor | None]:
