@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/genlab tour --minutes $(DEMO_MINUTES) -o demo
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genlab.commands import data_for_run
 from genlab.compression import compress, decompress
-from genlab.compression.commands import _load_codec
-from genlab.compression.ladder import run_folders
+from genlab.compression.ladder import load_codec, run_folders
 from genlab.compression.rd import baseline_curves, bd_rate, codec_point, common_psnr_range, plot_matched, to_uint8
+from genlab.runs import data_for_run
 
 
 def _timed(fn, repeats: int = 3) -> tuple[float, float, float]:
@@ -47,7 +46,7 @@ def main() -> None:
     ap.add_argument("--picture", default=None, help="PNG: the same images at matched bits, JPEG vs genlab")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one thread, as Pillow codes; more threads only add contention on small images
-    models = [_load_codec(str(r)) for path in args.runs for r in run_folders(path)]
+    models = [load_codec(str(r)) for path in args.runs for r in run_folders(path)]
     data = data_for_run(models[0][1], args.data)
     x, _ = data.tensors("test" if "test" in data.splits else "all", limit=args.n)
     images = list(x)

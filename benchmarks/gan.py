@@ -78,12 +78,13 @@ def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides
 
     import genlab.evaluation  # noqa: F401  (registers the metrics)
     import genlab.models  # noqa: F401
+    from genlab.api.training import make_trainer
     from genlab.config import DataInfo, RunConfig, TrainConfig, apply_overrides
     from genlab.data import load_data
     from genlab.evaluation import evaluate
     from genlab.models import build_model
     from genlab.registry import MODELS as REGISTRY
-    from genlab.training import Trainer, new_run
+    from genlab.runs import new_run
 
     torch.set_num_threads(1)
     name, fields = MODELS[model_key]
@@ -97,7 +98,7 @@ def run_one(model_key: str, data_spec: str, seed: int, seconds: float, overrides
     with tempfile.TemporaryDirectory() as tmp:
         run = new_run(Path(tmp), name, data.name)
         run.write_config(cfg)
-        trainer = Trainer(build_model(cfg), data, run, train, progress=False)
+        trainer = make_trainer(build_model(cfg), data, run, train, progress=False)
         result = trainer.fit()
         train_cpu = own_cpu_seconds() - cpu0
         scored = evaluate(trainer.model, data, split="test", metrics=["modes", "hq"], seed=0)

@@ -36,11 +36,12 @@ import torch
 import genlab.evaluation  # noqa: F401  (registers the metrics)
 import genlab.models  # noqa: F401
 from genlab import losses
+from genlab.api.training import make_trainer
 from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.data import Loader, load_data
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 CHECKPOINTS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 CRITICS = {"logistic": ("gan", ("minimax", "nonsaturating")), "wgan-gp": ("wgan-gp", ("wasserstein",))}
@@ -64,7 +65,7 @@ def train_generator(data, steps: int, seed: int, batch_size: int):
         run = new_run(Path(tmp), "gan", data.name)
         run.write_config(replace(cfg, train=train))
         if steps:
-            Trainer(model, data, run, train, progress=False).fit()
+            make_trainer(model, data, run, train, progress=False).fit()
     return model.generator, model.config
 
 

@@ -150,7 +150,7 @@ def train_reference(train_x: torch.Tensor, seconds: float, seed: int) -> tuple[R
 # --- genlab runs, through the command line --------------------------------------------------------
 def train_genlab(name: str, seconds: float, seed: int, runs: Path):
     from genlab.cli import main as genlab
-    from genlab.training import load_checkpoint, load_model, open_run
+    from genlab.runs import load_checkpoint, load_model, open_run
 
     runs = runs / f"{name}-seed{seed}"  # one folder per worker: parallel workers never see each other's runs
     argv = ["-q", "train", name, "--data", "mnist5k", "--time", f"{seconds}s", "--seed", str(seed),

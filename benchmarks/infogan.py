@@ -60,7 +60,7 @@ def train(model: str, seed: int, minutes: float, runs: Path, extra: list[str]) -
 
 
 def load(run: Path, which: str = "best"):
-    from genlab.training import load_model, open_run
+    from genlab.runs import load_model, open_run
 
     model, config = load_model(open_run(run), which=which)
     return model.eval(), config
@@ -78,7 +78,7 @@ def infogan_scores(run: Path, data, features, which: str = "best") -> dict:
     from genlab.evaluation import evaluate
     from genlab.latent.attributes import MEASURES
     from genlab.latent.traverse import sweep
-    from genlab.training.logger import read_jsonl
+    from genlab.runs.logs import read_jsonl
 
     model, _ = load(run, which)
     values = evaluate(model, data, metrics=["code_acc", "code_nmi", "code_acc_real"], n=2000)["values"]

@@ -36,14 +36,15 @@ from pathlib import Path
 
 import torch
 
+from genlab.api.training import make_trainer
 from genlab.config import DataInfo, RunConfig, TrainConfig, apply_overrides
 from genlab.data import load_data
 from genlab.data.labels import labelled_train_indices, with_label_budget
 from genlab.evaluation import evaluate
-from genlab.evaluation.clustering import cluster_scores, kmeans, linear_probe
+from genlab.evaluation.cluster_metrics import cluster_scores, kmeans, linear_probe
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, load_model, new_run, open_run
+from genlab.runs import load_model, new_run, open_run
 
 LABELS = (100, 600, 1000)
 CLUSTERINGS = ("pixel_kmeans", "vae_kmeans", "gmvae_kmeans", "gmvae_qy")
@@ -66,7 +67,7 @@ def train_job(job: dict) -> dict:
     run = new_run(Path(job["root"]), name, data.name)
     run.write_config(cfg)
     t0 = time.process_time()
-    result = Trainer(build_model(cfg), data, run, cfg.train, progress=False).fit()
+    result = make_trainer(build_model(cfg), data, run, cfg.train, progress=False).fit()
     return {**job, "run": str(run.path), "steps": result.step, "cpu": time.process_time() - t0}
 
 

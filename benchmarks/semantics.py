@@ -44,7 +44,7 @@ from genlab.data import load_data
 from genlab.evaluation import evaluate
 from genlab.evaluation import semantics as S
 from genlab.models.dcign import DCIGNConfig
-from genlab.training import load_model, open_run
+from genlab.runs import load_model, open_run
 
 RESULTS = Path(__file__).parent / "results"
 DFC_DEFAULTS = ("feature", "0.25", "4", "layer")  # LOSS:WEIGHT:STAGES:NORM, what a shorter --dfc spec leaves out
@@ -137,7 +137,7 @@ def quartiles(t: torch.Tensor) -> list[float]:
 @torch.no_grad()
 def views_picture(data, models: dict, path: Path, n: int = 8) -> None:
     """A row per held-out image: input; then truth, dcign, vae + regression for a 45° turn, a move."""
-    from genlab.pictures import save_image_grid
+    from genlab.pictures.grids import save_image_grid
 
     idx = data.indices("test")[:n]
     x, f = data.images(idx), data.factors[idx].double()
@@ -173,9 +173,9 @@ def shapes_part(runs: dict[str, Path], n: int, picture: Path = RESULTS / "semant
 
 
 def mnist_part(runs: dict[str, Path], picture: Path) -> dict:
-    from genlab.artifacts import held_out
-    from genlab.latent import interpolate
-    from genlab.pictures import save_image_grid
+    from genlab.latent.interpolate import interpolate
+    from genlab.pictures.grids import save_image_grid
+    from genlab.pictures.run_pictures import held_out
 
     data = load_data("mnist5k")
     out, strips = {}, []

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import torch
 
+from genlab.api.training import make_trainer
 from genlab.config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides
 from genlab.data import DataSet, load_data
 from genlab.data.labels import labelled_train_indices, with_label_budget
 from genlab.evaluation import evaluate
-from genlab.evaluation.clustering import linear_probe
+from genlab.evaluation.cluster_metrics import linear_probe
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 LABELS = (100, 600, 1000)
 # M2 on M1's codes: points, so a Gaussian decoder; its sigma learned (a fixed 0.1 on codes of scale
@@ -56,7 +57,7 @@ def train(name: str, data: DataSet, seconds: float, seed: int, root: Path, sets:
     if labels is not None:
         data, _ = with_label_budget(data, labels, draw, share=share)
     model = build_model(cfg)
-    result = Trainer(model, data, new_run(root, name, data.name), cfg.train, progress=False).fit()
+    result = make_trainer(model, data, new_run(root, name, data.name), cfg.train, progress=False).fit()
     return model.eval(), result.step
 
 

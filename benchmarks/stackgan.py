@@ -116,10 +116,11 @@ def train_model(data, *, seconds: float | None, cpu_time: float | None, seed: in
     """genlab's Trainer on the model's default config (plus ``--set`` overrides) for ``seconds`` of
     wall-clock or ``cpu_time`` seconds of this process's CPU time; the trained model and what the run did."""
     import genlab.models  # noqa: F401
+    from genlab.api.training import make_trainer
     from genlab.config import DataConfig, DataInfo, RunConfig, TrainConfig, apply_overrides
     from genlab.models import build_model
     from genlab.registry import MODELS
-    from genlab.training import Trainer, new_run
+    from genlab.runs import new_run
 
     model_cls = MODELS.get("stackgan")
     train = TrainConfig(**{**model_cls.train_defaults, "time": None if cpu_time else seconds, "cpu_time": cpu_time,
@@ -133,7 +134,7 @@ def train_model(data, *, seconds: float | None, cpu_time: float | None, seed: in
                     data_info=info)
     run = new_run(runs, "stackgan", data.name)
     run.write_config(cfg)
-    trainer = Trainer(build_model(cfg), data, run, train, progress=False)
+    trainer = make_trainer(build_model(cfg), data, run, train, progress=False)
     cpu0 = time.process_time()
     result = trainer.fit()
     cpu = time.process_time() - cpu0
@@ -175,7 +176,7 @@ def main() -> None:
     import genlab.models  # noqa: F401
     from genlab.data import load_data
     from genlab.data.captions import SHAPES, shape_values
-    from genlab.training import load_model, open_run
+    from genlab.runs import load_model, open_run
 
     torch.set_num_threads(args.threads)
     t0 = time.time()

@@ -42,7 +42,8 @@ import torch
 import genlab.training.trainer
 from genlab.config import TrainConfig
 from genlab.data import load_data
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
+from genlab.training import Trainer
 from throughput_refs import RefDCGAN, RefInfoGAN, RefVAE, RefWGANGP, genlab_model
 from vae import other_cpu_seconds  # benchmarks/vae.py
 

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.api.training import make_trainer
 from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.data import load_data
 from genlab.distributions import Bernoulli, DiagonalGaussian
 from genlab.losses import iwae_log_weights_to_bound
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
-from genlab.training import Trainer, load_model, new_run
+from genlab.runs import load_model, new_run
 
 
 class ReferenceVAE(nn.Module):
@@ -106,7 +107,7 @@ def train_genlab(data, seconds: float, seed: int, root: Path, sets: dict):
                     data_info=DataInfo(shape=tuple(data.shape), kind=data.kind, num_classes=10))
     run = new_run(root, "vae", data.name)
     run.write_config(cfg)
-    trainer = Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+    trainer = make_trainer(build_model(cfg), data, run, cfg.train, progress=False)
     start = time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - start

@@ -92,9 +92,9 @@ def shapes() -> DataSet:
 
 def tiny_dcign(data: DataSet, **extra):
     """A small DC-IGN for ``data``: 4 named units and 2 free ones, narrow nets."""
-    from genlab.commands import data_info
     from genlab.models import build_model
     from genlab.models.dcign import DCIGNConfig
+    from genlab.runs import data_info
 
     return build_model(RunConfig(model="dcign", model_config=DCIGNConfig(**{"latent_dim": 6, **TINY_NETS, **extra}),
                                  data_info=data_info(data)))

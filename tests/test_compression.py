@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from genlab.api.training import make_trainer
 from genlab.cli import main
 from genlab.compression import compress, decompress, model_identity, rate_check
 from genlab.compression import format as glc
@@ -21,7 +22,7 @@ from genlab.errors import GenlabError
 from genlab.models import build_model
 from genlab.models.codec import CodecConfig
 from genlab.models.entropy import quantize_pmf
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 from conftest import blobs, info
 
@@ -34,7 +35,7 @@ def _train(data, lmbda: float, steps: int, tmp_path, seed: int = 0):
     model = build_model(cfg)
     run = new_run(tmp_path, "codec", data.name)
     run.write_config(cfg)
-    Trainer(model, data, run, cfg.train, progress=False).fit()
+    make_trainer(model, data, run, cfg.train, progress=False).fit()
     return model.eval(), run
 
 
@@ -91,7 +92,7 @@ def test_format_errors(trained):
 
 def test_cli_round_trip_and_one_line_errors(trained, tmp_path, capsys):
     data, model, run = trained
-    from genlab.training.checkpoint import save_checkpoint
+    from genlab.runs.checkpoint import save_checkpoint
 
     save_checkpoint(run.best, {"model": model.state_dict()})
     pngs = []
@@ -188,7 +189,7 @@ def test_parse_qualities_and_lambda_ladder():
 
 def test_ladder_trains_each_quality_and_codes_by_quality(tmp_path, capsys):
     from genlab.compression.ladder import lmbda_for, read_ladder
-    from genlab.training import open_run
+    from genlab.runs import open_run
 
     data = blobs(120, size=12)
     npz = tmp_path / "blobs.npz"
@@ -226,7 +227,7 @@ def _train_hyper(data, lmbda: float, steps: int, tmp_path):
     model = build_model(cfg)
     run = new_run(tmp_path, "codec", data.name)
     run.write_config(cfg)
-    Trainer(model, data, run, cfg.train, progress=False).fit()
+    make_trainer(model, data, run, cfg.train, progress=False).fit()
     return model.eval()
 
 

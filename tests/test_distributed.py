@@ -22,11 +22,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from genlab.api.training import make_trainer
 from genlab.config import TrainConfig
 from genlab.data import DataSet
 from genlab.models.gan import WGANGP, WGANGPConfig
 from genlab.models.vae import VAE, VAEConfig
-from genlab.training import Run, Trainer, distributed, load_checkpoint
+from genlab.runs import Run, load_checkpoint
+from genlab.training import distributed
 
 from conftest import blobs, info
 
@@ -160,7 +162,7 @@ def _train_and_save(rank: int, folder: Path, kind: str, steps: int, tag: str, re
     try:
         run = Run(folder / (name if rank == 0 else f"{name}-rank{rank}"))
         run.path.mkdir(exist_ok=True)
-        trainer = Trainer(model, data, run, replace(QUICK, steps=steps), progress=False)
+        trainer = make_trainer(model, data, run, replace(QUICK, steps=steps), progress=False)
         if sgd:
             trainer.optimizers = {p.name: torch.optim.SGD([q for q in p.parameters() if q.requires_grad], lr=SGD_LR)
                                   for p in trainer.phases}

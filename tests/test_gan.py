@@ -14,6 +14,7 @@ from torch import nn
 import genlab.evaluation  # noqa: F401  (registers the metrics)
 import genlab.models  # noqa: F401
 from genlab import losses
+from genlab.api.training import make_trainer
 from genlab.cli import main
 from genlab.config import RunConfig, TrainConfig
 from genlab.data import load_data
@@ -24,7 +25,7 @@ from genlab.evaluation import evaluate
 from genlab.evaluation.modes import high_quality_share, modes_covered
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 from conftest import blobs, info, points
 
@@ -41,7 +42,7 @@ def trainer(tmp_path, name, data, train=QUICK, **model):
     cfg = RunConfig(model=name, model_config=cls.Config(**model), train=train, data_info=info(data))
     run = new_run(tmp_path, name, data.name)
     run.write_config(cfg)
-    return Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+    return make_trainer(build_model(cfg), data, run, cfg.train, progress=False)
 
 
 # --- losses --------------------------------------------------------------------------------------

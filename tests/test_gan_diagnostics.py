@@ -12,14 +12,15 @@ import torch
 import genlab.evaluation  # noqa: F401  (registers the metrics)
 import genlab.models  # noqa: F401
 from genlab import losses
-from genlab.adversarial import dfield_applies, generator_field, has_critic
-from genlab.artifacts import write_run_pictures
+from genlab.api.training import make_trainer
 from genlab.config import RunConfig, TrainConfig
 from genlab.data.builtin import load_toy2d
 from genlab.models import build_model
+from genlab.pictures.dfield import dfield_applies, generator_field, has_critic
+from genlab.pictures.run_pictures import write_run_pictures
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
-from genlab.training.logger import paired_panels
+from genlab.runs import new_run
+from genlab.runs.logs import paired_panels
 
 from conftest import blobs, info, points
 
@@ -33,7 +34,7 @@ def trainer(tmp_path, name, data, train=QUICK, **model):
                     data_info=info(data))
     run = new_run(tmp_path, name, data.name)
     run.write_config(cfg)
-    return Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+    return make_trainer(build_model(cfg), data, run, cfg.train, progress=False)
 
 
 # --- the D-field pictures -----------------------------------------------------------------------------

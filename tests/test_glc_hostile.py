@@ -24,10 +24,9 @@ from genlab.compression import compress, decompress
 from genlab.compression import format as glc
 from genlab.config import DataInfo, RunConfig
 from genlab.errors import GenlabError
-from genlab.models import build_model
 from genlab.models.codec import CodecConfig
-from genlab.training import new_run
-from genlab.training.checkpoint import save_checkpoint
+from genlab.runs import build_model, new_run
+from genlab.runs.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("fuzz_glc", ROOT / "benchmarks" / "fuzz_glc.py")
@@ -221,7 +220,7 @@ def test_compress_refuses_images_over_the_caps_before_coding():
 # --- bombs: a small file or image must not take the machine (subprocesses under RLIMIT_AS) -----------------
 _LIMITED = """
 import contextlib, io, json, resource, sys
-import torch, genlab.cli, genlab.models, genlab.training, genlab.compression.commands  # mapped before the cap
+import torch, genlab.cli, genlab.models, genlab.runs, genlab.cli.compression  # mapped before the cap
 with open("/proc/self/status") as f:
     vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[1]) * 2 ** 20, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -303,7 +302,7 @@ def test_decompress_removes_what_it_wrote_when_a_write_fails(codec_run, tmp_path
     model, run = codec_run
     path = tmp_path / "three.glc"
     path.write_bytes(compress(model, [torch.rand(1, 12, 12) for _ in range(3)], names=["a.png", "b.png", "c.png"]))
-    import genlab.training.checkpoint as checkpoint
+    import genlab.runs.checkpoint as checkpoint
 
     real, calls = checkpoint.atomic_write_bytes, []
 

@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from genlab.api.training import make_trainer
 from genlab.cli import main
 from genlab.config import RunConfig, TrainConfig
 from genlab.evaluation import evaluate
-from genlab.latent import interpolate, slerp
+from genlab.latent import slerp
 from genlab.latent.attributes import apply_attribute, arithmetic, attribute_vector, slant, thickness
+from genlab.latent.interpolate import interpolate
 from genlab.latent.project import project
 from genlab.latent.references import extremes
 from genlab.latent.traverse import code_grid, dimension_grid, sweep
 from genlab.models import build_model
 from genlab.models.infogan import CodeLayout, InfoGAN, InfoGANConfig
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 from conftest import blobs, info
 
@@ -89,7 +91,7 @@ def test_infogan_training_raises_the_information_term(tmp_path):
                                       eval_metrics=(), threads=1))
     run = new_run(tmp_path, "infogan", data.name)
     run.write_config(cfg)
-    trainer = Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+    trainer = make_trainer(build_model(cfg), data, run, cfg.train, progress=False)
     batch = {"x": data.tensors("train")[0][:64]}
     torch.manual_seed(1)
     before = float(trainer.model.loss("generator", batch)["mi_cat"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import genlab.evaluation.features as features_mod
+import genlab.nn.features as features_mod
 from genlab.data.base import DataSet
 from genlab.errors import GenlabError
 from genlab.evaluation import (

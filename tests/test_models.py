@@ -10,6 +10,7 @@ import torch
 import genlab.models  # noqa: F401  (registration)
 from genlab.config import RunConfig
 from genlab.models import build_model
+from genlab.models import capabilities as caps
 from genlab.registry import MODELS
 
 from conftest import blobs, info, points
@@ -113,22 +114,152 @@ def test_state_dict_round_trip(case):
     assert torch.equal(model.sample(3, generator=g()), twin.sample(3, generator=g()))
 
 
-def test_encoder_surface(case):
-    _, data, model = case
-    if not hasattr(model, "encode"):
-        pytest.skip("no encoder")
-    x = data.x[:6]
-    z = model.encode(x)
-    assert z.shape == (6, model.config.latent_dim)
-    assert model.decode(z).shape == x.shape
+# --- declared capabilities: each family has the members of exactly what it declares, and they behave ----
+def test_declared_capabilities_are_the_structural_ones(case):
+    """A family declares a capability (inherits its Protocol) if and only if it has its members: no model
+    can be asked for what it does not declare, and nothing it can do goes undeclared."""
+    name, _, model = case
+    for capability in caps.CAPABILITIES:
+        declared = caps.issubclass_declared(type(model), capability)
+        assert isinstance(model, capability) == declared, (name, capability.__name__)
+
+
+def _x(data, n=6):
+    return data.x[:n]
+
+
+def check_decodes(model, data):
+    z = model.prior_sample(4, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (4, model.latent_size)
+    assert model.decode(z).shape == (4, *data.shape)
+
+
+def check_reconstructs(model, data):
+    x = _x(data)
     assert model.reconstruct(x).shape == x.shape
+
+
+def check_encodes(model, data):
+    x = _x(data)
+    z = model.encode(x)
+    assert z.shape == (len(x), model.latent_size) and torch.isfinite(z).all()
+    assert model.decode(z).shape == x.shape
+
+
+def check_likelihood_bound(model, data):
+    x = _x(data)
+    elbo, bound = model.elbo(x), model.iwae_bound(x, 4)
+    assert elbo.shape == bound.shape == (len(x),)
+    assert torch.isfinite(elbo).all() and torch.isfinite(bound).all()
+
+
+def check_class_conditional(model, data):
+    assert model.num_classes == data.num_classes
+    g = torch.Generator().manual_seed(0)
+    one = model.sample(3, y=torch.full((3,), 1), generator=g)
+    assert one.shape == (3, *data.shape)
+
+
+def check_caption_conditional(model, data):
+    condition = model.parse_caption(model.grammar.vocabulary[0])
+    assert condition.shape[0] == 1
+    assert model.sample(3, y=condition.expand(3, -1)).shape == (3, *data.shape)
+
+
+def check_readable_codes(model, data):
+    assert model.code_layout.size == model.latent_size
+
+
+def check_predicts_codes(model, data):
+    cat, cont = model.predict_codes(_x(data))
+    assert cat.shape[0] == cont.shape[0] == 6
+
+
+def check_named_units(model, data):
+    assert model.unit_names and all(isinstance(u, str) for u in model.unit_names)
+    for unit in model.unit_names:
+        lo, hi = model.unit_range(unit)
+        assert lo < hi
+        assert model.unit_period(unit) is None or model.unit_period(unit) > 0
+
+
+def check_transforms(model, data):
+    x = _x(data)
+    assert model.transform(x, rotate=0.5, scale=1.1, move=(0.1, 0.0)).shape == x.shape
+
+
+def check_clusters(model, data):
+    probs = model.cluster_probs(_x(data))
+    assert probs.shape[0] == 6 and torch.allclose(probs.sum(1), torch.ones(6), atol=1e-5)
+
+
+def check_classifies(model, data):
+    scores = model.classify(_x(data))
+    assert scores.shape == (6, data.num_classes)
+
+
+def check_learns_from_partial_labels(model, data):
+    hidden = {"x": data.x[:8], "y": torch.where(torch.arange(8) % 2 == 0, data.y[:8], -1)}
+    for phase in model.phases():
+        assert torch.isfinite(model.loss(phase.name, hidden)["loss"])
+
+
+def check_codes_to_bits(model, data):
+    x = _x(data)
+    bits = model.estimated_bits(x)
+    assert bits.shape == (6,) and (bits > 0).all()
+    assert model.rd_objective(bits / 64, torch.full((6,), 0.01)).shape == (6,)
+    assert model.coding_tables() is not None and model.lmbda > 0
+
+
+def check_quality_ladder(model, data):
+    low, high = model.ladder_settings(1), model.ladder_settings(4)
+    assert set(low) == set(model.ladder_fields) and low != high
+    assert model.quality == 0  # a model trained outside a ladder
+
+
+def check_adversarial(model, data):
+    x = _x(data)
+    scores = model.critic(x) if not isinstance(model, caps.ClassConditional) else model.critic(x, data.y[:6])
+    assert scores.shape == (6,)
+    assert model.generator_loss(scores).shape == ()
+    assert isinstance(model.critic_is_logit, bool) and isinstance(model.objective, str)
+    assert model.generator_sample(3).shape == (3, *data.shape)
+
+
+CHECKS = {caps.Decodes: check_decodes, caps.Reconstructs: check_reconstructs, caps.Encodes: check_encodes,
+          caps.LikelihoodBound: check_likelihood_bound, caps.ClassConditional: check_class_conditional,
+          caps.CaptionConditional: check_caption_conditional, caps.ReadableCodes: check_readable_codes,
+          caps.PredictsCodes: check_predicts_codes,
+          caps.NamedUnits: check_named_units, caps.Transforms: check_transforms, caps.Clusters: check_clusters,
+          caps.Classifies: check_classifies, caps.LearnsFromPartialLabels: check_learns_from_partial_labels,
+          caps.CodesToBits: check_codes_to_bits, caps.QualityLadder: check_quality_ladder,
+          caps.Adversarial: check_adversarial}
+
+
+def test_every_capability_has_a_behaviour_check():
+    assert set(CHECKS) == set(caps.CAPABILITIES)
+
+
+def test_declared_capabilities_behave(case):
+    name, data, model = case
+    model.eval()
+    declared = [c for c in caps.CAPABILITIES if isinstance(model, c)]
+    with torch.no_grad():
+        for capability in declared:
+            if capability is caps.LearnsFromPartialLabels:
+                continue  # a training loss: checked with gradients below
+            CHECKS[capability](model, data)
+    if caps.LearnsFromPartialLabels in declared:
+        model.train()
+        check_learns_from_partial_labels(model, data)
 
 
 def test_sample_with_latents_returns_the_codes(case):
     _, _, model = case
     out = model.eval().sample_with_latents(4, generator=torch.Generator().manual_seed(0))
     assert out["z"].shape[0] == 4 and out["x"].shape[0] == 4
-    if hasattr(model, "decode"):  # a class-conditional model decodes z with the labels it drew
+    if isinstance(model, caps.Decodes):  # a class-conditional model decodes z with the labels it drew
         decoded = model.decode(out["z"], out["y"]) if "y" in out else model.decode(out["z"])
         assert torch.allclose(decoded, out["x"]) or model.data_info.kind == "points"
 

@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-import genlab.evaluation.features as features_mod
+import genlab.nn.features as features_mod
 import genlab.training.signals as signals
 from genlab.cli import main
-from genlab.training import load_checkpoint
-from genlab.training.logger import read_jsonl
+from genlab.runs import load_checkpoint
+from genlab.runs.logs import read_jsonl
 from genlab.training.signals import PAUSE_AT, PAUSE_SIGNALS, StopSignals
 
 from conftest import blobs
@@ -211,7 +211,7 @@ def test_a_disk_full_before_any_checkpoint_says_none_was_written(tmp_path, monke
 
 
 def test_a_full_disk_under_a_log_line_is_one_line_too(tmp_path, monkeypatch, capsys):
-    from genlab.training.logger import RunLogger
+    from genlab.runs.logs import RunLogger
 
     real_write = RunLogger.write
 
@@ -297,12 +297,12 @@ def test_a_stop_signal_ends_a_codec_ladder_once_the_quality_in_training_is_saved
 
 
 def test_a_full_disk_in_the_final_report_is_one_line_and_the_run_is_saved(tmp_path, monkeypatch, capsys):
-    import genlab.artifacts
+    import genlab.pictures.run_pictures as run_pictures
 
     def pictures(model, data, folder):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "samples.png"))
 
-    monkeypatch.setattr(genlab.artifacts, "write_run_pictures", pictures)
+    monkeypatch.setattr(run_pictures, "write_run_pictures", pictures)
     runs = tmp_path / "runs"
     assert main(["-q", "train", "vae", "--steps", "3", "--runs", str(runs), *QUICK_RUN[:-1]]) == 2
     err = capsys.readouterr().err

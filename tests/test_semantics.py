@@ -148,6 +148,12 @@ class Oracle(torch.nn.Module):
     def unit_period(self, name):
         return 0.5 if name == "rotation" else None
 
+    def unit_range(self, name):
+        """Each unit over the factor's range in the data (rotation in half turns)."""
+        column = {"rotation": 2, "scale": 1, "x": 3, "y": 4}[name]
+        values = self.data.factors[:, column].double() / (math.pi if name == "rotation" else 1.0)
+        return float(values.min()), float(values.max())
+
     def encode(self, x):
         f = self._factors(x)
         return torch.stack([f[:, 2] / math.pi, f[:, 1], f[:, 3], f[:, 4], torch.randn(len(f))], 1)

@@ -18,7 +18,7 @@ from genlab.latent import analogy_grid
 from genlab.models import build_model
 from genlab.models.cvae import CVAEConfig
 from genlab.models.m2 import M2Config
-from genlab.pictures import save_image_grid
+from genlab.pictures.grids import save_image_grid
 from genlab.registry import MODELS
 
 from conftest import blobs, info

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import genlab.models  # noqa: F401  (registration)
 from genlab import losses
+from genlab.api.training import make_trainer
 from genlab.cli import main
 from genlab.config import DataInfo, RunConfig, TrainConfig
 from genlab.data import load_data
@@ -29,7 +30,7 @@ from genlab.data.captions import (
 from genlab.errors import GenlabError
 from genlab.models import build_model
 from genlab.registry import MODELS
-from genlab.training import Trainer, new_run
+from genlab.runs import new_run
 
 QUICK = TrainConfig(batch_size=64, eval_every=0, sample_every=0, checkpoint_every=0, log_every=1000,
                     eval_metrics=(), threads=1)
@@ -160,7 +161,7 @@ def test_samples_honour_the_caption(tmp_path):
                     train=replace(QUICK, steps=250), data_info=data_info(data))
     run = new_run(tmp_path, "stackgan", "shapes")
     run.write_config(cfg)
-    trainer = Trainer(build_model(cfg), data, run, cfg.train, progress=False)
+    trainer = make_trainer(build_model(cfg), data, run, cfg.train, progress=False)
     trainer.fit()
     corners = ["top left", "top right", "bottom left", "bottom right"]
     want = torch.arange(200) % 4

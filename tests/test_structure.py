@@ -12,7 +12,7 @@ import genlab.models  # noqa: F401  (registration)
 from genlab.cli import main
 from genlab.config import RunConfig, TrainConfig
 from genlab.data import DataSet
-from genlab.evaluation.clustering import balanced_subset, cluster_acc, cluster_scores, kmeans, majority_acc
+from genlab.evaluation.cluster_metrics import balanced_subset, cluster_acc, cluster_scores, kmeans, majority_acc
 from genlab.losses import class_consistency
 from genlab.models import build_model
 from genlab.models.gmvae import GMVAEConfig

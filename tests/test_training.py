@@ -13,12 +13,13 @@ import pytest
 import torch
 
 import genlab.evaluation  # noqa: F401
+from genlab.api.training import make_trainer
 from genlab.config import RunConfig, TrainConfig
 from genlab.errors import TrainingDiverged
 from genlab.models import build_model
 from genlab.models.vae import VAEConfig
-from genlab.training import Trainer, load_checkpoint, new_run, save_checkpoint
-from genlab.training.logger import read_jsonl
+from genlab.runs import load_checkpoint, new_run, save_checkpoint
+from genlab.runs.logs import read_jsonl
 
 from conftest import blobs, info
 
@@ -31,7 +32,7 @@ def make(tmp_path, data, train=QUICK, **model):
                     train=train, data_info=info(data))
     run = new_run(tmp_path, "vae", data.name)
     run.write_config(cfg)
-    return Trainer(build_model(cfg), data, run, cfg.train, progress=False), run
+    return make_trainer(build_model(cfg), data, run, cfg.train, progress=False), run
 
 
 def params(model):
@@ -44,7 +45,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     whole.fit()
     first, run = make(tmp_path, data, replace(QUICK, steps=12))
     first.fit()
-    second = Trainer(build_model(run.read_config()), data, run, replace(QUICK, steps=30), progress=False)
+    second = make_trainer(build_model(run.read_config()), data, run, replace(QUICK, steps=30), progress=False)
     second.resume()
     assert second.step == 12
     second.fit()
@@ -97,7 +98,7 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path):
 
 def _slow_writer(path: str, started) -> None:
     """Child: rewrites the checkpoint with a payload whose write stalls half-way."""
-    import genlab.training.checkpoint as ck
+    import genlab.runs.checkpoint as ck
 
     def stalling_fdopen(fd, mode):
         f = open(fd, mode, closefd=True)  # noqa: SIM115
@@ -194,7 +195,7 @@ def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
 
 
 def test_select_metric_last_keeps_no_best_and_loads_the_last_weights(tmp_path):
-    from genlab.training import load_model
+    from genlab.runs import load_model
 
     data = blobs(120)
     t, run = make(tmp_path, data, replace(QUICK, steps=10, eval_every=5, select_metric="last"))

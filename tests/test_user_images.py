@@ -18,7 +18,8 @@ from genlab.data.user_images import load_user_images
 from genlab.explore.images import decode_upload
 from genlab.models import build_model
 from genlab.models.codec import CodecConfig
-from genlab.training import Trainer, load_model, new_run, open_run
+from genlab.runs import load_model, new_run, open_run
+from genlab.training import Trainer
 
 from conftest import blobs, info
 

@@ -15,7 +15,7 @@ from torch import Tensor
 LOG_2PI = math.log(2 * math.pi)
 
 
-def _sum_events(t: Tensor) -> Tensor:
+def sum_events(t: Tensor) -> Tensor:
     """(N, ...) -> (N,): sum over everything but the batch dimension."""
     return t.flatten(1).sum(1)
 
@@ -41,11 +41,11 @@ class DiagonalGaussian:
         return self.mu + self.std * eps
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * _sum_events(LOG_2PI + self.logvar + (z - self.mu) ** 2 / self.logvar.exp())
+        return -0.5 * sum_events(LOG_2PI + self.logvar + (z - self.mu) ** 2 / self.logvar.exp())
 
     def kl_standard(self) -> Tensor:
         """KL(q || N(0, I)) in closed form, (N,)."""
-        return 0.5 * _sum_events(self.mu**2 + self.logvar.exp() - 1.0 - self.logvar)
+        return 0.5 * sum_events(self.mu**2 + self.logvar.exp() - 1.0 - self.logvar)
 
 
 class Bernoulli:
@@ -61,7 +61,7 @@ class Bernoulli:
     def log_prob(self, x: Tensor) -> Tensor:
         # For x in (0, 1) this is the "continuous BCE" people train grey-level MNIST with; it is a
         # true log-likelihood only for binary x (hence dynamic binarisation).
-        return -_sum_events(F.binary_cross_entropy_with_logits(self.logits, x, reduction="none"))
+        return -sum_events(F.binary_cross_entropy_with_logits(self.logits, x, reduction="none"))
 
 
 class Gaussian:
@@ -71,7 +71,7 @@ class Gaussian:
         self.mean, self.log_sigma = mean, log_sigma.expand_as(mean)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        return -_sum_events(0.5 * LOG_2PI + self.log_sigma + 0.5 * ((x - self.mean) / self.log_sigma.exp()) ** 2)
+        return -sum_events(0.5 * LOG_2PI + self.log_sigma + 0.5 * ((x - self.mean) / self.log_sigma.exp()) ** 2)
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .distributions import Bernoulli, DiagonalGaussian, Gaussian, _sum_events
+from .distributions import Bernoulli, DiagonalGaussian, Gaussian, sum_events
 
 
 def kl_normal(posterior: DiagonalGaussian) -> Tensor:
@@ -34,12 +34,12 @@ def gaussian_nll(mean: Tensor, x: Tensor, log_sigma: Tensor) -> Tensor:
 
 def squared_error(x_hat: Tensor, x: Tensor) -> Tensor:
     """Sum of squared errors per example, (N,): the autoencoder's L2 loss."""
-    return _sum_events((x_hat - x) ** 2)
+    return sum_events((x_hat - x) ** 2)
 
 
 def binary_cross_entropy(logits: Tensor, x: Tensor) -> Tensor:
     """Binary cross-entropy summed per example, (N,): the autoencoder's BCE loss."""
-    return _sum_events(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
+    return sum_events(F.binary_cross_entropy_with_logits(logits, x, reduction="none"))
 
 
 def iwae_log_weights_to_bound(log_w: Tensor) -> Tensor:
@@ -188,7 +188,7 @@ def feature_reconstruction(feats_hat: list[Tensor], feats: list[Tensor], *, norm
         raise ValueError(f"unknown feature norm {norm!r}; choose channel or layer")
     total = feats[0].new_zeros(len(feats[0]))
     for a, b in zip(feats_hat, feats, strict=True):
-        sq = _sum_events((a - b) ** 2)  # (N,) summed over C_l, H_l, W_l
+        sq = sum_events((a - b) ** 2)  # (N,) summed over C_l, H_l, W_l
         total = total + (sq / (2 * a.shape[1]) if norm == "channel" else sq * pixels / (2 * a[0].numel()))
     return total
 

@@ -131,7 +131,7 @@ def compress(model, images: Sequence[Tensor], *, names: Sequence[str] | None = N
     for stages in image_stages(model, images):
         _encode(encoder, stages, lo, models)
     payload = encoder.get_compressed().astype("<u4").tobytes()
-    q = model.config.quality if quality is None else quality
+    q = model.quality if quality is None else quality
     return glc.pack(glc.GlcFile(model_id=model_identity(model), quality=q, sizes=sizes, names=names,
                                 payload=payload))
 

@@ -1,6 +1,6 @@
 """Quality ladders: one codec per quality level, trained together and used as one.
 
-``genlab train codec --qualities 1..6`` makes one folder that holds a codec run per quality::
+``genlab train codec --qualities 1..6`` (``genlab.api.training``) makes one folder that holds a codec run per quality::
 
     runs/0010-codec-mnist5k/
         ladder.json            {"qualities": {"1": "q1", ...}, "lmbda": {"1": 0.0018, ...}}
@@ -20,20 +20,10 @@ import re
 from pathlib import Path
 
 from ..errors import GenlabError
+from ..models.codec import LMBDA, lmbda_for  # noqa: F401  (the ladder's lambdas, re-exported)
 
-# CompressAI's lambdas for its MSE-optimised models, qualities 1..8
-LMBDA = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
 MAX_QUALITY = 12
 LADDER_FILE = "ladder.json"
-
-
-def lmbda_for(quality: int) -> float:
-    """Quality index -> lambda: the table for 1..8, doubling per step above (halving below 1)."""
-    if quality in LMBDA:
-        return LMBDA[quality]
-    if quality > 8:
-        return LMBDA[8] * 2 ** (quality - 8)
-    return LMBDA[1] / 2 ** (1 - quality)
 
 
 def parse_qualities(text: str) -> list[int]:
@@ -71,11 +61,15 @@ def read_ladder(path: str | Path) -> dict[int, Path]:
         raise GenlabError(f"{path / LADDER_FILE} is not a valid ladder file ({err})") from None
 
 
-def write_ladder(path: Path, qualities: list[int]) -> None:
-    from ..training.checkpoint import atomic_write_bytes
+def write_ladder(path: Path, qualities: list[int], settings: dict[int, dict] | None = None) -> None:
+    """``ladder.json``: the run folder of each quality, and per config field a level sets (beside the
+    quality itself, e.g. the codec's ``lmbda``) its value at each quality."""
+    from ..runs.checkpoint import atomic_write_bytes
 
+    settings = settings or {q: {"lmbda": lmbda_for(q)} for q in qualities}
+    fields = [k for k in settings[qualities[0]] if k != "quality"] if qualities else []
     record = {"qualities": {str(q): f"q{q}" for q in qualities},
-              "lmbda": {str(q): lmbda_for(q) for q in qualities}}
+              **{k: {str(q): settings[q][k] for q in qualities} for k in fields}}
     atomic_write_bytes(path / LADDER_FILE, json.dumps(record, indent=2).encode())
 
 
@@ -96,30 +90,12 @@ def run_folders(path: str | Path, quality: int | None = None, *, default: str = 
     return [runs[q] for q in qualities]
 
 
-def train_ladder(args, train_one) -> int:
-    """Train one codec per quality into one ladder folder; ``train_one(args)`` is ``cmd_train``."""
-    from argparse import Namespace
+def load_codec(run_path: str | Path, which: str = "best"):
+    """(model, config) of a codec run: a model that ``CodesToBits``, else a GenlabError."""
+    from ..models.capabilities import CodesToBits
+    from ..runs import load_model
 
-    from ..training.runs import new_run
-    from ..training.signals import StopSignals
-
-    if args.model != "codec":
-        raise GenlabError(f"--qualities trains a codec ladder; {args.model!r} has no qualities")
-    if args.resume:
-        raise GenlabError("--qualities cannot --resume; resume one quality's run folder instead")
-    if any(re.match(r"(model\.)?(lmbda|quality)\s*=", s) for s in args.sets):
-        raise GenlabError("--qualities sets lmbda and quality per level; drop --set lmbda/quality")
-    qualities = parse_qualities(args.qualities)
-    root = new_run(Path(args.runs), "codec", args.data or "mnist5k").path
-    write_ladder(root, qualities)
-    with StopSignals() as stop:  # shared by the qualities: a stop signal saves the one training, ends the ladder
-        for q in qualities:
-            sets = [*args.sets, f"model.lmbda={lmbda_for(q)}", f"model.quality={q}"]
-            code = train_one(Namespace(**{**vars(args), "qualities": None, "sets": sets, "runs": str(root),
-                                          "run_name": f"q{q}", "stop": stop}))
-            if code or stop.requested:
-                if stop.requested:
-                    print(f"ladder: stopped at quality {q}; {root} holds the qualities trained so far", flush=True)
-                return code
-    print(f"ladder: {root} (qualities {', '.join(map(str, qualities))})", flush=True)
-    return 0
+    model, config = load_model(run_path, which=which)
+    if not isinstance(model, CodesToBits):
+        raise GenlabError(f"{run_path} is a {config.model!r} run, not a codec")
+    return model, config

@@ -108,7 +108,7 @@ def codec_point(model, images: Sequence[Tensor], *, batch: int = 256) -> dict:
             quality.append(psnr8(to_uint8(x), to_uint8(r)))
     for x, s in zip(images, sizes, strict=True):
         rates.append(8 * s / (x.shape[1] * x.shape[2]))
-    return {"quality": int(model.config.quality), "lmbda": float(model.config.lmbda),
+    return {"quality": int(model.quality), "lmbda": float(model.lmbda),
             "bpp": float(np.mean(rates)), "psnr": float(np.mean(quality))}
 
 
@@ -199,7 +199,7 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
 
     picks = np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int)  # spread over the set
     images = [images[i] for i in picks]
-    models = sorted(models, key=lambda m: m.config.quality)
+    models = sorted(models, key=lambda m: m.quality)
     originals = [to_uint8(x) for x in images]
     rows = [("original", [(a, "") for a in originals])]
     records = []
@@ -210,12 +210,12 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
         for a, d, s in zip(originals, decoded, sizes, strict=True):
             px = a.shape[0] * a.shape[1]
             q, bits, j = jpeg_at_matched_rate(a, 8 * s)
-            rec = {"quality": int(model.config.quality), "genlab_bpp": 8 * s / px, "genlab_psnr": psnr8(a, d),
+            rec = {"quality": int(model.quality), "genlab_bpp": 8 * s / px, "genlab_psnr": psnr8(a, d),
                    "jpeg_quality": q, "jpeg_ecs_bpp": bits / px, "jpeg_psnr": psnr8(a, j)}
             records.append(rec)
             ours.append((d, f"{rec['genlab_bpp']:.2f} bpp\n{rec['genlab_psnr']:.1f} dB"))
             theirs.append((j, f"{rec['jpeg_ecs_bpp']:.2f} bpp\n{rec['jpeg_psnr']:.1f} dB"))
-        rows += [(f"genlab q{model.config.quality}", ours), ("JPEG, same bits", theirs)]
+        rows += [(f"genlab q{model.quality}", ours), ("JPEG, same bits", theirs)]
     fig, axes = plt.subplots(len(rows), len(images), figsize=(1.25 * len(images), 1.45 * len(rows)), squeeze=False)
     for r, (label, cells) in enumerate(rows):
         for c, (img, title) in enumerate(cells):

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GenlabError
-from .base import DataSet, Loader, batch_dict
+from .base import DataSet, batch_dict
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class FactorBatches:
     # factors redrawn (from other train items) for each item's "partner": the same item with these
     # factors changed, rendered exactly (B, *shape); empty: no partners
     partner_vary: tuple[str, ...] = ()
+
+    def check(self, data: DataSet, who: str = "this model") -> None:
+        """A GenlabError when ``data`` cannot serve this plan (``check_factor_batches``)."""
+        check_factor_batches(data, self, who)
+
+    def make_loader(self, data: DataSet, *, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        """A ``FactorLoader`` of this plan (one process only)."""
+        if world_size > 1:
+            raise GenlabError("one-factor batches (dcign) train in one process: run without torchrun")
+        return FactorLoader(data, self, batch_size=batch_size, seed=seed)
 
 
 def check_factor_batches(data: DataSet, plan: FactorBatches, who: str = "this model") -> list[int]:
@@ -124,13 +134,3 @@ class FactorLoader:
             if self.position == self.steps_per_epoch:
                 self.epoch, self.position = self.epoch + 1, 0
 
-
-def train_loader(data: DataSet, plan: FactorBatches | None, *, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
-    """The trainer's loader: shuffled train batches (this rank's slice of each global batch), or
-    one-factor batches when a plan is given (one process only)."""
-    if plan is None:
-        return Loader(data, "train", batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
-    if world_size > 1:
-        raise GenlabError("one-factor batches (dcign) train in one process: run without torchrun")
-    return FactorLoader(data, plan, batch_size=batch_size, seed=seed)

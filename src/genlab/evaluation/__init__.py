@@ -1,9 +1,9 @@
 """Evaluation: feature networks trained on the data itself, sample metrics with their real-vs-real
 floor, reconstruction and likelihood metrics, all registered in ``genlab.registry.METRICS``."""
 
+from ..nn.features import FeatureExtractor, FeatureSet, clear_memo, feature_extractor, real_features
 from . import codes, modes  # noqa: F401  (register the InfoGAN and toy 2-D metrics)
 from .evaluate import Metric, evaluate, format_table, model_sampler, sample_metrics
-from .features import FeatureExtractor, FeatureSet, clear_memo, feature_extractor, real_features
 from .metrics import (
     density_coverage,
     frechet_distance,

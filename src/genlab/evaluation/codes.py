@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .clustering import cluster_acc, cluster_scores
-from .evaluate import Metric, _register
+from ..models.capabilities import PredictsCodes, ReadableCodes
+from .cluster_metrics import cluster_acc, cluster_scores
+from .evaluate import Metric, register_metric
 
 
 def code_samples(model, n: int, *, seed: int = 0, batch_size: int = 500) -> tuple[Tensor, Tensor]:
@@ -50,7 +51,7 @@ def _real_acc(run) -> float:
 
 
 def _has_codes(model) -> bool:
-    return hasattr(model, "code_layout") and model.code_layout.cat_codes > 0
+    return isinstance(model, ReadableCodes) and model.code_layout.cat_codes > 0
 
 
 for _m in (
@@ -61,7 +62,7 @@ for _m in (
            True, "codes", _has_codes, lambda run: _generated(run)["code_nmi"], needs_classifier=True,
            images_only=True),
     Metric("code_acc_real", "held-out images whose code predicted by Q is the one matched to their label "
-                            "(Hungarian)", True, "codes", lambda m: _has_codes(m) and hasattr(m, "predict_codes"),
+                            "(Hungarian)", True, "codes", lambda m: _has_codes(m) and isinstance(m, PredictsCodes),
            _real_acc, needs_data=lambda d: d.labelled),
 ):
-    _register(_m)
+    register_metric(_m)

@@ -1,12 +1,12 @@
 """The metric registry and ``evaluate``: "how do you know that you are improving?"
 
 Every metric is a small ``Metric`` record in ``genlab.registry.METRICS``: its name, one line of
-help, its direction, the model capability it needs (duck typing: ``hasattr(model, "iwae_bound")``,
-never a class or a name) and a compute function. Five kinds:
+help, its direction, the model capability it needs (``isinstance(model, LikelihoodBound)``, a Protocol
+of ``genlab.models.capabilities``, never a class or a name) and a compute function. Five kinds:
 
 * sample metrics (fd, kid, precision, recall, density, coverage, is) compare features of samples
   with features of held-out real data: ``compute(fake: FeatureSet, real: FeatureSet)``. They see a
-  sampler (``n -> samples``) only, so anything with ``.sample()`` can be measured. Each comes with
+  sampler (``n -> samples``) only, so anything with ``.sample()`` (a ``Sampler``) can be measured. Each comes with
   its real-vs-real floor: the same metric between the evaluated split and as many train images.
 * encoder metrics (recon_mse, psnr) need ``model.reconstruct``.
 * likelihood metrics (elbo, nll) need ``model.elbo`` / ``model.iwae_bound`` and are computed on
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -36,11 +36,21 @@ from tqdm.auto import tqdm
 
 from ..data.base import DataSet
 from ..errors import GenlabError
+from ..models.capabilities import (
+    Classifies,
+    Clusters,
+    CodesToBits,
+    Encodes,
+    LikelihoodBound,
+    NamedUnits,
+    Reconstructs,
+    Transforms,
+)
+from ..nn.features import FeatureExtractor, FeatureSet, feature_extractor, real_features
 from ..registry import METRICS
 from . import metrics as M
 from . import semantics as S
-from .clustering import cluster_acc
-from .features import FeatureExtractor, FeatureSet, feature_extractor, real_features
+from .cluster_metrics import cluster_acc
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +82,19 @@ class Metric:
                 and (self.needs_data is None or self.needs_data(data)))
 
 
-def _register(metric: Metric) -> None:
+def register_metric(metric: Metric) -> None:
     METRICS.register(metric.name, help=metric.help)(metric)
 
 
-def _can_sample(m) -> bool:
-    return hasattr(m, "sample")
+@runtime_checkable
+class Sampler(Protocol):
+    """Anything the sample metrics can measure: ``sample(n, generator=)`` -> (n, *shape)."""
+
+    def sample(self, n: int, *, y: Any = None, generator: Any = None) -> Tensor: ...
+
+
+def can_sample(m) -> bool:
+    return isinstance(m, Sampler)
 
 
 def _fd(fake: FeatureSet, real: FeatureSet) -> float:
@@ -105,44 +122,44 @@ def _is(fake: FeatureSet, real: FeatureSet) -> float:
 
 for _m in (
     Metric("fd", "Fréchet distance of Gaussian fits to real and sample features (FID, own feature net)",
-           False, "sample", _can_sample, _fd, min_items=2),
+           False, "sample", can_sample, _fd, min_items=2),
     Metric("kid", "kernel inception distance: unbiased cubic-kernel MMD² of real vs sample features",
-           False, "sample", _can_sample, _kid, min_items=2),
+           False, "sample", can_sample, _kid, min_items=2),
     Metric("precision", f"share of samples inside the real data's k-NN manifold (fidelity, k={PR_K})",
-           True, "sample", _can_sample, _pr("precision"), min_items=PR_K + 1),
+           True, "sample", can_sample, _pr("precision"), min_items=PR_K + 1),
     Metric("recall", f"share of real data inside the samples' k-NN manifold (diversity, k={PR_K})",
-           True, "sample", _can_sample, _pr("recall"), min_items=PR_K + 1),
+           True, "sample", can_sample, _pr("recall"), min_items=PR_K + 1),
     Metric("density", f"real k-NN balls holding each sample, / k (fidelity, ~1 when matched, k={DC_K})",
-           True, "sample", _can_sample, _dc("density"), min_items=DC_K + 1),
+           True, "sample", can_sample, _dc("density"), min_items=DC_K + 1),
     Metric("coverage", f"share of real points whose k-NN ball holds a sample (diversity, k={DC_K})",
-           True, "sample", _can_sample, _dc("coverage"), min_items=DC_K + 1),
+           True, "sample", can_sample, _dc("coverage"), min_items=DC_K + 1),
     Metric("is", "Inception score with the data set's own classifier: exp E KL(p(y|x) || p(y))",
-           True, "sample", _can_sample, _is, needs_classifier=True),
+           True, "sample", can_sample, _is, needs_classifier=True),
     Metric("recon_mse", "mean squared reconstruction error per pixel of held-out data",
-           False, "encoder", lambda m: hasattr(m, "reconstruct"), lambda run: float(run.recon_errors.mean())),
+           False, "encoder", lambda m: isinstance(m, Reconstructs), lambda run: float(run.recon_errors.mean())),
     Metric("psnr", "peak signal-to-noise ratio of reconstructions in dB (images in [0, 1])",
-           True, "encoder", lambda m: hasattr(m, "reconstruct"),
+           True, "encoder", lambda m: isinstance(m, Reconstructs),
            lambda run: M.psnr(float(run.recon_errors.mean())), images_only=True),
     Metric("elbo", "mean evidence lower bound on log p(x), nats per example",
-           True, "likelihood", lambda m: hasattr(m, "elbo"), lambda run: float(run.elbos.mean())),
+           True, "likelihood", lambda m: isinstance(m, LikelihoodBound), lambda run: float(run.elbos.mean())),
     Metric("bpp", "bits per pixel the codec's entropy model gives the rounded latents of held-out data",
-           False, "encoder", lambda m: hasattr(m, "estimated_bits"),
+           False, "encoder", lambda m: isinstance(m, CodesToBits),
            lambda run: float((run.codec_bits / run.pixels).mean())),
     Metric("rd_loss", "the codec's objective on held-out data: bits per pixel + lambda * 255^2 * MSE",
-           False, "encoder", lambda m: hasattr(m, "rd_objective"),
+           False, "encoder", lambda m: isinstance(m, CodesToBits),
            lambda run: float(run.model.rd_objective(run.codec_bits / run.pixels, run.recon_errors).mean())),
     Metric("accuracy", "share of held-out items whose label the model's classify(x) predicts (m2: q(y|x))",
-           True, "labels", lambda m: hasattr(m, "classify"),
+           True, "labels", lambda m: isinstance(m, Classifies),
            lambda run: float((run.predictions == run.y.double()).double().mean()),
            needs_data=lambda d: d.labelled),
     Metric("cluster_acc", "Hungarian-matched accuracy of the model's own clusters (argmax q(y|x)) on held-out labels",
-           True, "labels", lambda m: hasattr(m, "cluster_probs"),
+           True, "labels", lambda m: isinstance(m, Clusters),
            lambda run: cluster_acc(run.y, run.clusters), needs_data=lambda d: d.labelled),
     Metric("nll", "negative log-likelihood estimate, mean of -IWAE bound with K samples, nats per example",
-           False, "likelihood", lambda m: hasattr(m, "iwae_bound"),
+           False, "likelihood", lambda m: isinstance(m, LikelihoodBound),
            lambda run: float(-run.iwae_bounds.mean())),
 ):
-    _register(_m)
+    register_metric(_m)
 
 
 def _edit(name: str, edit: str) -> Callable[..., dict[str, float]]:
@@ -162,7 +179,7 @@ def _units(key: str, reduce: Callable) -> Callable[..., dict[str, float]]:
 
 
 def _has_units(m) -> bool:
-    return hasattr(m, "unit_names") and hasattr(m, "encode")
+    return isinstance(m, NamedUnits) and isinstance(m, Encodes)
 
 
 def _has_factor(*names: str) -> Callable[[DataSet], bool]:
@@ -171,22 +188,22 @@ def _has_factor(*names: str) -> Callable[[DataSet], bool]:
 
 for _m in (
     Metric("view_iou", "novel views: median IoU of held-out images rotated 15-90° vs exact renders",
-           True, "factors", lambda m: hasattr(m, "transform"), _edit("view_iou", "rotate"),
+           True, "factors", lambda m: isinstance(m, Transforms), _edit("view_iou", "rotate"),
            images_only=True, needs_data=_has_factor("rotation")),
     Metric("scale_iou", "median IoU of held-out images rescaled by the model vs exact renders",
-           True, "factors", lambda m: hasattr(m, "transform"), _edit("scale_iou", "scale"),
+           True, "factors", lambda m: isinstance(m, Transforms), _edit("scale_iou", "scale"),
            images_only=True, needs_data=_has_factor("scale")),
     Metric("move_iou", "median IoU of held-out images moved by the model vs exact renders",
-           True, "factors", lambda m: hasattr(m, "transform"), _edit("move_iou", "move"),
+           True, "factors", lambda m: isinstance(m, Transforms), _edit("move_iou", "move"),
            images_only=True, needs_data=_has_factor("x", "y")),
     Metric("unit_corr", "smallest |correlation| of a factor with its named unit (held-out; per factor too)",
            True, "factors", _has_units, _units("unit_corr", min), needs_data=_has_factor()),
     Metric("unit_leak", "largest |correlation| of a factor with any unit not its own (per factor too)",
            False, "factors", _has_units, _units("unit_leak", max), needs_data=_has_factor()),
     Metric("sharpness", "mean gradient magnitude of samples / that of held-out images (1: as sharp)",
-           True, "images", _can_sample, S.sharpness_ratio, images_only=True),
+           True, "images", can_sample, S.sharpness_ratio, images_only=True),
 ):
-    _register(_m)
+    register_metric(_m)
 _ORDER = ("fd", "kid", "precision", "recall", "density", "coverage", "is", "sharpness", "recon_mse", "psnr",
           "elbo", "nll", "accuracy", "code_acc", "code_nmi", "code_acc_real", "bpp", "rd_loss", "view_iou",
           "scale_iou", "move_iou", "unit_corr", "unit_leak")
@@ -263,7 +280,7 @@ class _ModelRun:
     def targets(self) -> Tensor:
         """The data the likelihood is defined on (e.g. a fixed binarisation), (N, *shape)."""
         g = torch.Generator().manual_seed(self.seed + 1)
-        return self.model.eval_targets(self.x, generator=g) if hasattr(self.model, "eval_targets") else self.x
+        return self.model.eval_targets(self.x, generator=g) if isinstance(self.model, LikelihoodBound) else self.x
 
     @cached_property
     def recon_errors(self) -> Tensor:
@@ -378,8 +395,9 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
     info: dict[str, Any] = {"data": data.name, "split": split, "seed": seed, "skipped": skipped}
     if features is not None:
         info.update(feature_net=features.kind, feature_net_accuracy=features.test_accuracy)
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
+    module = isinstance(model, torch.nn.Module)  # any sampler can be measured; a module is put in eval mode
+    was_training = module and model.training
+    if module:
         model.eval()
     try:
         with torch.no_grad(), _seeded(seed, device):
@@ -413,7 +431,7 @@ def evaluate(model, data: DataSet, *, split: str = "test", metrics: list[str] | 
                 if any(m.name == "nll" for m in model_ms):
                     info["nll_k"] = nll_k
     finally:
-        if hasattr(model, "train"):
+        if module:
             model.train(was_training)
     return {"values": values, "floor": floor, "info": info}
 

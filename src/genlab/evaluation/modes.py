@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..data.base import DataSet
 from ..registry import METRICS
-from .evaluate import Metric
+from .evaluate import Metric, can_sample
 
 MODE_SHARE = 0.01  # a mode counts when it holds at least this share of the samples
 RADIUS = 3.0  # in units of sigma
@@ -57,8 +57,8 @@ def _hq(samples: Tensor, data: DataSet) -> float:
 for _m in (
     Metric("modes", "modes holding >= 1% of the samples within 3 sigma (our issue's rule; VEEGAN and "
            "PacGAN count >= 1 sample), toy 2-D sets", True, "points",
-           lambda m: hasattr(m, "sample"), _modes, needs_data=has_modes),
+           can_sample, _modes, needs_data=has_modes),
     Metric("hq", "share of samples within 3 sigma of a mode centre (high quality), toy 2-D sets",
-           True, "points", lambda m: hasattr(m, "sample"), _hq, needs_data=has_modes),
+           True, "points", can_sample, _hq, needs_data=has_modes),
 ):
     METRICS.register(_m.name, help=_m.help)(_m)

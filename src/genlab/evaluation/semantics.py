@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..data.base import DataSet
+from ..models.capabilities import NamedUnits
 
 EVAL_N = 1000  # held-out items per edit metric (at most the split)
 ACTIVE = 0.01  # a free unit is active when the variance of its posterior mean exceeds this (Burda et al.)
@@ -124,7 +125,7 @@ def _corr(a: Tensor, b: Tensor) -> float:
 def _readings(model, name: str, z: Tensor) -> list[Tensor]:
     """A unit's reading(s): its value, or (cos, sin) of its angle when it is circular."""
     i = model.unit_names.index(name)
-    period = model.unit_period(name) if hasattr(model, "unit_period") else None
+    period = model.unit_period(name) if isinstance(model, NamedUnits) else None
     if period:
         ang = 2 * math.pi * z[:, i] / period
         return [torch.cos(ang), torch.sin(ang)]
@@ -154,7 +155,7 @@ def _circular(model, data: DataSet, name: str, v: Tensor, z: Tensor, f: Tensor) 
     periods = item(f)[:, _col(data, name)] if item is not None else torch.full_like(v, common)  # (N,)
     phi = 2 * math.pi * v / periods
     target = [torch.cos(phi), torch.sin(phi)]
-    unit_period = model.unit_period(name) if hasattr(model, "unit_period") else None
+    unit_period = model.unit_period(name) if isinstance(model, NamedUnits) else None
     if not unit_period:  # a linear unit against an angle: the better of the two correlations
         rho = max(_corr(t, z[:, model.unit_names.index(name)]) for t in target)
         return rho, {"own_common": rho}, target

@@ -7,8 +7,9 @@ vectors. What it offers follows the model's declared surface, never its name:
 * ``decode(z[, y])``: moving, interpolation, arithmetic, attributes and the map;
 * ``encode``: drawings and uploads are encoded (otherwise projected), the map shows encoded
   held-out data and the move sliders follow its principal directions when the latent is large;
-* ``num_classes`` / ``parse_caption``: a class picker / a caption box;
-* ``code_layout`` (InfoGAN): a categorical picker and a slider per continuous code.
+* ``ClassConditional`` / ``CaptionConditional``: a class picker / a caption box;
+* ``ReadableCodes`` (InfoGAN): a categorical picker and a slider per continuous code
+(the capabilities of ``genlab.models.capabilities``).
 
 Expensive pieces (the data, the map, attribute vectors, the feature net) are made on first use,
 each once, under its own lock; decoding needs no lock (no_grad forward passes on frozen weights).
@@ -23,14 +24,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts import has_encoder
 from ..errors import GenlabError
 from ..latent.attributes import MEASURES, apply_attribute, arithmetic, attribute_vector
 from ..latent.interpolate import interpolate, lerp, slerp
 from ..latent.project import project
 from ..latent.references import extremes
-from ..training import load_model, open_run
-from ..training.logger import read_jsonl
+from ..models.capabilities import CaptionConditional, ClassConditional, Decodes, ReadableCodes, Reconstructs
+from ..pictures.run_pictures import has_encoder
+from ..runs import load_model, open_run
+from ..runs.logs import read_jsonl
 
 MOVE_DIMS = 8  # sliders on the Move tab
 MAP_POINTS = 1000  # held-out items (or samples) on the Map tab
@@ -40,8 +42,6 @@ ATTRIBUTE_K = 40  # examples on each side of a built-in attribute vector
 class RunSession:
     def __init__(self, path: str | Path, *, checkpoint: str = "best", vectors: dict[str, Path] | None = None,
                  project_steps: int = 150, project_starts: int = 4):
-        import genlab.models  # noqa: F401  (registers the models)
-
         self.run = open_run(path)
         self.model, self.config = load_model(self.run, which=checkpoint)
         info = self.config.data_info
@@ -52,12 +52,12 @@ class RunSession:
             p.requires_grad_(False)  # projection's gradients reach z only
         self.shape = tuple(info.shape)
         self.name = self.run.path.name
-        self.can_decode = hasattr(self.model, "decode")
+        self.can_decode = isinstance(self.model, Decodes)
         self.encoder = has_encoder(self.model)
-        self.classes = int(getattr(self.model, "num_classes", 0) or 0)
+        self.classes = int(self.model.num_classes) if isinstance(self.model, ClassConditional) else 0
         self.class_names = list(info.class_names) if info.class_names else None
-        self.captions = hasattr(self.model, "parse_caption")
-        self.layout = getattr(self.model, "code_layout", None)
+        self.captions = isinstance(self.model, CaptionConditional)
+        self.layout = self.model.code_layout if isinstance(self.model, ReadableCodes) else None
         self.latent = int(self.model.latent_size) if self.can_decode else 0
         self.project_steps, self.project_starts = project_steps, project_starts
         self._saved = self._read_vectors(vectors or {})
@@ -80,8 +80,7 @@ class RunSession:
         }
 
     def _caption_words(self) -> list[str]:
-        grammar = getattr(self.model, "grammar", None)
-        return list(getattr(grammar, "vocabulary", ()))
+        return list(self.model.grammar.vocabulary)
 
     def _lazy(self, key: str, make):
         if key not in self._cache:
@@ -189,7 +188,7 @@ class RunSession:
 
     # --- data-derived pieces (made once) --------------------------------------------------------
     def data(self):
-        from ..commands import data_for_run
+        from ..runs import data_for_run
 
         return self._lazy("data", lambda: data_for_run(self.config, None))
 
@@ -227,7 +226,7 @@ class RunSession:
         z = self.encode_images(x)
         if self.encoder:
             with torch.no_grad():
-                recon = self.model.reconstruct(x.to(self.model.device)) if hasattr(self.model, "reconstruct") \
+                recon = self.model.reconstruct(x.to(self.model.device)) if isinstance(self.model, Reconstructs) \
                     else self.model.decode(z.to(self.model.device))
             return {"z": z, "x": recon.cpu(), "how": "reconstruction", "neighbours": self.neighbours(x)}
         return {"z": z, "x": self.decode(z).cpu(), "how": "projection"}

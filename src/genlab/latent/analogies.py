@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..models.capabilities import ClassConditional, Encodes
+
 
 def is_conditional_encoder(model) -> bool:
     """Has ``encode(x, y)``, ``decode(z, y)`` and ``num_classes``: the models analogies apply to."""
-    return bool(getattr(model, "num_classes", None)) and hasattr(model, "encode") and hasattr(model, "decode")
+    return isinstance(model, ClassConditional) and isinstance(model, Encodes)
 
 
 @torch.no_grad()

@@ -19,7 +19,8 @@ from .. import losses
 from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..nn import make_decoder, make_encoder
 from ..registry import MODELS
-from .base import GenerativeModel
+from .base import GenerativeModel, check_choice
+from .capabilities import Decodes, Encodes, Reconstructs
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,14 @@ class AEConfig(ModelConfig):
     recon: str = option("bce", "reconstruction loss (points always use l2)", choices=("bce", "l2"))
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        from ..errors import GenlabError
-
-        raise GenlabError(f"model.{name}={value!r} is not one of {', '.join(choices)}")
-
-
 @MODELS.register("ae", help="autoencoder: deterministic code z, L2 or BCE reconstruction")
-class Autoencoder(GenerativeModel):
+class Autoencoder(GenerativeModel, Decodes, Reconstructs, Encodes):
     Config = AEConfig
 
     def __init__(self, config: AEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        _check_choice("arch", config.arch, ("mlp", "conv"))
-        _check_choice("recon", config.recon, ("bce", "l2"))
+        check_choice("arch", config.arch, ("mlp", "conv"))
+        check_choice("recon", config.recon, ("bce", "l2"))
         shape = data_info.shape
         self.encoder = make_encoder(config.arch, shape, self.encoder_outputs(), hidden=config.hidden,
                                     channels=config.channels)

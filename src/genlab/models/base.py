@@ -3,8 +3,9 @@
 A model is an ``nn.Module`` built from ``(config, data_info)``. It lists its training ``phases()``
 (which parameters, which optimiser, how often); ``loss(phase, batch, step=)`` returns a dict whose
 ``"loss"`` is minimised in that phase and whose other entries are logged; ``sample(n)`` draws data.
-Encoder models add ``encode`` / ``decode`` / ``reconstruct``; likelihood models add ``elbo`` and
-``iwae_bound``. Evaluation and the CLI look for these capabilities, never at a model's name.
+What a model can do beyond this surface it declares by inheriting the Protocols of
+``genlab.models.capabilities`` (``Encodes``, ``LikelihoodBound``, ...); evaluation, the tools and the
+CLI ask ``isinstance(model, Capability)``, never a model's name.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class GenerativeModel(nn.Module):
     default_eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")
     # TrainConfig fields this family trains with unless ``--set train.X=...`` says otherwise
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # the batches it trains on: None for random batches of the train split, or a
+    # ``genlab.data.factors.FactorBatches`` plan (batches in which one generative factor varies)
+    batch_plan: Any = None
 
     def __init__(self, config: ModelConfig, data_info: DataInfo):
         super().__init__()
@@ -81,6 +85,15 @@ class GenerativeModel(nn.Module):
     def phases(self) -> list[Phase]:
         return [Phase("main", self.parameters)]
 
+    def prepare(self, data) -> None:
+        """Called once by the trainer before the first step, with the training data (e.g. to load a
+        frozen feature network trained on it). Nothing by default."""
+
+    def eval_targets(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The held-out data (N, *shape) as the evaluation's likelihood sees it (a binarising model draws
+        binary images from it); the data itself by default."""
+        return x
+
     def loss(self, phase: str, batch: dict[str, Tensor], *, step: int = 0) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -102,6 +115,12 @@ class GenerativeModel(nn.Module):
         """z ~ N(0, I), (n, latent_dim), on the model's device."""
         z = torch.randn(n, self.config.latent_dim, generator=generator)
         return z.to(self.device)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """A GenlabError unless the config field ``model.<name>`` holds one of ``choices``."""
+    if value not in choices:
+        raise GenlabError(f"model.{name}={value!r} is not one of {', '.join(choices)}")
 
 
 def _fast_kernels(params: list[nn.Parameter]) -> dict:

@@ -20,6 +20,7 @@ from ..config import WIDTHS, DataInfo, option
 from ..errors import GenlabError
 from ..registry import MODELS
 from .base import class_labels
+from .capabilities import ClassConditional
 from .gan import GAN, GANConfig
 
 
@@ -31,7 +32,7 @@ class CGANConfig(GANConfig):
 
 
 @MODELS.register("cgan", help="class-conditional GAN: label embedding in G, projection discriminator")
-class CGAN(GAN):
+class CGAN(GAN, ClassConditional):
     Config = CGANConfig
 
     def __init__(self, config: CGANConfig, data_info: DataInfo):

@@ -46,6 +46,7 @@ from ..errors import GenlabError
 from ..nn.blocks import gdn_or_relu
 from ..registry import MODELS
 from .base import GenerativeModel
+from .capabilities import CodesToBits, QualityLadder, Reconstructs
 from .entropy import FactorizedDensity, GaussianScales, clamp_to_tables, table_bits
 
 Stage = tuple[np.ndarray, np.ndarray]  # (table ids (L,), integer values (L,)) in coding order
@@ -68,6 +69,19 @@ class CodecConfig(ModelConfig):
     quality: int = option(0, "index of this model in a quality ladder, stored in .glc files", min=0, max=255)
 
 
+# CompressAI's lambdas for its MSE-optimised models, qualities 1..8
+LMBDA = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+
+
+def lmbda_for(quality: int) -> float:
+    """Quality index -> lambda: the table for 1..8, doubling per step above (halving below 1)."""
+    if quality in LMBDA:
+        return LMBDA[quality]
+    if quality > 8:
+        return LMBDA[8] * 2 ** (quality - 8)
+    return LMBDA[1] / 2 ** (1 - quality)
+
+
 def _hyper_nets(m: int, c: int, nz: int) -> tuple[nn.Module, nn.Module]:
     """h_a: |y| (N, M, h, w) -> z (N, Nz, ceil(h/4), ceil(w/4)); h_s: z_hat -> sigma logits (N, M, 4h', 4w')."""
     h_a = nn.Sequential(nn.Conv2d(m, c, 3, 1, 1), nn.ReLU(), nn.Conv2d(c, c, 5, 2, 2), nn.ReLU(),
@@ -78,9 +92,25 @@ def _hyper_nets(m: int, c: int, nz: int) -> tuple[nn.Module, nn.Module]:
 
 
 @MODELS.register("codec", help="learned image codec: Ballé 2017 factorized prior or 2018 hyperprior, rate + lambda*MSE")
-class Codec(GenerativeModel):
+class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
     Config = CodecConfig
     default_eval_metrics = ("rd_loss", "bpp", "psnr")  # its prior's samples are textures: no FD
+    ladder_fields = ("lmbda", "quality")  # what each level of a quality ladder sets
+
+    @property
+    def quality(self) -> int:
+        """This model's level in a quality ladder (0: not in one)."""
+        return self.config.quality
+
+    @property
+    def lmbda(self) -> float:
+        """The weight of distortion against rate in its objective."""
+        return self.config.lmbda
+
+    @classmethod
+    def ladder_settings(cls, quality: int) -> dict:
+        """Quality level q of a ladder: lambda from CompressAI's table (``lmbda_for``), and q itself."""
+        return {"lmbda": lmbda_for(quality), "quality": quality}
 
     def __init__(self, config: CodecConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -35,6 +35,7 @@ from ..nn import make_decoder
 from ..nn.blocks import ConvEncoder, Flat, mlp
 from ..registry import MODELS
 from .base import class_labels
+from .capabilities import ClassConditional, Classifies
 from .vae import VAE, VAEConfig
 
 
@@ -53,7 +54,7 @@ def make_trunk(arch: str, shape: tuple[int, ...], hidden: tuple[int, ...], chann
 
 
 @MODELS.register("cvae", help="conditional VAE: label into encoder and decoder; fully supervised")
-class CVAE(VAE):
+class CVAE(VAE, ClassConditional, Classifies):
     Config = CVAEConfig
     # validation during training: the ELBO picks best.pt (no validation labels needed), accuracy is logged
     default_eval_metrics = ("elbo", "accuracy", "fd", "recon_mse")

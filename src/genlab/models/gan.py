@@ -15,7 +15,7 @@ its [0, 1] input to [-1, 1] first. Conv nets are DCGAN-shaped (Radford et al. 20
 G, none in D (the gradient penalty is per example). Points: G outputs coordinates, D reads them.
 Default widths (32, 64): on mnist5k with one CPU thread they ran 1,470 img/s and reached FD 24 in
 150 s, where (64, 128) ran 560 img/s and reached FD 43 (FD with our own feature net).
-``critic``, ``generator_loss`` and ``generator_sample`` are the capabilities ``genlab.adversarial``
+``critic``, ``generator_loss`` and ``generator_sample`` are the capabilities ``genlab.pictures.dfield``
 reads to draw D's field and G's gradient arrows on 2-D points.
 """
 
@@ -36,8 +36,8 @@ from ..errors import GenlabError
 from ..nn.augment import AUGMENTATIONS, augment
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
-from .autoencoder import _check_choice
-from .base import GenerativeModel, Phase
+from .base import GenerativeModel, Phase, check_choice
+from .capabilities import Adversarial, Decodes
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _with_auxiliary(out: dict[str, Tensor], aux: dict[str, Tensor]) -> dict[str,
 
 
 @MODELS.register("gan", help="GAN: generator vs discriminator; minimax, non-saturating, hinge or Wasserstein loss")
-class GAN(GenerativeModel):
+class GAN(GenerativeModel, Decodes, Adversarial):
     Config = GANConfig
     embed_dim = 0  # width of the label embedding fed to G (conditional subclasses)
     # fd picks best.pt; on toy 2-D sets the modes metrics are logged too (beside the critic's gap)
@@ -141,10 +141,10 @@ class GAN(GenerativeModel):
     def __init__(self, config: GANConfig, data_info: DataInfo):
         config = config.resolved(data_info.kind)  # "auto" (None) fields by the data's kind
         super().__init__(config, data_info)
-        _check_choice("arch", config.arch, ("auto", "mlp", "conv"))
-        _check_choice("loss", config.loss, losses.GAN_LOSSES)
-        _check_choice("optimizer", config.optimizer, ("adam", "rmsprop"))
-        _check_choice("augment", config.augment, AUGMENTATIONS)
+        check_choice("arch", config.arch, ("auto", "mlp", "conv"))
+        check_choice("loss", config.loss, losses.GAN_LOSSES)
+        check_choice("optimizer", config.optimizer, ("adam", "rmsprop"))
+        check_choice("augment", config.augment, AUGMENTATIONS)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.ema < 1.0:
@@ -259,10 +259,15 @@ class GAN(GenerativeModel):
             return _with_auxiliary(out, self.auxiliary_loss(h, latents))
         raise ValueError(f"GAN has no phase {phase!r}")
 
-    # --- what the critic sees (genlab.adversarial draws it) ---------------------------------------
+    # --- what the critic sees (genlab.pictures.dfield draws it) ---------------------------------------
     def generator_loss(self, d_fake: Tensor) -> Tensor:
         """G's loss from D's outputs on its samples, (N,) -> (): the batch mean of this model's loss."""
         return losses.gan_g_loss(self.config.loss, d_fake)
+
+    @property
+    def objective(self) -> str:
+        """The adversarial loss: minimax, nonsaturating, hinge or wasserstein."""
+        return self.config.loss
 
     @property
     def critic_is_logit(self) -> bool:

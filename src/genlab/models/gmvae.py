@@ -45,7 +45,8 @@ from ..losses import class_consistency, iwae_log_weights_to_bound, marginal_bala
 from ..nn import make_encoder
 from ..nn.augment import label_preserving_view
 from ..registry import MODELS
-from .autoencoder import _check_choice
+from .base import check_choice
+from .capabilities import Clusters
 from .vae import VAE, VAEConfig
 
 
@@ -67,7 +68,7 @@ class GMVAEConfig(VAEConfig):
 
 
 @MODELS.register("gmvae", help="Gaussian-mixture VAE: q(y|x) clusters, p(z|y) learned, ELBO enumerates y")
-class GMVAE(VAE):
+class GMVAE(VAE, Clusters):
     Config = GMVAEConfig
 
     def __init__(self, config: GMVAEConfig, data_info: DataInfo):
@@ -77,7 +78,7 @@ class GMVAE(VAE):
         k, d = config.components, config.latent_dim
         self.classifier = None
         if config.classifier_arch is not None:
-            _check_choice("classifier_arch", config.classifier_arch, ("mlp", "conv"))
+            check_choice("classifier_arch", config.classifier_arch, ("mlp", "conv"))
             self.classifier = make_encoder(config.classifier_arch, data_info.shape, k, hidden=config.hidden,
                                            channels=config.channels)
         self.prior_mu = nn.Parameter(config.prior_spread * torch.randn(k, d))  # (K, D)

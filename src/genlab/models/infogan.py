@@ -32,6 +32,7 @@ from ..errors import GenlabError
 from ..nn.blocks import ConvDecoder, ConvEncoder
 from ..registry import MODELS
 from .base import Phase
+from .capabilities import PredictsCodes, ReadableCodes
 from .gan import GAN, GANConfig
 
 
@@ -99,7 +100,7 @@ class CodeLayout:
 
 @MODELS.register("infogan",
                  help="InfoGAN: categorical and continuous codes kept readable by a Q head (Chen et al. 2016)")
-class InfoGAN(GAN):
+class InfoGAN(GAN, ReadableCodes, PredictsCodes):
     Config = InfoGANConfig
     default_eval_metrics = ("fd", "code_acc")
     # bf16 autocast where the CPU / GPU has fast bf16 (else fp32): code_acc grows with steps, and on

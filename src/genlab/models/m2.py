@@ -50,7 +50,8 @@ from ..losses import class_consistency, marginal_balance
 from ..nn import make_encoder
 from ..nn.augment import label_preserving_view
 from ..registry import MODELS
-from .autoencoder import _check_choice
+from .base import check_choice
+from .capabilities import LearnsFromPartialLabels
 from .cvae import CVAE, CVAEConfig
 
 
@@ -68,15 +69,15 @@ class M2Config(CVAEConfig):
 
 
 @MODELS.register("m2", help="semi-supervised VAE (Kingma M2): q(y|x) classifier, y enumerated when unlabelled")
-class M2(CVAE):
+class M2(CVAE, LearnsFromPartialLabels):
     Config = M2Config
-    semi_supervised = True  # learns from batches whose hidden labels are -1 (``train --labels N``)
+    learns_from_partial_labels = True  # batches whose hidden labels are -1 (``train --labels N``)
 
     def __init__(self, config: M2Config, data_info: DataInfo):
         super().__init__(config, data_info)
         # q(y|x): its own network, as in the paper (the encoder's widths; its arch unless set)
         arch = config.classifier_arch or config.arch
-        _check_choice("classifier_arch", arch, ("mlp", "conv"))
+        check_choice("classifier_arch", arch, ("mlp", "conv"))
         self.classifier = make_encoder(arch, data_info.shape, self.num_classes, hidden=config.hidden,
                                        channels=config.channels)
 

@@ -43,8 +43,8 @@ from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
-from .autoencoder import _check_choice
-from .base import GenerativeModel, Phase
+from .base import GenerativeModel, Phase, check_choice
+from .capabilities import CaptionConditional, ClassConditional
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class CaptionCritic(nn.Module):
 
 
 @MODELS.register("stackgan", help="StackGAN: two-stage caption-conditional GAN with conditioning augmentation")
-class StackGAN(GenerativeModel):
+class StackGAN(GenerativeModel, ClassConditional, CaptionConditional):
     Config = StackGANConfig
     default_eval_metrics = ("fd", "hq", "modes")  # as the GAN's: fd picks best.pt
     # bf16 autocast where the CPU / GPU has fast bf16 (else fp32), as InfoGAN: a shapes step took
@@ -201,8 +201,8 @@ class StackGAN(GenerativeModel):
 
     def __init__(self, config: StackGANConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        _check_choice("arch", config.arch, ("auto", "mlp", "conv"))
-        _check_choice("loss", config.loss, losses.GAN_LOSSES)
+        check_choice("arch", config.arch, ("auto", "mlp", "conv"))
+        check_choice("loss", config.loss, losses.GAN_LOSSES)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.word_dropout < 1.0:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GenlabError
 from .html import esc, image, page, table
-from .runs import comparison_table, read_metrics
+from .run_pages import comparison_table, read_metrics
 
 log = logging.getLogger("genlab")
 
@@ -49,24 +48,19 @@ class Tour:
 
     # --- helpers -------------------------------------------------------------------------------
     def train(self, model: str, share: float, *sets: str, data: str | None = None) -> Path:
-        """Train ``model`` for ``share`` of the budget through the CLI; returns its run folder."""
-        from ..cli import main
+        """Train ``model`` for ``share`` of the budget (``genlab.train``); returns its run folder."""
+        from ..api.training import train
 
-        self.runs.mkdir(parents=True, exist_ok=True)
-        before = set(self.runs.iterdir())
-        budget = ["--steps", "12"] if self.tiny else ["--time", f"{max(10.0, share * self.minutes * 60):.0f}s"]
-        argv = ["-q", "train", model, "--data", data or self.data, "--runs", str(self.runs), *budget]
-        for s in (*sets, *(("train.eval_every=0", "train.sample_every=6") if self.tiny else ())):
-            argv += ["--set", s]
+        budget = {"steps": 12} if self.tiny else {"time": round(max(10.0, share * self.minutes * 60))}
+        overrides = [*sets, *(("train.eval_every=0", "train.sample_every=6") if self.tiny else ())]
         log.info("tour: training %s on %s", model, data or self.data)
-        if main(argv) != 0:
-            raise GenlabError(f"tour: training {model} failed (see above)")
-        (run,) = set(self.runs.iterdir()) - before
+        run = train(model, data or self.data, runs=self.runs, overrides=overrides, progress=False,
+                    notify=log.debug, **budget).path
         self.trained.append(run)
         return run
 
     def load(self, run: Path):
-        from ..training import load_model, open_run
+        from ..runs import load_model, open_run
 
         model, config = load_model(open_run(run))
         return model.eval(), config
@@ -112,13 +106,13 @@ class Tour:
         return [first, second]
 
     def clustering(self) -> Section:
-        from ..evaluation.clustering import cluster_scores, kmeans
-        from ..structure import _codes
+        from ..clustering import codes
+        from ..evaluation.cluster_metrics import cluster_scores, kmeans
 
         model, _ = self.load(self.vae)
         data = self.dataset()
         index = data.indices("test")
-        z, _ = _codes(model, data, index)
+        z, _ = codes(model, data, index)
         y = data.y[index].numpy()
         k = int(data.num_classes)
         latent = cluster_scores(y, kmeans(z, k)[0])
@@ -150,7 +144,7 @@ class Tour:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..training.logger import read_jsonl
+        from ..runs.logs import read_jsonl
 
         every = "train.eval_every=6" if self.tiny else "train.eval_every=300"
         run = self.train("gan", 0.15, every, "train.sample_every=6" if self.tiny else "train.sample_every=300")
@@ -178,8 +172,8 @@ class Tour:
     def infogan(self) -> Section:
         from ..evaluation import evaluate
         from ..latent.traverse import code_grid
-        from ..pictures import save_image_grid
-        from ..training.logger import read_jsonl
+        from ..pictures.grids import save_image_grid
+        from ..runs.logs import read_jsonl
 
         run = self.train("infogan", 0.20)
         model, _ = self.load(run)
@@ -202,16 +196,26 @@ class Tour:
              *((k, v) for k, v in values.items())])
 
     def conditional(self) -> Section:
-        from ..cli import main
+        from ..evaluation import feature_extractor
+        from ..latent.edits import attribute_edit
+        from ..latent.references import resolve_all
+        from ..pictures.grids import save_image_grid
+        from ..runs import open_run
 
         run = self.train("cgan", 0.08)
         attribute = self.pictures / "thickness.png"
         effect = self.pictures / "thickness.json"
-        k = "10" if self.tiny else "20"
-        if main(["-q", "attribute", str(self.vae), "--with", "thickness+", "--without", "thickness-", "--k", k,
-                 "--strength", "1.5", "--steps", "5", "-o", str(attribute), "--json", str(effect)]) != 0:
-            raise GenlabError("tour: the attribute vector failed")
-        measured = json.loads(effect.read_text())
+        vae, config = self.load(self.vae)
+        data = open_run(self.vae).data()
+        shape = tuple(config.data_info.shape)
+        refs = {"k": 10 if self.tiny else 20, "split": "test"}
+        _, grid, measured = attribute_edit(vae, resolve_all([f"test:{','.join(map(str, range(8)))}"], data, shape,
+                                                            **refs),
+                                           with_x=resolve_all(["thickness+"], data, shape, **refs),
+                                           without_x=resolve_all(["thickness-"], data, shape, **refs),
+                                           strength=1.5, steps=5, features=feature_extractor(data))
+        save_image_grid(grid.flatten(0, 1), attribute, grid.shape[1])
+        effect.write_text(json.dumps(measured, indent=2))
         return Section(
             "7. Conditional generation and latent arithmetic",
             "A class-conditional GAN draws the class it is asked for (a column per class). Without labels, a "
@@ -264,10 +268,3 @@ class Tour:
         index.write_text(page("genlab tour: generative networks in one run", body), encoding="utf-8")
         return index
 
-
-def cmd_tour(args) -> int:
-    if args.minutes <= 0:
-        raise GenlabError("--minutes must be positive")
-    index = Tour(args.output, minutes=args.minutes, tiny=args.tiny).run()
-    print(f"wrote {index}", flush=True)
-    return 0

@@ -1,8 +1,5 @@
-"""Training: the model-agnostic trainer, run folders, checkpoints and logs."""
+"""Training: the model-agnostic trainer (run folders and checkpoints are ``genlab.runs``)."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .runs import Run, load_model, new_run, open_run
 from .trainer import Trainer, TrainResult, resolve_device
 
-__all__ = ["Run", "TrainResult", "Trainer", "load_checkpoint", "load_model", "new_run", "open_run",
-           "resolve_device", "save_checkpoint"]
+__all__ = ["TrainResult", "Trainer", "resolve_device"]

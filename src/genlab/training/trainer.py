@@ -2,11 +2,13 @@
 
 Per step, each phase runs ``repeat`` times on fresh batches: loss -> backward -> (clip) -> step
 -> ``after_step``. Around that loop: the budget (steps, epochs or wall-clock), a progress bar
-with live loss, JSONL + TensorBoard logs, validation metrics that pick ``best.pt``, sample grids
-(and, for a model with a critic on 2-D points, D-field pictures: ``genlab.adversarial``), atomic
-checkpoints that resume exactly, stop signals that save (``genlab.training.signals``), and a NaN
-guard. The run is saved before anything that could fail after training (the final evaluation and
-pictures); a full disk stops training with one line naming the last good checkpoint.
+with live loss, JSONL + TensorBoard logs, validation that picks ``best.pt``, pictures over training,
+atomic checkpoints that resume exactly, stop signals that save (``genlab.training.signals``), and a NaN
+guard. The run is saved before anything that could fail after training (the final validation and
+pictures); a full disk stops training with one line naming the last good checkpoint. The trainer
+imports no metric and draws no picture: validation (``validate(model) -> Validation``) and pictures
+(``snapshot(model, folder, step)``) come in as callables (``genlab.api.training.make_trainer`` wires
+the evaluation and the sample grids).
 
 Under torchrun the same loop runs in every process (``genlab.training.distributed``): each phase's
 forward pass goes through its own DDP wrapper, rank 0 alone writes, and the ranks stop together.
@@ -19,7 +21,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,14 +30,13 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data import DataSet
-from ..data.factors import train_loader
+from ..data.loader import train_loader
 from ..errors import DiskFull, TrainingDiverged
 from ..models.base import GenerativeModel
-from ..registry import METRICS
+from ..runs.checkpoint import disk_full, load_checkpoint, remove_partial_writes, save_checkpoint
+from ..runs.folder import Run
+from ..runs.logs import RunLogger, plot_curves
 from . import distributed, speed
-from .checkpoint import disk_full, load_checkpoint, remove_partial_writes, save_checkpoint
-from .logger import RunLogger, plot_curves
-from .runs import Run
 from .signals import StopSignals
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,22 @@ log = logging.getLogger(__name__)
 
 def resolve_device(name: str) -> torch.device:
     return distributed.device_for(name, distributed.current())
+
+
+@dataclass
+class Validation:
+    """What a validation callable returns: metric values, their real-vs-real floors (logged beside them),
+    per metric whether higher is better (for picking ``best.pt``), and the metrics the data set was too
+    small for, with the reason ({name: "needs at least 2 items, ..."}), logged beside the values."""
+
+    values: dict[str, float]
+    floor: dict = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+Validate = Callable[[GenerativeModel], Validation]
+Snapshot = Callable[[GenerativeModel, Path, int], object]
 
 
 @dataclass
@@ -54,12 +72,16 @@ class TrainResult:
 
 
 class Trainer:
-    """``stop``: the caller's ``StopSignals`` when one should cover more than ``fit`` (the CLI's covers
+    """Trains ``model`` on ``data`` into ``run`` under ``config``; ``validate`` (None: no validation, the
+    last weights are the run's) and ``snapshot`` (None: no pictures) as in the module docstring.
+    ``stop``: the caller's ``StopSignals`` when one should cover more than ``fit`` (the CLI's covers
     the trainer's construction and the final report too); ``fit`` installs it for its duration."""
 
     def __init__(self, model: GenerativeModel, data: DataSet, run: Run, config: TrainConfig, *,
-                 progress: bool = True, stop: StopSignals | None = None):
+                 validate: Validate | None = None, snapshot: Snapshot | None = None, progress: bool = True,
+                 stop: StopSignals | None = None):
         self.model, self.data, self.run, self.cfg = model, data, run, config
+        self.validate, self.snapshot = validate, snapshot
         self.stop = stop if stop is not None else StopSignals()
         self.world = distributed.current()
         self.progress = progress and self.world.main
@@ -70,24 +92,21 @@ class Trainer:
         self.model = model = distributed.sync_batchnorm(model, self.world, config.sync_batchnorm)
         self.nhwc = speed.channels_last(config.memory_format, model)
         self.model.to(self.device, **({"memory_format": torch.channels_last} if self.nhwc else {}))
-        if hasattr(model, "prepare"):  # e.g. a frozen feature network trained on this data set
-            model.prepare(data)
+        model.prepare(data)  # e.g. a frozen feature network trained on this data set
         self.phases = model.phases()
         self.autocast = speed.autocast_dtype(config.precision, self.device)
         self._runners: dict | None = None  # built at fit(), after a resume has loaded the weights
         self._cpu = self.device.type == "cpu"
         self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
-                             else getattr(model, "default_eval_metrics", ()))
+                             else model.default_eval_metrics)
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
         # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
-        self.loader = train_loader(data, getattr(model, "batch_plan", None), batch_size=config.batch_size,
+        self.loader = train_loader(data, model.batch_plan, batch_size=config.batch_size,
                                    seed=config.seed, rank=self.world.rank, world_size=self.world.size)
         self.step, self.elapsed = 0, 0.0
         self.best: dict | None = None
         self.last_checkpoint_step: int | None = None
         self.logger = RunLogger(run.path) if self.world.main else _NoLogger()
-        # fixed latents for the "samples over training" grids, so the frames are comparable
-        self._sample_generator_seed = config.seed + 12345
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -330,28 +349,23 @@ class Trainer:
     def evaluate(self, bar, *, saved: dict | None = None) -> dict[str, float]:
         """Validation metrics; the selection metric's best value keeps its weights in best.pt.
         ``saved``: the state just saved at this step, whose checkpoint then records a new best too."""
-        from ..evaluation import evaluate
-        from ..evaluation.evaluate import NOT_APPLICABLE
-
-        names = [m for m in self.eval_metrics if m in METRICS]
+        if self.validate is None:
+            return {}
         # evaluation draws its own random numbers: fork the RNG so training is unaffected by it
         with torch.random.fork_rng(devices=[]):
-            result = evaluate(self.model, self.data, split="val", metrics=names, n=self.cfg.eval_n,
-                              nll_k=1, seed=self.cfg.seed)
+            result = self.validate(self.model)
         self.model.train()
-        values = result["values"]
-        # metrics this data set is too small for: {name: reason}, logged beside the values
-        too_few = {k: why for k, why in result["info"]["skipped"].items() if why != NOT_APPLICABLE}
+        values = result.values
         with self.stop.protected():
-            self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result["floor"],
-                              **({"skipped": too_few} if too_few else {}))
-        if values or too_few:
+            self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result.floor,
+                              **({"skipped": result.skipped} if result.skipped else {}))
+        if values or result.skipped:
             line = "  ".join([f"step {self.step}:", *(f"{k} {v:.4g}" for k, v in values.items()),
-                              *(f"(skipped {k}: {why})" for k, why in too_few.items())])
+                              *(f"(skipped {k}: {why})" for k, why in result.skipped.items())])
             bar.write(line) if bar is not None and self.progress else log.info(line)
         key = self._selection_metric(values)
         if key is not None:
-            sign = 1 if METRICS.get(key).higher_is_better else -1
+            sign = 1 if result.higher_is_better.get(key, False) else -1
             value = values[key]
             if self.best is None or sign * value > sign * self.best["value"]:
                 with self.stop.protected():  # best.pt and the records of it change together
@@ -362,29 +376,15 @@ class Trainer:
         return values
 
     def save_sample_grid(self) -> Path | None:
+        """The pictures of this step (``snapshot``) in the run's ``samples/`` folder."""
+        if self.snapshot is None:
+            return None
         folder = self.run.path / "samples"
         folder.mkdir(exist_ok=True)
-        from ..pictures import save_samples
-
-        self.model.eval()
-        with torch.random.fork_rng(devices=[]):
-            g = torch.Generator().manual_seed(self._sample_generator_seed)
-            x = self.model.sample(64, generator=g)
-        self.model.train()
-        # conditional (and mixture) models cycle their groups 0..K-1: K columns put one in each column
-        nrow = self.model.sample_groups
-        self.save_dfield(folder)
         with self.stop.protected():  # no half-written PNG for the explorer to trip on
-            return save_samples(x, folder / f"step-{self.step:07d}.png", kind=self.data.kind, nrow=nrow)
-
-    def save_dfield(self, folder: Path) -> Path | None:
-        """A model with a critic on 2-D points: D's field and G's gradient arrows at this step."""
-        from ..adversarial import dfield_applies, dfield_picture
-
-        if not dfield_applies(self.model, self.data):
-            return None
-        return dfield_picture(self.model, self.data, folder / f"dfield-{self.step:07d}.png",
-                              seed=self._sample_generator_seed, title=f"step {self.step}")
+            result = self.snapshot(self.model, folder, self.step)
+        self.model.train()
+        return result
 
 
 class _NoLogger:

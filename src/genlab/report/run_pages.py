@@ -83,10 +83,3 @@ def write_report(runs: list[str | Path], out: str | Path) -> Path:
     out.write_text(page("genlab report", body), encoding="utf-8")
     return out
 
-
-def cmd_report(args) -> int:
-    if not str(args.output).endswith(".html"):
-        raise GenlabError(f"output {args.output} must end in .html")
-    out = write_report(args.runs, args.output)
-    print(f"wrote {out}", flush=True)
-    return 0

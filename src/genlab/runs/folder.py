@@ -22,7 +22,27 @@ from .checkpoint import atomic_write_bytes, load_checkpoint
 
 @dataclass(frozen=True)
 class Run:
+    """A run folder: ``genlab.open_run(path)`` opens one, ``genlab.train(...)`` returns one.
+
+    ``run.load()`` rebuilds its model with the best weights (``which="last"``: the last), in eval
+    mode; ``run.config`` is its ``RunConfig``; ``run.data()`` its data set (or another, checked).
+    """
+
     path: Path
+
+    @property
+    def config(self) -> RunConfig:
+        return self.read_config()
+
+    def load(self, which: str = "best", *, device: str = "cpu"):
+        """The run's model (a ``GenerativeModel`` in eval mode) with its ``best`` or ``last`` weights."""
+        return load_model(self, which=which, device=device)[0]
+
+    def data(self, spec: str | None = None):
+        """The run's own data set, or ``spec`` loaded at the run's image size and checked for shape."""
+        from .data import data_for_run
+
+        return data_for_run(self.read_config(), spec)
 
     @property
     def config_file(self) -> Path:
@@ -113,10 +133,24 @@ def read_run_config(file: Path) -> RunConfig:
         raise GenlabError(f"{file}: {err}") from None
 
 
-def load_model(run: Run, *, which: str = "best", device: str = "cpu"):
-    """Rebuild the run's model from config.json and load ``best`` (or ``last``) weights."""
-    from ..models import build_model
+def build_model(run_config: RunConfig):
+    """Build a model from a ``RunConfig``: the registry gives the class, the config its shape.
 
+    The initial weights depend only on ``train.seed``, not on what ran before in the process.
+    """
+    import torch
+
+    cls = MODELS.get(run_config.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run_config.train.seed)
+        return cls(run_config.model_config, run_config.data_info)
+
+
+def load_model(run: Run | str | Path, *, which: str = "best", device: str = "cpu"):
+    """(model, config): the run's model rebuilt from config.json with its ``best`` (or ``last``) weights."""
+    if which not in ("best", "last"):
+        raise GenlabError(f"which={which!r}: use 'best' or 'last'")
+    run = run if isinstance(run, Run) else open_run(run)
     config = run.read_config()
     model = build_model(config)
     file = run.best if which == "best" and run.best.is_file() else run.checkpoint

@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .data import DataSet
+from ..data import DataSet
+from ..models.capabilities import Adversarial, ClassConditional
 
 
 def has_critic(model) -> bool:
     """The model exposes a critic and the generator's loss on its outputs (the GAN family)."""
-    return isinstance(getattr(model, "critic", None), nn.Module) and callable(getattr(model, "generator_loss", None))
+    return isinstance(model, Adversarial) and isinstance(model.critic, nn.Module)
 
 
 def dfield_applies(model, data: DataSet) -> bool:
@@ -50,7 +51,7 @@ def generator_field(critic: Callable[[Tensor], Tensor], generator_loss: Callable
 def critic_for(model, label: int | None = None) -> tuple[Callable[[Tensor], Tensor], Tensor | None]:
     """x -> D(x) for an unconditional model, x -> D(x, label) for a conditional one (class 0 by
     default); and the (1,) label tensor (None when unconditional)."""
-    if getattr(model, "num_classes", None):
+    if isinstance(model, ClassConditional):
         y = torch.tensor([label or 0], device=model.device)
         return (lambda v: model.critic(v, y.expand(len(v)))), y
     return (lambda v: model.critic(v)), None
@@ -72,7 +73,7 @@ def dfield_picture(model, data: DataSet, path: str | Path, *, n: int = 512, arro
                    title: str = "") -> Path:
     """D over the plane, real and generated points and G's gradient arrows at ``arrows`` of the
     ``n`` generated points, saved as a PNG. Needs ``dfield_applies(model, data)``."""
-    from .pictures import save_dfield
+    from .grids import save_dfield
 
     was_training = model.training
     model.eval()
@@ -80,7 +81,7 @@ def dfield_picture(model, data: DataSet, path: str | Path, *, n: int = 512, arro
     try:
         with torch.random.fork_rng(devices=[]):
             g = torch.Generator().manual_seed(seed)
-            draw = getattr(model, "generator_sample", model.sample)  # G itself, not its EMA, when kept
+            draw = model.generator_sample  # G itself, not its EMA, when kept
             fake = draw(n, y=None if y is None else y.expand(n), generator=g).detach()  # (n, 2)
         if real is None:
             real = data.tensors("train", limit=2000, seed=seed)[0]
@@ -94,9 +95,9 @@ def dfield_picture(model, data: DataSet, path: str | Path, *, n: int = 512, arro
         _, push = generator_field(critic, model.generator_loss, fake[:arrows])  # (arrows, 2)
     finally:
         model.train(was_training)
-    logit = bool(getattr(model, "critic_is_logit", False))
+    logit = bool(model.critic_is_logit)
     field = torch.sigmoid(values) if logit else values
-    loss = getattr(getattr(model, "config", None), "loss", None)
+    loss = model.objective
     title = " · ".join(t for t in (title, f"{loss} loss" if loss else "", "" if y is None else f"class {int(y)}") if t)
     return save_dfield(field.cpu(), (x0, x1, y0, y1), real.cpu(), fake.cpu(), fake[:arrows].cpu(), push.cpu(),
                        path, probability=logit, title=title)

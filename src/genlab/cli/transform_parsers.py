@@ -1,11 +1,12 @@
-"""Sub-commands of the semantics tools (parsers only; the work is in ``genlab.semantics.commands``)."""
+"""The ``genlab transform`` sub-command (parser only; the handler is ``genlab.cli.transform``)."""
 
 from __future__ import annotations
 
 
 def add_parsers(sub, common) -> None:
     """``genlab transform RUN IMAGE --rotate DEG [--scale S] [--move DX DY] -o OUT.png``."""
-    p = sub.add_parser("transform", help="novel views: re-render an image rotated, scaled or moved (dcign)")
+    p = sub.add_parser("transform", help="novel views: re-render an image rotated, scaled or moved "
+                                         "(models with named units, e.g. dcign)")
     common.run(p)
     p.add_argument("image", help="a PNG (or any Pillow image), e.g. from `genlab sample -n 1`; converted to "
                                  "the run's channels and size")
@@ -18,4 +19,4 @@ def add_parsers(sub, common) -> None:
     p.add_argument("-o", "--output", required=True, help="PNG: the transformed image, the input's size")
     p.add_argument("--compare", action="store_true",
                    help="write input, reconstruction and transformed image side by side instead")
-    p.set_defaults(handler="genlab.semantics.commands:cmd_transform")
+    p.set_defaults(handler="genlab.cli.transform:cmd_transform")

@@ -1,8 +1,8 @@
-"""Sub-commands of the latent tools (parsers only; the work is in ``genlab.latent.commands``)."""
+"""Sub-commands of the latent tools (parsers only; the handlers are ``genlab.cli.latent``)."""
 
 from __future__ import annotations
 
-_HANDLERS = "genlab.latent.commands"
+_HANDLERS = "genlab.cli.latent"
 _REF_HELP = ("an image file, SPLIT:I[,J..] (test:12), label=K, or a measured attribute (thickness+, "
              "slant-: k items spread over each class's upper / lower half)")
 

@@ -11,8 +11,8 @@ import importlib
 import logging
 import sys
 
-from .config import MAX_SAMPLES
-from .errors import GenlabError, TrainingDiverged
+from ..config import MAX_SAMPLES
+from ..errors import GenlabError, TrainingDiverged
 
 log = logging.getLogger("genlab")
 
@@ -41,10 +41,8 @@ class _TrainHelp(argparse.Action):
 
 def model_options_help(name: str) -> str:
     """The options ``--set`` takes for model ``name``: its config, then train and data with its defaults."""
-    import genlab.models  # noqa: F401  (registers the models)
-
-    from .config import DataConfig, TrainConfig, describe_options
-    from .registry import MODELS
+    from ..config import DataConfig, TrainConfig, describe_options
+    from ..registry import MODELS
 
     model_cls = MODELS.get(name)
     parts = [(f"options of the {name} model", model_cls.Config()),
@@ -71,8 +69,8 @@ def _add_data_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 # sub-command groups that live beside the code they drive: each module has ``add_parsers(sub, common)``
 # and sets ``handler="module:function"`` on its parsers (imported only when that command runs)
-PARSER_MODULES: tuple[str, ...] = ("genlab.latent.cli", "genlab.report.cli", "genlab.explore.cli",
-                                  "genlab.semantics.cli")
+PARSER_MODULES: tuple[str, ...] = ("genlab.cli.latent_parsers", "genlab.cli.report", "genlab.cli.explore",
+                                  "genlab.cli.transform_parsers")
 
 
 class CommonArgs:
@@ -106,12 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN", help="continue this run exactly")
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
     p.add_argument("--labels", type=int, default=None, metavar="N",
-                   help="semi-supervised models (m2): keep N train labels, N/C per class, hide the rest")
+                   help="models that learn from partial labels (LearnsFromPartialLabels, e.g. m2): keep N train "
+                        "labels, N/C per class, hide the rest")
     p.add_argument("--label-seed", type=int, default=None, metavar="S",
                    help="which balanced labelled subset (default 0); recorded in labelled.json")
     p.add_argument("--no-final", action="store_true", help="skip the final test evaluation and pictures")
     p.add_argument("--qualities", default=None, metavar="1..6",
-                   help="codec only: train one model per quality into one ladder folder (each gets the budget)")
+                   help="models with quality levels (QualityLadder, e.g. codec): train one run per quality into "
+                        "one ladder folder (each gets the budget)")
 
     p = sub.add_parser("sample", help="draw samples: .png grid or .npz arrays (x, z[, y])")
     _add_run_args(p)
@@ -195,14 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _handler(args):
-    """The function that runs the parsed command: its group's ``handler`` or ``commands.cmd_<name>``."""
-    if getattr(args, "handler", None):
-        module, function = args.handler.split(":")
-        return getattr(importlib.import_module(module), function)
-    from . import commands
+#: the module of each core sub-command's ``cmd_<name>`` (imported only when that command runs)
+HANDLER_MODULES: dict[str, str] = {
+    **dict.fromkeys(("list", "train", "sample", "reconstruct", "encode", "evaluate"), "genlab.cli.commands"),
+    **dict.fromkeys(("cluster", "probe", "analogies"), "genlab.cli.clustering"),
+    **dict.fromkeys(("compress", "decompress", "rd"), "genlab.cli.compression"),
+}
 
-    return getattr(commands, f"cmd_{args.command}")
+
+def _handler(args):
+    """The function that runs the parsed command: its group's ``handler`` or ``cmd_<name>`` of its module."""
+    module, function = (args.handler.split(":") if getattr(args, "handler", None)
+                        else (HANDLER_MODULES[args.command], f"cmd_{args.command}"))
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import DataSet
 from ..errors import GenlabError
-from ..training.checkpoint import save_checkpoint
+from ..runs.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Every model: ``samples.png``. Encoder models also: ``recon.png`` (inputs above, 
 below), ``interp.png`` / ``interp_slerp.png`` (between pairs of held-out images), ``latent.png``
 (codes of held-out data, coloured by label), with a 2-D latent ``manifold.png``, and, for a
 class-conditional one (cvae, m2), ``analogies.png`` (style kept, class changed). A model with a
-critic on 2-D points: ``dfield.png`` (D over the plane and G's gradient arrows, ``genlab.adversarial``).
+critic on 2-D points: ``dfield.png`` (D over the plane and G's gradient arrows, ``genlab.pictures.dfield``).
+``training_pictures`` are the pictures over training (``samples/step-*.png``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .adversarial import dfield_applies, dfield_picture
-from .data import DataSet
-from .latent import analogy_grid, interpolate, is_conditional_encoder
-from .pictures import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
+from ..data import DataSet
+from ..latent.analogies import analogy_grid, is_conditional_encoder
+from ..latent.interpolate import interpolate
+from ..models.capabilities import Decodes, Encodes
+from .dfield import dfield_applies, dfield_picture
+from .grids import save_image_grid, save_latent_scatter, save_manifold, save_reconstructions, save_samples
 
 log = logging.getLogger(__name__)
 
 
 def has_encoder(model) -> bool:
-    return hasattr(model, "encode") and hasattr(model, "decode")
+    return isinstance(model, Encodes) and isinstance(model, Decodes)
 
 
 def held_out(data: DataSet, n: int, seed: int = 0, split: str = "test") -> tuple[Tensor, Tensor | None]:
@@ -94,6 +97,20 @@ def latent_pictures(model, data: DataSet, folder: Path, *, n: int = 1000) -> lis
     if z.shape[1] == 2 and data.kind == "image":
         out.append(save_manifold(lambda c: model.decode(c.to(model.device)), folder / "manifold.png"))
     return out
+
+
+def training_pictures(model, data: DataSet, folder: Path, step: int, *, seed: int) -> Path:
+    """The pictures of one training step: ``step-<step>.png``, 64 samples from fixed latents (``seed``) so
+    that the frames are comparable (a conditional or mixture model's groups one per column), and for a
+    model with a critic on 2-D points ``dfield-<step>.png``."""
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        g = torch.Generator().manual_seed(seed)
+        x = model.sample(64, generator=g)
+    model.train()
+    if dfield_applies(model, data):
+        dfield_picture(model, data, folder / f"dfield-{step:07d}.png", seed=seed, title=f"step {step}")
+    return save_samples(x, folder / f"step-{step:07d}.png", kind=data.kind, nrow=model.sample_groups)
 
 
 def write_run_pictures(model, data: DataSet, folder: Path) -> list[Path]:
