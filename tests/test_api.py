@@ -47,7 +47,7 @@ def test_evaluate_a_model_on_a_dataset_gives_values_and_floors():
     from genlab.registry import MODELS
     from genlab.runs import data_info
 
-    data = points(200)
+    data = points(400)  # the conftest split: 40 test points
     net = build_model(RunConfig(model="vae", model_config=MODELS.get("vae").Config(latent_dim=2, hidden=(16,)),
                                 data_info=data_info(data)))
     scores = genlab.evaluate(net, ["elbo", "nll"], data=data, nll_k=4)

@@ -302,7 +302,7 @@ def test_decompress_removes_what_it_wrote_when_a_write_fails(codec_run, tmp_path
     model, run = codec_run
     path = tmp_path / "three.glc"
     path.write_bytes(compress(model, [torch.rand(1, 12, 12) for _ in range(3)], names=["a.png", "b.png", "c.png"]))
-    import genlab.runs.checkpoint as checkpoint
+    import genlab.compression.files as checkpoint  # where decompress writes from
 
     real, calls = checkpoint.atomic_write_bytes, []
 

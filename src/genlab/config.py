@@ -390,7 +390,7 @@ def to_dict(cfg: Any) -> Any:
 
 def from_dict(cls: type, values: Any) -> Any:
     """Rebuild a config dataclass from JSON values (lists become tuples; every field is checked)."""
-    what = getattr(cls, "section", "") or cls.__name__
+    what = (cls.section if issubclass(cls, Checked) else "") or cls.__name__
     if not isinstance(values, dict):
         raise GenlabError(f"{what}: expected an object of fields, got {type(values).__name__}")
     known = {f.name for f in fields(cls)}
