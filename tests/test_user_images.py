@@ -181,3 +181,15 @@ def test_compress_converts_channels_and_an_mlp_codec_also_the_size(arch, decoded
     assert main(["decompress", str(tmp_path / "x.glc"), "-o", str(tmp_path / "out"), "--run", str(run.path)]) == 0
     with Image.open(tmp_path / "out" / "wide.png") as img:
         assert (img.size, img.mode) == (decoded_size, "L")
+
+
+def test_a_folder_of_other_images_is_encoded_at_the_models_size(vae_run, tmp_path, caplog):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(3):  # RGB pictures of 40x30 for a model of 8x8 grey digits
+        Image.fromarray(np.full((30, 40, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "z.npz"
+    assert main(["encode", vae_run, "--data", f"folder:{folder}", "-o", str(out)]) == 0
+    assert np.load(out)["z"].shape == (3, 4)
+    assert any("read at 8x8 with 1 channel(s), the model's" in r.getMessage() for r in caplog.records)

@@ -17,7 +17,7 @@ from .budget import SizeBudget, open_image
 from .builtin import TOY_VARIANTS, render_shapes
 
 __all__ = ["DATASETS", "SPLITS", "DataSet", "Loader", "SizeBudget", "batch_dict", "dataset_names", "load_data",
-           "open_image", "render_shapes"]
+           "loader_options", "open_image", "render_shapes"]
 
 PATH_DATA = ("folder", "npz", "idx")  # registry names whose argument is a path
 _ORDER = ("mnist5k", "digits", "toy2d", "shapes", *PATH_DATA)
@@ -35,6 +35,13 @@ def dataset_names() -> list[str]:
     return names
 
 
+def loader_options(spec: str) -> list[str]:
+    """The options the loader of ``spec`` takes (e.g. image_size, channels, seed)."""
+    loader = DATASETS.get(spec.strip().partition(":")[0])
+    return [p.name for p in list(inspect.signature(loader).parameters.values())[1:]
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "budget"]
+
+
 def load_data(spec: str, *, budget: SizeBudget | None = None, **options) -> DataSet:
     """Load the data set named by ``spec`` ("name" or "name:arg", split at the first ':').
 
@@ -48,8 +55,7 @@ def load_data(spec: str, *, budget: SizeBudget | None = None, **options) -> Data
     name, _, arg = spec.strip().partition(":")
     loader = DATASETS.get(name)
     options = {k: v for k, v in options.items() if v is not None}
-    accepted = [p.name for p in list(inspect.signature(loader).parameters.values())[1:]
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "budget"]
+    accepted = loader_options(spec)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise GenlabError(f"data set {name!r} has no option {', '.join(unknown)}; "
