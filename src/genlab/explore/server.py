@@ -86,8 +86,6 @@ def cmd_explore(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.max_upload <= 0:
-        raise GenlabError("--max-upload must be positive")
     vectors = _vectors(args.vector)
     sessions = [RunSession(path, checkpoint=args.checkpoint, vectors=vectors) for path in args.runs]
     if not is_loopback(args.host):

@@ -19,7 +19,7 @@ from .. import losses
 from ..config import WIDTHS, DataInfo, ModelConfig, option
 from ..nn import make_decoder, make_encoder
 from ..registry import MODELS
-from .base import GenerativeModel, check_choice
+from .base import GenerativeModel
 from .capabilities import Decodes, Encodes, Reconstructs
 
 
@@ -39,8 +39,6 @@ class Autoencoder(GenerativeModel, Decodes, Reconstructs, Encodes):
 
     def __init__(self, config: AEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        check_choice("arch", config.arch, ("mlp", "conv"))
-        check_choice("recon", config.recon, ("bce", "l2"))
         shape = data_info.shape
         self.encoder = make_encoder(config.arch, shape, self.encoder_outputs(), hidden=config.hidden,
                                     channels=config.channels)

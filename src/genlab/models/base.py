@@ -117,12 +117,6 @@ class GenerativeModel(nn.Module):
         return z.to(self.device)
 
 
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """A GenlabError unless the config field ``model.<name>`` holds one of ``choices``."""
-    if value not in choices:
-        raise GenlabError(f"model.{name}={value!r} is not one of {', '.join(choices)}")
-
-
 def _fast_kernels(params: list[nn.Parameter]) -> dict:
     """Fused Adam (one kernel for all parameters) where this torch supports it on the device."""
     return {"fused": True} if params and params[0].device.type in ("cpu", "cuda") else {}

@@ -36,7 +36,7 @@ from ..errors import GenlabError
 from ..nn.augment import AUGMENTATIONS, augment
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
-from .base import GenerativeModel, Phase, check_choice
+from .base import GenerativeModel, Phase
 from .capabilities import Adversarial, Decodes
 
 
@@ -141,10 +141,6 @@ class GAN(GenerativeModel, Decodes, Adversarial):
     def __init__(self, config: GANConfig, data_info: DataInfo):
         config = config.resolved(data_info.kind)  # "auto" (None) fields by the data's kind
         super().__init__(config, data_info)
-        check_choice("arch", config.arch, ("auto", "mlp", "conv"))
-        check_choice("loss", config.loss, losses.GAN_LOSSES)
-        check_choice("optimizer", config.optimizer, ("adam", "rmsprop"))
-        check_choice("augment", config.augment, AUGMENTATIONS)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.ema < 1.0:

@@ -45,7 +45,6 @@ from ..losses import class_consistency, iwae_log_weights_to_bound, marginal_bala
 from ..nn import make_encoder
 from ..nn.augment import label_preserving_view
 from ..registry import MODELS
-from .base import check_choice
 from .capabilities import Clusters
 from .vae import VAE, VAEConfig
 
@@ -78,7 +77,6 @@ class GMVAE(VAE, Clusters):
         k, d = config.components, config.latent_dim
         self.classifier = None
         if config.classifier_arch is not None:
-            check_choice("classifier_arch", config.classifier_arch, ("mlp", "conv"))
             self.classifier = make_encoder(config.classifier_arch, data_info.shape, k, hidden=config.hidden,
                                            channels=config.channels)
         self.prior_mu = nn.Parameter(config.prior_spread * torch.randn(k, d))  # (K, D)

@@ -50,7 +50,6 @@ from ..losses import class_consistency, marginal_balance
 from ..nn import make_encoder
 from ..nn.augment import label_preserving_view
 from ..registry import MODELS
-from .base import check_choice
 from .capabilities import LearnsFromPartialLabels
 from .cvae import CVAE, CVAEConfig
 
@@ -77,7 +76,6 @@ class M2(CVAE, LearnsFromPartialLabels):
         super().__init__(config, data_info)
         # q(y|x): its own network, as in the paper (the encoder's widths; its arch unless set)
         arch = config.classifier_arch or config.arch
-        check_choice("classifier_arch", arch, ("mlp", "conv"))
         self.classifier = make_encoder(arch, data_info.shape, self.num_classes, hidden=config.hidden,
                                        channels=config.channels)
 

@@ -43,7 +43,7 @@ from ..distributions import DiagonalGaussian
 from ..errors import GenlabError
 from ..nn.blocks import ConvDecoder, ConvEncoder, Flat, mlp, spectral_normed
 from ..registry import MODELS
-from .base import GenerativeModel, Phase, check_choice
+from .base import GenerativeModel, Phase
 from .capabilities import CaptionConditional, ClassConditional
 
 
@@ -201,8 +201,6 @@ class StackGAN(GenerativeModel, ClassConditional, CaptionConditional):
 
     def __init__(self, config: StackGANConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        check_choice("arch", config.arch, ("auto", "mlp", "conv"))
-        check_choice("loss", config.loss, losses.GAN_LOSSES)
         if config.n_critic < 1:
             raise GenlabError(f"model.n_critic={config.n_critic} must be at least 1")
         if not 0.0 <= config.word_dropout < 1.0:

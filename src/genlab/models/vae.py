@@ -33,7 +33,6 @@ from ..errors import GenlabError
 from ..losses import feature_reconstruction, iwae_log_weights_to_bound, kl_normal
 from ..registry import MODELS
 from .autoencoder import AEConfig, Autoencoder
-from .base import check_choice
 from .capabilities import LikelihoodBound
 
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned-sigma")
@@ -71,7 +70,6 @@ class VAE(Autoencoder, LikelihoodBound):
 
     def __init__(self, config: VAEConfig, data_info: DataInfo):
         super().__init__(config, data_info)
-        check_choice("likelihood", config.likelihood, LIKELIHOODS)
         lik = config.likelihood
         if lik == "auto":
             lik = "bernoulli" if data_info.kind == "image" else "gaussian"
@@ -79,15 +77,12 @@ class VAE(Autoencoder, LikelihoodBound):
         # a scalar log sigma; trained only for gaussian-learned-sigma
         self.log_sigma = nn.Parameter(torch.tensor(math.log(config.sigma)),
                                       requires_grad=lik == "gaussian-learned-sigma")
-        check_choice("loss", config.loss, RECON_LOSSES)
         if config.loss != "pixel":
             if not self.is_image or len(data_info.shape) != 3:
                 raise GenlabError(f"model.loss={config.loss} compares image features; this data is "
                                   f"{data_info.kind} of shape {tuple(data_info.shape)}")
             from ..nn.features import FrozenFeatures
 
-            check_choice("feature_norm", config.feature_norm, FEATURE_NORMS)
-            check_choice("feature_net", config.feature_net, FEATURE_NETS)
             if config.feature_stages not in (1, 2, 3, 4):
                 raise GenlabError(f"model.feature_stages must be 1-4, got {config.feature_stages}")
             classes = (data_info.num_classes or 0) if config.feature_net == "classifier" else 0
