@@ -77,3 +77,27 @@ def test_interpolate_images_ends_reconstruct_them(tmp_path):
         assert torch.allclose(path[-1], model.reconstruct(b[None])[0], atol=1e-5)
     pairs = genlab.latent.interpolate(model, blobs(64).x[:3], blobs(64).x[3:6], steps=4, slerp=True)
     assert pairs.shape == (3, 4, 1, 12, 12)
+
+
+def test_run_tools_are_plain_calls_without_argparse(tmp_path):
+    """The latent tools and the clustering commands are library calls on a run: files in, files and results out."""
+    from PIL import Image
+
+    from genlab.api.clustering import cluster_run, probe_run
+    from genlab.api.latent import Examples, write_arithmetic, write_interpolation, write_traversal
+
+    run = genlab.train("vae", data="digits", steps=30, runs=tmp_path, overrides=QUICK, progress=False, final=False)
+    strip = write_interpolation(run, tmp_path / "i.png", a="test:0", b="test:1", steps=5)
+    assert Image.open(strip).size[0] > Image.open(strip).size[1]  # one strip of 5 images
+    what = write_traversal(run.path, tmp_path / "t.png", dims=2, steps=3)
+    assert what.startswith("rows: latent dimensions 0..1")
+    write_arithmetic(run, tmp_path / "a.png", ["label=1"], ["label=7"], ["test:3"], examples=Examples(k=5))
+    assert (tmp_path / "a.png").stat().st_size > 0
+    got = cluster_run(run, tmp_path / "c.png", k=10, split="test", report_json=tmp_path / "c.json")
+    assert set(got.found.scores) == {"latent_kmeans", "pixel_kmeans"} and got.labelled
+    assert 0.5 < got.found.scores["pixel_kmeans"]["cluster_acc"] <= 1.0  # digits' pixels cluster well
+    assert got.picture.exists() and (tmp_path / "c.json").exists()
+    probed = probe_run(run, labels=50)
+    assert probed["latent_dim"] == 2 and probed["test_items"] > 0 and probed["pixels"] > 0.5
+    with pytest.raises(GenlabError, match="neither an image file nor a reference"):
+        write_interpolation(run, tmp_path / "x.png", a="nowhere.png", b="test:1")

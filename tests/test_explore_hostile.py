@@ -273,3 +273,22 @@ def test_an_upload_is_reduced_as_it_is_decoded(tmp_path):
         assert peak["shape"] == [1, 1, 28, 28] and peak["max"] > 0.5, (name, peak)  # the stroke came through
         limit = full_mb[kind] / 4 if kind == "jpeg" else 2.2 * full_mb[kind]  # one decode (+ one premultiplied)
         assert peak["mb"] <= limit, (name, peak, limit, peaks)
+
+
+def test_explore_command_prints_its_url_and_serves_the_page(explore_runs, tmp_path):
+    """`genlab explore RUN --port 0`: one call of the server; the CLI prints the URL it listens on."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "explore", str(explore_runs["vae"]), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("genlab explore: ") and "http://127.0.0.1:" in line, line + proc.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=60) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -93,3 +93,13 @@ METRICS: dict[str, str] = {
     'unit_leak': 'largest |correlation| of a factor with any unit not its own (per factor too)',
     'view_iou': 'novel views: median IoU of held-out images rotated 15-90° vs exact renders',
 }
+
+
+def models_declaring(*capabilities: str) -> list[str]:
+    """The built-in models that declare every one of ``capabilities`` (names from ``genlab.models.capabilities``)."""
+    return [name for name, entry in sorted(MODELS.items()) if set(capabilities) <= set(entry.capabilities)]
+
+
+def spoken_list(names: list[str]) -> str:
+    """"a", "a and b", "a, b and c" ("none" for no names): for error messages."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "none"

@@ -40,15 +40,3 @@ def load(args):
     run = open_run(args.run)
     model, config = load_model(run, which=args.checkpoint, device=resolve_device(args.device))
     return run, model, config
-
-
-def models_declaring(*capabilities: str) -> list[str]:
-    """The built-in models that declare every one of ``capabilities`` (for error messages)."""
-    from ..catalog import MODELS
-
-    return [name for name, entry in sorted(MODELS.items()) if set(capabilities) <= set(entry.capabilities)]
-
-
-def spoken_list(names: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
-    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "none"

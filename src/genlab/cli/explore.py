@@ -1,4 +1,4 @@
-"""The ``genlab explore`` sub-command (parser only; the server is in ``genlab.explore.server``)."""
+"""The ``genlab explore`` sub-command: parse, one call of ``genlab.explore.server.serve``, print the URL."""
 
 from __future__ import annotations
 
@@ -21,4 +21,14 @@ def add_parsers(sub, common) -> None:
                    default=2.0, metavar="MB", help="largest upload (default 2 MB, at most 1000)")
     p.add_argument("--threads", type=checked_arg(int, "--threads", min=1, max=MAX_THREADS), default=None,
                    help="torch threads (default: torch's choice)")
-    p.set_defaults(handler="genlab.explore.server:cmd_explore")
+    p.set_defaults(handler="genlab.cli.explore:cmd_explore")
+
+
+def cmd_explore(args) -> int:
+    from ..explore.server import serve
+    from .common import out
+
+    serve(args.runs, host=args.host, port=args.port, checkpoint=args.checkpoint, vectors=args.vector,
+          max_upload_mb=args.max_upload, threads=args.threads,
+          ready=lambda url, names: out(f"genlab explore: {', '.join(names)} at {url}  (Ctrl-C stops)"))
+    return 0

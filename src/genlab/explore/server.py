@@ -1,4 +1,5 @@
-"""``genlab explore``: load each run once, bind (127.0.0.1 unless told), print the URL and serve."""
+"""The explorer's server: load each run once, bind (127.0.0.1 unless told) and serve (``serve``); ``Background``
+runs it in a thread for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GenlabError
@@ -73,27 +75,32 @@ class Background:
         self.sock.close()
 
 
-def cmd_explore(args) -> int:
-    import torch
-
+def serve(runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 8765, checkpoint: str = "best",
+          vectors: list[str] = (), max_upload_mb: float = 2.0, threads: int | None = None,
+          ready: Callable[[str, list[str]], None] | None = None) -> None:
+    """Load each run once, bind ``host:port`` (loopback unless told) and serve the explorer until stopped;
+    ``ready(url, run names)`` is called once the socket listens. ``vectors``: ``[NAME=]FILE.npz`` attribute
+    vectors saved by ``genlab attribute --save``."""
     try:
         import uvicorn
 
         from .app import create_app
     except ImportError as err:
         raise GenlabError(f"genlab explore needs {err.name}: pip install 'genlab[explore]'") from None
+    import torch
+
     from .session import RunSession
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    vectors = _vectors(args.vector)
-    sessions = [RunSession(path, checkpoint=args.checkpoint, vectors=vectors) for path in args.runs]
-    if not is_loopback(args.host):
+    if threads:
+        torch.set_num_threads(threads)
+    named_vectors = _vectors(list(vectors))
+    sessions = [RunSession(path, checkpoint=checkpoint, vectors=named_vectors) for path in runs]
+    if not is_loopback(host):
         log.warning("warning: serving on %s: anyone who can reach this address can use the explorer "
-                    "(it has no login); the default 127.0.0.1 is reachable from this machine only", args.host)
-    sock = bind(args.host, args.port)
-    app = create_app(sessions, max_upload=int(args.max_upload * 1e6), hosts=[args.host])
-    print(f"genlab explore: {', '.join(s.name for s in sessions)} at {url_of(sock)}  (Ctrl-C stops)", flush=True)
+                    "(it has no login); the default 127.0.0.1 is reachable from this machine only", host)
+    sock = bind(host, port)
+    app = create_app(sessions, max_upload=int(max_upload_mb * 1e6), hosts=[host])
+    if ready is not None:
+        ready(url_of(sock), [s.name for s in sessions])
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     server.run(sockets=[sock])
-    return 0
