@@ -200,12 +200,15 @@ def test_record_has_curves_and_config(server, explore_runs):
 
 
 def test_slow_work_does_not_block_other_requests(explore_runs):
+    """While one connection projects an image (seconds of work), slider moves from another keep being answered:
+    several of them complete during it, each in a small part of its time (a ratio, so load does not matter)."""
     session = RunSession(explore_runs["gan"], project_steps=300, project_starts=8)  # seconds of projection
     srv = Background(create_app([session]))
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as client, httpx.Client(base_url=srv.url) as other:
             z = codes(client, 0, 1)[0]
             slow = threading.Thread(target=client.post, args=("/api/runs/0/image",), kwargs={"content": png(digit())})
+            began = time.perf_counter()
             slow.start()
             waits = []
             while slow.is_alive():  # slider moves from another connection meanwhile
@@ -214,6 +217,7 @@ def test_slow_work_does_not_block_other_requests(explore_runs):
                 if slow.is_alive():
                     waits.append(time.perf_counter() - t)
             slow.join()
-        assert len(waits) >= 3 and max(waits) < 1.0, waits
+            slow_took = time.perf_counter() - began
+        assert len(waits) >= 3 and max(waits) < slow_took / 3, (waits, slow_took)
     finally:
         srv.stop()
