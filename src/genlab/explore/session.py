@@ -327,7 +327,8 @@ class RunSession:
         for file in (self.run.stats, self.run.metrics):
             rows = read_jsonl(file)
             keys = {k for r in rows for k, v in r.items()
-                    if k not in ("step", "epoch", "time") and isinstance(v, int | float) and not isinstance(v, bool)}
+                    if k not in ("step", "epoch", "time", "threads") and isinstance(v, int | float)
+                    and not isinstance(v, bool)}
             for key in sorted(keys):
                 pts = [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), int | float)
                        and "step" in r and np.isfinite(r[key])]

@@ -81,7 +81,7 @@ def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
 
     folder = Path(folder)
     stats, metrics = read_jsonl(folder / "stats.jsonl"), read_jsonl(folder / "metrics.jsonl")
-    skip = {"step", "epoch", "time", "split"}
+    skip = {"step", "epoch", "time", "threads", "split"}
     stat_keys, metric_keys = [k for k in _keys(stats) if k not in skip], [k for k in _keys(metrics) if k not in skip]
     keys = stat_keys + [f"val {k}" for k in metric_keys]
     pairs = paired_panels(stat_keys, metric_keys)

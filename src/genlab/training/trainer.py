@@ -38,6 +38,7 @@ from ..runs.folder import Run
 from ..runs.logs import RunLogger, plot_curves
 from . import distributed, speed
 from .signals import StopSignals
+from .threads import thread_tuner
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,7 @@ class Trainer:
         self.world = distributed.current()
         self.progress = progress and self.world.main
         self.device = distributed.device_for(config.device, self.world)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.threads = thread_tuner(config.threads, self.device, self.world.distributed)  # None: fixed
         torch.manual_seed(distributed.rank_seed(config.seed, self.world.rank))
         self.model = model = distributed.sync_batchnorm(model, self.world, config.sync_batchnorm)
         self.nhwc = speed.channels_last(config.memory_format, model)
@@ -315,7 +315,12 @@ class Trainer:
                 raise KeyboardInterrupt
             if time_up:
                 break
+            if self.threads is not None:
+                self.threads.before_step()
+            began = time.perf_counter()
             values = self.train_step()
+            if self.threads is not None:
+                self.threads.after_step(time.perf_counter() - began)
             for k, v in values.items():
                 running[k] = running.get(k, 0.0) + v
             self.elapsed = start_elapsed + time.perf_counter() - start
@@ -324,8 +329,9 @@ class Trainer:
                 means = {k: float(v) / self.cfg.log_every for k, v in running.items()}
                 means = distributed.mean_across(means, self.world)  # the same on every rank
                 running = {}
+                threads = {"threads": torch.get_num_threads()} if self.threads is not None else {}
                 self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
-                                  time=round(self.elapsed, 2))
+                                  time=round(self.elapsed, 2), **threads)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
             if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
                 with self.stop.abortable(at=abort_at):
