@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -60,3 +61,10 @@ def test_the_notebooks_entry_lists_the_executed_notebooks_or_goes():
     nav = [{"Home": "index.md"}, {"Notebooks": "notebooks/"}, {"Design": [{"API": "api.md"}]}]
     assert hooks._expand_notebooks(nav, ["notebooks/01-a.ipynb"])[1] == {"Notebooks": ["notebooks/01-a.ipynb"]}
     assert hooks._expand_notebooks(nav, []) == [nav[0], nav[2]]
+
+
+def test_the_api_reference_documents_every_public_name():
+    documented = set(re.findall(r"^::: ([\w.]+)$", (ROOT / "docs" / "api.md").read_text(), flags=re.M))
+    for name, (module, attribute) in genlab._EXPORTS.items():
+        assert (module if attribute is None else f"{module}.{attribute}") in documented, name
+    assert set(genlab._EXPORTS) == set(genlab.__all__) - {"__version__"}
