@@ -6,7 +6,10 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 DEMO_MINUTES ?= 10
 
-.PHONY: demo test setup lint clean
+# make docs DOCS_NOTEBOOKS= builds the pages from the notebooks already executed in docs/notebooks/
+DOCS_NOTEBOOKS ?= notebooks
+
+.PHONY: demo test setup lint clean docs
 
 $(BIN)/genlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,8 +26,16 @@ test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+# the documentation site into site/; --strict: a warning (a broken link, a missing page) fails the build
+docs: $(BIN)/mkdocs $(DOCS_NOTEBOOKS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(BIN)/mkdocs: $(BIN)/genlab
+	$(BIN)/pip install --quiet -e ".[test,docs]"
+	@touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) demo runs .pytest_cache
+	rm -rf $(VENV) demo runs site .pytest_cache

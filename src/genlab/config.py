@@ -362,8 +362,19 @@ def check_names(config: Any) -> None:
                               f"{', '.join(registry)}")
 
 
-def describe_options(config: Checked) -> list[str]:
-    """One line per field: ``section.name  type  value  doc (rules)``, the values those of ``config``."""
+class OptionRow(NamedTuple):
+    """One config field as ``--help`` and the docs list it: ``section.name``, its type (or choices), value, doc
+    and rules (a range, the registry its names come from)."""
+
+    name: str
+    kind: str
+    value: str
+    doc: str
+    rules: str
+
+
+def option_rows(config: Checked) -> list[OptionRow]:
+    """Every field of ``config`` with the value it holds (a default-made config: the defaults)."""
     rows = []
     for spec in field_specs(type(config)):
         rules = spec.rules
@@ -375,8 +386,14 @@ def describe_options(config: Checked) -> list[str]:
             notes.append(_range_text(rules))
         if rules.get("names") is not None:
             notes.append(_either([*rules.get("choices", ()), f"a {rules['names'].kind} name"]))
-        doc = rules.get("doc", "") + (f" ({'; '.join(notes)})" if notes else "")
-        rows.append((type(config)._label(spec.name), kind, _show(getattr(config, spec.name)), doc))
+        rows.append(OptionRow(type(config)._label(spec.name), kind, _show(getattr(config, spec.name)),
+                              rules.get("doc", ""), "; ".join(notes)))
+    return rows
+
+
+def describe_options(config: Checked) -> list[str]:
+    """One line per field: ``section.name  type  value  doc (rules)``, the values those of ``config``."""
+    rows = [(r.name, r.kind, r.value, r.doc + (f" ({r.rules})" if r.rules else "")) for r in option_rows(config)]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return [f"  {n:<{widths[0]}}  {k:<{widths[1]}}  {v:<{widths[2]}}  {d}" for n, k, v, d in rows]
 

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from .. import __version__
 from ..config import MAX_SAMPLES
 from ..errors import GenlabError, TrainingDiverged
 
@@ -82,6 +83,7 @@ class CommonArgs:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="genlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"genlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -223,9 +223,8 @@ class DCIGN(NamedUnitsMixin, VAE, NamedUnits, Transforms):
 
         In training, ``periods`` (N, F) (each item's symmetry, known to the data) picks the harmonic
         instead of the confidence: a heart's angle is then read from k = 1 from the first step, so the
-        reconstruction's gradient reaches that harmonic. Picked by confidence, a heart's k = 1 stayed
-        below 1/2 (norm 0.08 after 1,800 steps), its angle came from k = 2, and nothing but the binding
-        term ever trained k = 1. (Measured at 6 CPU-minutes, this alone did not get hearts' angle learned.)
+        reconstruction's gradient reaches that harmonic (picked by confidence, a heart's k = 1 stays weak
+        and its angle comes from k = 2).
         """
         d = self.config.latent_dim
         harmonics, named = {}, {}  # named: {unit index: posterior mean (N,)} read from the harmonics
@@ -253,9 +252,8 @@ class DCIGN(NamedUnitsMixin, VAE, NamedUnits, Transforms):
             start += 2 * len(orders)
             harmonics[name] = h
             k = torch.tensor(orders, dtype=h.dtype, device=h.device)  # (K,)
-            # the decoder's and the clamp's gradients would reach the harmonics through atan2, scaled by 1 / |h|:
-            # measured (120 CPU-s), they kept a heart's k = 1 harmonic from being learned (mean cos of the angle
-            # error 0.08 with them, 0.35 without); the binding term teaches the harmonics
+            # the decoder's and the clamp's gradients would reach the harmonics through atan2, scaled by 1 / |h|,
+            # and keep a heart's k = 1 harmonic from being learned; the binding term teaches the harmonics
             hh = h if self.config.angle_grad else h.detach()
             angle = torch.atan2(hh[..., 1], hh[..., 0]) / (k * math.pi)  # (N, K) units
             if periods is not None:  # the lowest k that is a multiple of the item's symmetry order
@@ -392,9 +390,7 @@ class DCIGN(NamedUnitsMixin, VAE, NamedUnits, Transforms):
 
         The per-example form of DC-IGN's clamping: the decoder must rebuild x from x's named units and
         free units that saw x's shape in another pose, so pose kept in the free units is wrong there and
-        the named units must carry it. Measured (shapes, 6 CPU-minutes): the largest correlation of x or
-        y with a free unit was 0.47 with swap=0.5 and 0.24 with swap=1; without swap all six free units
-        stayed active (3-minute trials).
+        the named units must carry it (the figures with and without: docs/models/dcign.md).
         """
         n = len(self.config.units)
         pick = (torch.rand(len(z), 1, device=z.device) < self.config.swap)  # (N, 1)

@@ -13,8 +13,8 @@ exponential moving average of G's weights for sampling (Karras et al. 2018; YazÄ
 Images: G ends in tanh, mapped to [0, 1] at its edge ((tanh(a) + 1) / 2, i.e. sigmoid(2a)); D maps
 its [0, 1] input to [-1, 1] first. Conv nets are DCGAN-shaped (Radford et al. 2016): BatchNorm in
 G, none in D (the gradient penalty is per example). Points: G outputs coordinates, D reads them.
-Default widths (32, 64): on mnist5k with one CPU thread they ran 1,470 img/s and reached FD 24 in
-150 s, where (64, 128) ran 560 img/s and reached FD 43 (FD with our own feature net).
+Default conv widths (32, 64): narrower than DCGAN's, they reach a lower FD in a CPU budget than
+wider nets (docs/models/gan.md).
 ``critic``, ``generator_loss`` and ``generator_sample`` are the capabilities ``genlab.pictures.dfield``
 reads to draw D's field and G's gradient arrows on 2-D points.
 """
@@ -324,12 +324,9 @@ class WGANGPConfig(GANConfig):
     """Gulrajani et al. 2017. Images: their Algorithm 1 (gradient penalty 10, 5 critic steps, Adam
     1e-4, betas (0, 0.9)). Points (toy 2-D): an MLP 3 x 192 with a 2-d latent (as the paper's toy
     experiments, narrower), penalty 0.1, one critic step, Adam 5e-4 and a moving average of G (0.99)
-    for sampling; the paper's settings (and a 2 x 256 MLP with a 8-d latent) gave 0/25 modes at 2%.
-    The width trades steps for capacity in a fixed CPU budget (benchmarks/gan.py, 120 CPU s, hq):
-    3 x 256 ring8 0.940 / grid25 0.917 (medians of 3 seeds), 3 x 128 ring8 0.966 / grid25 0.885 and
-    one seed at 24/25 modes, 3 x 64 ring8 0.973 / grid25 12/25 modes (seed 0), 3 x 192 ring8 0.955 /
-    grid25 0.919 (seeds 0 and 2): ring8's misses are the bridges a continuous G draws between modes,
-    which shrink with steps; grid25 needs the capacity (benchmarks/results/gan_toy2d*.txt)."""
+    for sampling: in a CPU budget the paper's settings drop most of grid25's modes. The width trades
+    steps (ring8's bridges between modes shrink with them) for capacity (grid25 needs it); the widths
+    measured: docs/models/gan.md."""
 
     loss: str = "wasserstein"
     betas: tuple[float, float] | None = (0.0, 0.9)

@@ -23,8 +23,8 @@ Also not in the ELBO, on images: ``consistency`` * KL(q(y|x) || q(y|x')) for a r
 same image (turned, slanted, scaled, shifted, pen width changed: ``nn.augment.label_preserving_view``),
 the target q(y|x) held fixed (the Pi-model / UDA consistency term; IIC, Ji et al. 2019, clusters with
 views alone). The ELBO alone groups digits by what the decoder needs most, slant and pen width as
-much as identity (mnist5k, 10 CPU minutes: q(y|x) matched the classes for 52%); the views say which
-changes a cluster must ignore. ``consistency=0`` with ``balance=0`` is the model of the paper.
+much as identity; the views say which changes a cluster must ignore (docs/models/gmvae.md).
+``consistency=0`` with ``balance=0`` is the model of the paper.
 The encoder has one head per component (K Gaussian heads on a shared trunk), so all K posteriors
 come from a single pass; the decoder then runs on the K * N codes at once.
 """

@@ -103,14 +103,10 @@ class CodeLayout:
 class InfoGAN(GAN, ReadableCodes, PredictsCodes):
     Config = InfoGANConfig
     default_eval_metrics = ("fd", "code_acc")
-    # bf16 autocast where the CPU / GPU has fast bf16 (else fp32): code_acc grows with steps, and on
-    # an AMX CPU a step of these nets took 107 ms instead of 184 (one thread, batch 128), with the
-    # same code_acc per step; 5 CPU minutes on mnist5k reached 0.82 (fp32: 0.50)
-    # the last weights are the run's (no best.pt): validation FD, which picks best.pt for other GANs,
-    # is lowest early for the averaged G, before the categories are the classes (15 CPU minutes, seed 2:
-    # FD's pick at step 2,000 had test code_acc 0.75, the last weights 0.92). Seeds 0 / 1 / 2: the
-    # average's last weights 0.986 / 0.909 / 0.915 (seed 1 rerun, its budget ending at step 6,986 instead of
-    # 7,531: 0.887), the paper's set-up's best.pt by FD 0.993 / 0.891 / 0.874
+    # bf16 autocast where the CPU / GPU has fast bf16 (else fp32): code_acc grows with steps, and a bf16 step
+    # is cheaper with the same code_acc per step.
+    # the last weights are the run's (no best.pt): validation FD, which picks best.pt for other GANs, is
+    # lowest early for the averaged G, before the categories are the classes. Figures: docs/models/infogan.md
     train_defaults = {"precision": "auto", "select_metric": "last"}
 
     def __init__(self, config: InfoGANConfig, data_info: DataInfo):

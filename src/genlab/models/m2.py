@@ -17,22 +17,18 @@ the labelled examples of a batch, when batches hold labelled examples at their n
 every label observed the loss is exactly the CVAE's plus alpha times the classifier's
 cross-entropy (a test checks it).
 
-Our defaults, from 2-minute runs on mnist5k with 100 labels (validation accuracy of q(y|x)):
-* ``latent_dim`` = 4. The decoder must need y: with a 16-d (8-d) z, z carried the class too, the
-  decoder ignored y (analogies kept the input's digit), so U(x) told q(y|x) nothing: 65% (66%);
-  with a 4-d z, 83%, and the analogies change the digit.
+The defaults, and why (their measurements: docs/models/m2.md):
+* ``latent_dim`` = 4: the decoder must need y. With a wide z, z carries the class too, the decoder
+  ignores y and the unlabelled term tells q(y|x) nothing.
 * labelled examples at half of every batch (``train --labels N`` repeats them, ``data.label_share``
-  = 0.5, as most M2 code pairs a labelled batch with an unlabelled one): with the 16-d z, their
-  natural rate (2.5% of a batch) gave 54%, falling during training, and half 65%. ``alpha`` = 1;
-  alpha = 5 gave +0.5% (4-d z).
+  = 0.5, as most M2 code pairs a labelled batch with an unlabelled one); at their natural rate the
+  few labels are too rare a signal. ``alpha`` = 1.
 * a small conv classifier q(y|x) (``classifier_arch`` = "conv", channels 16, 32) beside MLP encoder
-  and decoder: 85% at 2/3 of the MLP's steps; the decoder, run K times per unlabelled example,
-  stays an MLP, which is where the time goes.
+  and decoder; the decoder, run K times per unlabelled example, stays an MLP, which is where the time goes.
 * not in the paper, on images: ``consistency`` * KL(q(y|x) || q(y|x')) for a random view x' of the
   same image (turned, slanted, scaled, shifted, pen width changed: ``nn.augment.label_preserving_view``),
   the target q(y|x) held fixed (the Pi-model of Laine & Aila 2017; UDA, Xie et al. 2020). It carries
-  the few labels to the unlabelled images near them (mnist5k, 100 labels: benchmarks/latent_structure.py
-  gives M2 with and without it). ``consistency=0`` is Kingma et al.'s M2.
+  the few labels to the unlabelled images near them. ``consistency=0`` is Kingma et al.'s M2.
 ``classify(x)`` is q(y|x) (logits), which is what ``genlab evaluate`` scores as ``accuracy``;
 ``elbo(x)`` (the cvae's, with this q(y|x)) is -U(x) with the KL weight 1.
 """

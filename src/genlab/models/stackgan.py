@@ -195,8 +195,8 @@ class CaptionCritic(nn.Module):
 class StackGAN(GenerativeModel, ClassConditional, CaptionConditional):
     Config = StackGANConfig
     default_eval_metrics = ("fd", "hq", "modes")  # as the GAN's: fd picks best.pt
-    # bf16 autocast where the CPU / GPU has fast bf16 (else fp32), as InfoGAN: a shapes step took
-    # 212 ms instead of 344 on one AMX thread, and the caption match grows with steps
+    # bf16 autocast where the CPU / GPU has fast bf16 (else fp32), as InfoGAN: a step is cheaper and the
+    # caption match grows with steps (figures: docs/models/stackgan.md)
     train_defaults = {"precision": "auto"}
 
     def __init__(self, config: StackGANConfig, data_info: DataInfo):

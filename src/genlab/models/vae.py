@@ -53,8 +53,8 @@ class VAEConfig(AEConfig):
     binarize: bool = option(True, "dynamic binarisation of training images (Bernoulli decoders only)")
     loss: str = option("pixel", "reconstruction term: pixel (the ELBO), feature (DFC-VAE) or both",
                        choices=RECON_LOSSES)
-    # the feature-loss defaults are the best measured on mnist5k (README "Forcing the latent to mean
-    # something"; benchmarks/results/semantics_dfc_trials.txt)
+    # the feature-loss defaults: every layer alike up to the feature layer, a weight that keeps the KL near the
+    # pixel VAE's (a larger KL leaves holes between codes); the trials: docs/models/dfc-vae.md
     feature_weight: float = option(0.25, "weight of the feature-consistency term", min=0)
     feature_stages: int = option(4, "compare the feature net's first 1-3 conv stages (4: and its feature layer)",
                                  min=1, max=4)
