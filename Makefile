@@ -9,7 +9,7 @@ DEMO_MINUTES ?= 10
 # make docs DOCS_NOTEBOOKS= builds the pages from the notebooks already executed in docs/notebooks/
 DOCS_NOTEBOOKS ?= notebooks
 
-.PHONY: demo test setup lint clean docs
+.PHONY: demo test test-fast setup lint clean docs
 
 $(BIN)/genlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: setup
 test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# the edit-test loop: everything but the tests marked slow (make test, and CI, run them all)
+test-fast: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "not slow"
 
 # the documentation site into site/; --strict: a warning (a broken link, a missing page) fails the build
 docs: $(BIN)/mkdocs $(DOCS_NOTEBOOKS)

@@ -15,6 +15,7 @@ QUICK = {"train.eval_every": 0, "train.sample_every": 0, "train.checkpoint_every
          "model.hidden": (16,), "model.latent_dim": 2, "train.batch_size": 16}
 
 
+@pytest.mark.slow
 def test_train_on_in_memory_uint8_images_with_labels(tmp_path):
     g = np.random.default_rng(0)
     x = (g.random((60, 12, 12)) * 255).astype(np.uint8)  # (N, H, W) uint8
@@ -79,6 +80,7 @@ def test_interpolate_images_ends_reconstruct_them(tmp_path):
     assert pairs.shape == (3, 4, 1, 12, 12)
 
 
+@pytest.mark.slow
 def test_run_tools_are_plain_calls_without_argparse(tmp_path):
     """The latent tools and the clustering commands are library calls on a run: files in, files and results out."""
     from PIL import Image

@@ -46,6 +46,7 @@ def all_modules() -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     modules = [m for m in all_modules() if m != "genlab.__main__"]
     assert len(modules) > 80

@@ -117,6 +117,7 @@ def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys):
     bad(["sample", str(corrupt), "-o", str(tmp_path / "x.png")], capsys, "corrupt")
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback_and_exit_codes_hold_in_a_subprocess(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "genlab", "train", "nosuch"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "unknown model" in proc.stderr
@@ -125,6 +126,7 @@ def test_debug_shows_the_traceback_and_exit_codes_hold_in_a_subprocess(tmp_path)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_0(tmp_path):
     """A real SIGINT to a training process: it saves a checkpoint and exits 0."""
     import signal

@@ -46,6 +46,7 @@ def trained(tmp_path_factory):
     return data, model, run
 
 
+@pytest.mark.slow
 def test_round_trip_is_bit_exact(trained):
     data, model, _ = trained
     x = data.x[:20]
@@ -143,6 +144,7 @@ def test_payload_matches_estimated_rate(trained):
     assert check["payload_bits"] >= 0.98 * check["estimated_bits"]  # no free bits either
 
 
+@pytest.mark.slow
 def test_lambda_moves_rate_and_distortion(tmp_path):
     data = blobs(240, size=12)
     x = data.x[data.splits["test"]]
@@ -187,6 +189,7 @@ def test_parse_qualities_and_lambda_ladder():
     assert lmbda_for(3) == LMBDA[3] and lmbda_for(9) == 2 * LMBDA[8]
 
 
+@pytest.mark.slow
 def test_ladder_trains_each_quality_and_codes_by_quality(tmp_path, capsys):
     from genlab.compression.ladder import lmbda_for, read_ladder
     from genlab.runs import open_run
@@ -231,6 +234,7 @@ def _train_hyper(data, lmbda: float, steps: int, tmp_path):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_hyperprior_round_trip_rate_and_sizes(tmp_path):
     data = blobs(240, size=12)
     model = _train_hyper(data, 0.01, 120, tmp_path)
@@ -245,6 +249,7 @@ def test_hyperprior_round_trip_rate_and_sizes(tmp_path):
     assert samples.shape == (3, 1, 12, 12) and 0 <= samples.min() and samples.max() <= 1
 
 
+@pytest.mark.slow
 def test_hyperprior_spends_fewer_bits_on_a_blank_image(tmp_path):
     """Side information pays off where the image is flat: a blank image costs little."""
     data = blobs(240, size=12)

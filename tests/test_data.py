@@ -222,6 +222,7 @@ def test_folder_path_expands_home(tmp_path, monkeypatch):
 @pytest.mark.parametrize("shape,expected", [
     ((10, 6, 5), (10, 1, 6, 5)), ((10, 1, 6, 5), (10, 1, 6, 5)), ((10, 3, 6, 5), (10, 3, 6, 5)),
     ((10, 6, 5, 3), (10, 3, 6, 5)), ((10, 6, 5, 1), (10, 1, 6, 5))])
+@pytest.mark.slow
 def test_npz_image_layouts(tmp_path, shape, expected):
     a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     np.savez(tmp_path / "u8.npz", x=a)

@@ -274,6 +274,7 @@ def footprint(tmp_path_factory) -> tuple[int, int]:
     return resident, virtual
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", list(BAD_INPUTS), ids=lambda f: f.__name__)
 def test_bad_data_is_one_line_and_exit_2(build, tmp_path, footprint):
     spec = build(tmp_path)
@@ -315,6 +316,7 @@ def load_under_ceiling(cases: list[tuple[str, dict]], limit: int) -> list[str]:
     return found + [f"crash exit {done.returncode}: {done.stderr[-300:]}"] * (len(cases) - len(found))
 
 
+@pytest.mark.slow
 def test_the_ceiling_lets_legitimate_files_load(tmp_path, footprint):
     """Positive control: under the same ceiling, well-formed npz, gzipped idx and folders load."""
     np.savez_compressed(tmp_path / "ok.npz", x=np.zeros((3000, 28, 28), np.uint8), y=np.arange(3000) % 10)
@@ -328,6 +330,7 @@ def test_the_ceiling_lets_legitimate_files_load(tmp_path, footprint):
         "ok (3000, 1, 28, 28)", "ok (3000, 1, 28, 28)", "ok (4, 1, 1000, 1000)"]
 
 
+@pytest.mark.slow
 def test_big_requests_refused_before_allocating(tmp_path, footprint):
     """Sizes that would take gigabytes are refused from headers and options; run under the ceiling."""
     # a bomb beside x in the same file is never inflated: only x, y and class_names are read
@@ -379,6 +382,7 @@ def test_big_requests_refused_before_allocating(tmp_path, footprint):
     assert dict(zip(cases, found, strict=True)) == cases
 
 
+@pytest.mark.slow
 def test_set_data_max_reaches_the_loader(tmp_path):
     np.savez(tmp_path / "ok.npz", x=np.zeros((20, 8, 8), np.uint8))
     done, _, _ = run_cli([*train_args(f"npz:{tmp_path / 'ok.npz'}", tmp_path), "--set", "data.max_items=10"],

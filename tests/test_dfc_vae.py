@@ -38,6 +38,7 @@ def test_layer_norm_weighs_every_layer_alike_on_the_pixel_scale():
         feature_reconstruction(g, f, norm="pixel")
 
 
+@pytest.mark.slow
 def test_feature_net_choice_gives_the_loss_an_autoencoder_or_a_classifier():
     data = blobs(64)
     nets = {}

@@ -181,6 +181,7 @@ def _weights(folder: Path, tag: str) -> dict[str, torch.Tensor]:
     return torch.load(folder / f"{tag}.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "wgan-gp"])
 def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, kind):
     steps = 4  # WGAN-GP: 4 x (5 critic steps with the gradient penalty + 1 generator step)
@@ -201,6 +202,7 @@ def _straight_and_first(rank: int, world: int, folder: Path) -> None:
     _train(rank, world, folder, "plain", 3, "first")
 
 
+@pytest.mark.slow
 def test_two_ranks_resume_exactly_and_write_one_checkpoint_format(tmp_path):
     spawn(_straight_and_first, 2, tmp_path)  # 6 steps in one go; 3 steps, then (new processes) 3 more
     spawn(_train, 2, tmp_path, "plain", 6, "resumed", True)
@@ -243,6 +245,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's workers in /proc")
 def test_a_run_killed_under_torchrun_resumes(tmp_path):
     runs = tmp_path / "runs"

@@ -57,6 +57,7 @@ def codes(server, run: int, n: int = 3, **kw) -> list:
     return ok(server.post(f"/api/runs/{run}/sample", json={"seed": 0, "n": n, **kw}))["z"]
 
 
+@pytest.mark.slow
 def test_page_and_static_files_only_from_the_table(server):
     page = server.get("/")
     assert page.status_code == 200 and "genlab explore" in page.text and "text/html" in page.headers["content-type"]
@@ -199,6 +200,7 @@ def test_record_has_curves_and_config(server, explore_runs):
         assert len(series["step"]) == len(series["value"]) <= 400
 
 
+@pytest.mark.slow
 def test_slow_work_does_not_block_other_requests(explore_runs):
     """While one connection projects an image (seconds of work), slider moves from another keep being answered:
     several of them complete during it, each in a small part of its time (a ratio, so load does not matter)."""

@@ -109,6 +109,7 @@ def fresh_picks(page, *indices: int) -> list[str]:
     return [cells.nth(i).get_attribute("src") for i in indices]
 
 
+@pytest.mark.slow
 def test_the_page_loads_with_a_sample_grid(page):
     assert page.title() == "genlab explore"
     assert page.locator("#run-select option").count() == 2
@@ -129,6 +130,7 @@ def test_moving_a_latent_slider_changes_the_image(page):
     page.wait_for_function(f"document.getElementById('move-image').src !== {moved!r}")
 
 
+@pytest.mark.slow
 def test_drawing_a_stroke_produces_a_reconstruction(page):
     tab(page, "draw")
     page.click("#draw-clear")
@@ -222,6 +224,7 @@ def until(condition, what: str, limit: float = 120.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_the_page_waits_and_retries_when_the_server_is_busy(page):
     gate, url = SERVER["gate"], page.url + "api/runs/0/decode"
     full = gate.workers + gate.waiting

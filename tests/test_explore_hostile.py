@@ -165,6 +165,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", JSON_POSTS)
 def test_hostile_json_gets_400_with_a_message_never_500(explorer, endpoint):
     """Each body is served (some are valid for some endpoints: ``sample`` ignores ``z``) or refused
@@ -193,6 +194,7 @@ def test_a_ragged_code_is_refused_with_a_message(explorer):
 
 
 # --- bounded work ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_full_gate_answers_503_with_retry_after(explore_runs):
     session = RunSession(explore_runs["vae"])
     blocked = Counted(session, "decode", block=True)
@@ -252,6 +254,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_an_upload_is_reduced_as_it_is_decoded(tmp_path):
     """A 4096² upload costs at most about one full-size decode: a JPEG decodes at 1/8 scale, a PNG is
     reduced before any conversion copies it (before: three to four full-size copies)."""
@@ -275,6 +278,7 @@ def test_an_upload_is_reduced_as_it_is_decoded(tmp_path):
         assert peak["mb"] <= limit, (name, peak, limit, peaks)
 
 
+@pytest.mark.slow
 def test_explore_command_prints_its_url_and_serves_the_page(explore_runs, tmp_path):
     """`genlab explore RUN --port 0`: one call of the server; the CLI prints the URL it listens on."""
     import subprocess

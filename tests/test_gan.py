@@ -112,6 +112,7 @@ def test_gradient_penalty_is_per_example():
 
 
 # --- phases under the real trainer ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_n_critic_steps_per_generator_step(tmp_path):
     t = trainer(tmp_path, "gan", points(128), replace(QUICK, steps=3), n_critic=4, hidden=(16,), latent_dim=2)
     calls: list[str] = []
@@ -126,6 +127,7 @@ def test_n_critic_steps_per_generator_step(tmp_path):
     assert calls == (["critic"] * 4 + ["generator"]) * 3
 
 
+@pytest.mark.slow
 def test_wgan_clipping_keeps_critic_weights_in_range(tmp_path):
     t = trainer(tmp_path, "wgan", points(128), replace(QUICK, steps=2), hidden=(16,), latent_dim=2)
     assert max(p.abs().max().item() for p in t.model.critic.parameters()) > 0.01  # before: default init
@@ -142,6 +144,7 @@ def test_wgan_gp_logs_the_penalty_and_the_critic_gap(tmp_path):
     assert "critic/d_acc" not in logged  # critic values have no decision threshold
 
 
+@pytest.mark.slow
 def test_ema_generator_is_kept_apart_and_used_for_sampling(tmp_path):
     t = trainer(tmp_path, "gan", points(128), replace(QUICK, steps=5), ema=0.9, hidden=(16,), latent_dim=2)
     model = t.model
@@ -157,6 +160,7 @@ def test_ema_generator_is_kept_apart_and_used_for_sampling(tmp_path):
     assert torch.equal(out["x"], model.g_ema(out["z"])) and not torch.equal(out["x"], model.generator(out["z"]))
 
 
+@pytest.mark.slow
 def test_ring8_modes_grow_with_training(tmp_path):
     """~10 s of training (4000 steps): 8/8 modes at 3 seeds when measured; step 0 covers none."""
     data = load_data("toy2d:ring8")
@@ -169,6 +173,7 @@ def test_ring8_modes_grow_with_training(tmp_path):
     assert after["hq"] > max(0.5, before["hq"]), (before, after)
 
 
+@pytest.mark.slow
 def test_cgan_samples_honour_the_label(tmp_path):
     data = blobs(480)
     t = trainer(tmp_path, "cgan", data, replace(QUICK, steps=300, batch_size=64), latent_dim=8, hidden=(64,),

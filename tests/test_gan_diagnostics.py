@@ -38,6 +38,7 @@ def trainer(tmp_path, name, data, train=QUICK, **model):
 
 
 # --- the D-field pictures -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gan", "cgan"])
 def test_dfield_pictures_are_written_over_training_for_points(tmp_path, name):
     t = trainer(tmp_path, name, points(128), replace(QUICK, steps=4, sample_every=2))
@@ -101,6 +102,7 @@ def test_the_model_exposes_its_critic_and_generator_loss():
 
 
 # --- the Wasserstein estimate beside quality -----------------------------------------------------------
+@pytest.mark.slow
 def test_wasserstein_estimate_is_logged_and_drawn_beside_quality(tmp_path):
     data = load_toy2d("ring8", n=400)
     t = trainer(tmp_path, "wgan-gp", data, replace(QUICK, steps=4, eval_every=2, eval_metrics=None, eval_n=200))

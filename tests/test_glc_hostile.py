@@ -285,6 +285,7 @@ def _blank_png(path: Path, side: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_compress_refuses_a_huge_png_from_its_header(codec_run, tmp_path):
     """30000^2: Pillow raises DecompressionBombError; 12000^2: Pillow only warns; 2049^2: under Pillow's limit."""
     _, run = codec_run
@@ -323,6 +324,7 @@ def test_decompress_removes_what_it_wrote_when_a_write_fails(codec_run, tmp_path
 
 
 # --- fuzzing: the seeded harness of benchmarks/fuzz_glc.py, a few thousand cases -----------------------------
+@pytest.mark.slow
 def test_fuzzed_glc_files_decode_or_get_one_line_under_a_memory_limit(tmp_path):
     result_file = tmp_path / "fuzz.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}

@@ -82,6 +82,7 @@ def test_infogan_code_grid_and_q_in_the_critic_phase():
     assert drawn["code_cont"].shape == (6, 2) and drawn["code_cont"].abs().max() <= 1
 
 
+@pytest.mark.slow
 def test_infogan_training_raises_the_information_term(tmp_path):
     """L_I (mi_cat, nats) after a few seconds of training is well above its start, towards ln K."""
     data = blobs()
@@ -124,6 +125,7 @@ class _CodeModel(torch.nn.Module):
         return self.pool[torch.randint(len(self.pool), (len(z),))]
 
 
+@pytest.mark.slow
 def test_code_acc_is_one_for_a_perfect_code_and_near_chance_for_a_random_one():
     data = blobs()
     perfect = evaluate(_CodeModel(data, [2, 0, 3, 1], True), data, metrics=["code_acc", "code_nmi"], n=200)

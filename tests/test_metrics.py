@@ -137,6 +137,7 @@ def test_density_coverage_matches_brute_force():
     assert features_chunk["coverage"] == pytest.approx(ref["coverage"], abs=1 / 300)
 
 
+@pytest.mark.slow
 def test_density_coverage_near_published_values():
     """prdc README: two N(0, I) sets, 10k each, 1000-d, k=5 -> density ~1.06, coverage ~0.97.
 
@@ -182,6 +183,7 @@ def digits_data() -> DataSet:
     return digits()
 
 
+@pytest.mark.slow
 def test_feature_net_on_digits(digits_data):
     fx = feature_extractor(digits_data)
     assert fx.kind == "classifier" and fx.test_accuracy > 0.9
@@ -200,6 +202,7 @@ def short_training(monkeypatch):
     monkeypatch.setattr(features_mod, "MAX_STEPS", 30)
 
 
+@pytest.mark.slow
 def test_unlabelled_images_get_an_autoencoder_and_points_identity(tmp_path, short_training):
     data = blobs(120)
     data.y, data.num_classes = None, None
@@ -211,6 +214,7 @@ def test_unlabelled_images_get_an_autoencoder_and_points_identity(tmp_path, shor
     assert ident.kind == "identity" and torch.equal(ident.features(pts.x), pts.x)
 
 
+@pytest.mark.slow
 def test_feature_net_cache(tmp_path, monkeypatch, short_training):
     data = blobs(160, seed=5)
     first = feature_extractor(data, cache_dir=tmp_path)
@@ -348,6 +352,7 @@ def test_no_feature_network_is_trained_without_a_sample_metric(tmp_path, monkeyp
     assert not (tmp_path / "fresh-cache").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("val_items", [1, 2, 5])
 def test_metrics_a_small_split_cannot_give_are_skipped_with_the_minimum(digits_data, val_items):
     """A user's 20 photos hold one val image: FD needs 2, precision/recall 4, density/coverage 6.

@@ -132,6 +132,7 @@ def test_bad_option_is_one_line_exit_2_and_nothing_written(case, tiny_run, tmp_p
     assert not out.exists() and not any((tmp_path / "folder.png").iterdir())
 
 
+@pytest.mark.slow
 def test_config_json_errors_name_the_file_and_exit_2_in_a_subprocess(tiny_run, tmp_path):
     import subprocess
     import sys

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -15,6 +17,7 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs(tmp_path):
     (example,) = python_blocks()
     check = ("\nassert x.shape == (16, 1, 8, 8) and 0 <= x.min() and x.max() <= 1\n"

@@ -65,6 +65,7 @@ def tour(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # ten tiny trainings with their final evaluations: ~2 CPU minutes
 def test_tiny_tour_writes_a_whole_report(tour):
     page = parse(tour / "index.html")

@@ -149,6 +149,7 @@ INT, TERM = signal.SIGINT, signal.SIGTERM
     ("save", (INT,), 5, 0),  # the final save finishes first
     ("save", (TERM, INT), 5, 130),  # a second signal: saved all the same, exit 130
 ])
+@pytest.mark.slow
 def test_a_stop_signal_at_any_stage_saves_the_latest_state(tmp_path, stage, signals, step, code):
     returncode, out, err, run = _train_and_signal(tmp_path, stage, signals)
     assert returncode == code, (out, err)

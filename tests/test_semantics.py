@@ -232,6 +232,7 @@ def test_iou():
 
 
 # --- the command -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_transform_command(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["-q", "train", "dcign", "--data", "shapes", "--steps", "3", "--runs", str(runs), "--no-final",

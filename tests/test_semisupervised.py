@@ -146,6 +146,7 @@ def _accuracy(net, data) -> float:
     return evaluate(net, data, split="test", metrics=["accuracy"])["values"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_trained_m2_with_few_labels_classifies_better_than_untrained():
     data = load_data("digits")
     view, _ = with_label_budget(data, 50, seed=0)  # 5 labels per class

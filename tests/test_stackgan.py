@@ -152,6 +152,7 @@ def test_sample_takes_labels_captions_and_ids():
         model.sample(1, y=torch.tensor([[1, 1, 0, 0, 0]]))  # "small" in the shape slot
 
 
+@pytest.mark.slow
 def test_samples_honour_the_caption(tmp_path):
     """250 steps on 12x12 shapes: the ink's centre lands in the captioned quadrant (measured 98%; chance 25%)."""
     data = load_data("shapes", n=2000, image_size=12)

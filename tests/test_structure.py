@@ -165,6 +165,7 @@ def test_gmvae_cluster_probs_and_shapes():
     assert iwae.mean() >= elbo.mean() - 1.0  # the IWAE bound is the tighter one (up to noise)
 
 
+@pytest.mark.slow
 def test_gmvae_clusters_easy_blobs():
     torch.manual_seed(0)
     data = blobs(400)

@@ -39,6 +39,7 @@ def params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     data = blobs(200)
     whole, _ = make(tmp_path, data, replace(QUICK, steps=30))
@@ -118,6 +119,7 @@ def _slow_writer(path: str, started) -> None:
     save_checkpoint(Path(path), {"step": 2, "w": torch.ones(200_000)})
 
 
+@pytest.mark.slow
 def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1, "w": torch.zeros(200_000)})
@@ -134,6 +136,7 @@ def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path):
     assert all(name.endswith(".tmp") for name in leftovers)  # a half-written temp file at most
 
 
+@pytest.mark.slow
 def test_trained_vae_beats_the_untrained_one_on_elbo(tmp_path):
     from genlab.data import load_data
 
@@ -186,6 +189,7 @@ def test_sigterm_stops_between_steps_and_saves(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.slow
 def test_cpu_time_budget_counts_this_process_cpu_not_wall_clock(tmp_path):
     trainer, _ = make(tmp_path, blobs(), train=replace(QUICK, cpu_time=0.5))
     cpu = time.process_time()
