@@ -13,8 +13,8 @@ def run(tuner: ThreadTuner, step_seconds, steps: int) -> list[int]:
     used = []
     for _ in range(steps):
         tuner.before_step()
-        used.append(tuner._current)
-        tuner.after_step(step_seconds(tuner._current))
+        used.append(tuner.current)
+        tuner.after_step(step_seconds(tuner.current))
     return used
 
 

@@ -2,7 +2,7 @@
 
 torch's default is one thread per core. For the small models of a laptop course that is often the
 slowest choice: each step is a few milliseconds of work split across cores, and on a machine that is
-doing anything else the threads wait for each other at every operation (docs/performance.md has the
+doing anything else the threads wait for each other at every operation (docs/speed.md has the
 measured figures). So, unless ``train.threads`` fixes it, the trainer times real training steps at
 each candidate count and keeps the fastest:
 
@@ -56,6 +56,11 @@ class ThreadTuner:
         self._since_trial = 0.0
         self._wait = recheck  # seconds of training until the next trial
         self._current: int | None = None
+
+    @property
+    def current(self) -> int | None:
+        """The thread count the coming (or last) step runs with."""
+        return self._current
 
     def _use(self, threads: int) -> None:
         if threads != self._current:
