@@ -163,3 +163,16 @@ def test_bad_image_folder_gets_one_line(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     bad(["train", "ae", "--data", f"folder:{empty}"], capsys, "holds no images")
+
+
+def test_a_closed_pipe_ends_the_output_quietly():
+    """`genlab list | head -1`: the reader leaves early; no BrokenPipeError traceback on stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # before genlab has written everything
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
