@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 DEMO_MINUTES ?= 10
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup lint clean notebooks
 
 $(BIN)/genlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: setup
 test: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# every notebook in notebooks/ run top to bottom (2 kernels at once, 1 thread each); executed copies in docs/notebooks/
+notebooks: setup
+	$(BIN)/pip install --quiet -e ".[notebooks]"
+	$(BIN)/python tools/run_notebooks.py -j 2
 
 lint: setup
 	$(BIN)/ruff check .
