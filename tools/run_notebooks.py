@@ -99,8 +99,24 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_all(paths: list[Path], out_dir: Path, jobs: int) -> int:
-    waiting, running, done = list(paths), {}, []
+    running: dict[Path, subprocess.Popen] = {}
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        return _run_all(paths, out_dir, jobs, running)
+    except KeyboardInterrupt:
+        for proc in running.values():
+            _stop(proc)
+        print("run_notebooks: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_all(paths: list[Path], out_dir: Path, jobs: int, running: dict) -> int:
+    waiting, done = list(paths), []
     while waiting or running:
         while waiting and len(running) < jobs:
             path = waiting.pop(0)
