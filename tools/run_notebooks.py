@@ -116,7 +116,7 @@ def run_all(paths: list[Path], out_dir: Path, jobs: int) -> int:
 
 
 def _run_all(paths: list[Path], out_dir: Path, jobs: int, running: dict) -> int:
-    waiting, done = list(paths), []
+    waiting, done, start = list(paths), [], time.perf_counter()
     while waiting or running:
         while waiting and len(running) < jobs:
             path = waiting.pop(0)
@@ -139,7 +139,7 @@ def _run_all(paths: list[Path], out_dir: Path, jobs: int, running: dict) -> int:
     for r in sorted(done, key=lambda r: r["notebook"]):
         print(f"{r['notebook']:<36} {r['wall']:>8.1f} {r['cpu']:>8.1f}")
     print(f"{'total':<36} {sum(r['wall'] for r in done):>8.1f} {sum(r['cpu'] for r in done):>8.1f}")
-    print(f"executed copies: {out_dir}")
+    print(f"elapsed {time.perf_counter() - start:.1f} s with {jobs} at a time; executed copies: {out_dir}")
     return 0
 
 
