@@ -9,7 +9,7 @@ DEMO_MINUTES ?= 10
 # make docs DOCS_NOTEBOOKS= builds the pages from the notebooks already executed in docs/notebooks/
 DOCS_NOTEBOOKS ?= notebooks
 
-.PHONY: demo test test-fast setup lint clean docs
+.PHONY: demo test test-fast setup lint clean docs notebooks
 
 $(BIN)/genlab: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ docs: $(BIN)/mkdocs $(DOCS_NOTEBOOKS)
 $(BIN)/mkdocs: $(BIN)/genlab
 	$(BIN)/pip install --quiet -e ".[test,docs]"
 	@touch $@
+
+# every notebook in notebooks/ run top to bottom (2 kernels at once, 1 thread each); executed copies in docs/notebooks/
+notebooks: setup
+	$(BIN)/pip install --quiet -e ".[notebooks]"
+	$(BIN)/python tools/run_notebooks.py -j 2
 
 lint: setup
 	$(BIN)/ruff check .

@@ -43,20 +43,19 @@ def save_image_grid(x: Tensor, path: str | Path, nrow: int | None = None, *, min
     return path
 
 
-def _pyplot():
-    import matplotlib
+def figure(nrows: int = 1, ncols: int = 1, **kw):
+    """(Figure, axes) drawn off-screen without pyplot, so that saving a picture never changes the
+    pyplot backend of the caller (a notebook's inline plots keep working)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=kw.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def save_points(samples: Tensor, path: str | Path, *, real: Tensor | None = None,
                 centres: Tensor | None = None, title: str = "") -> Path:
     """Scatter of 2-D samples over the real data (grey) and the exact mode centres (red x)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = figure(figsize=(4.5, 4.5))
     if real is not None:
         ax.scatter(*real[:, :2].T.cpu(), s=2, c="0.75", label="real")
     ax.scatter(*samples[:, :2].detach().T.cpu(), s=2, c="tab:blue", label="samples")
@@ -67,7 +66,6 @@ def save_points(samples: Tensor, path: str | Path, *, real: Tensor | None = None
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
@@ -79,8 +77,7 @@ def save_dfield(field: Tensor, extent: tuple[float, float, float, float], real: 
     Arrows share one scale per picture (the 90th-percentile one is 8% of the box wide); the title
     gives the median norm, which is what vanishes when D saturates.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    fig, ax = figure(figsize=(5.6, 4.6))
     kw = {"vmin": 0.0, "vmax": 1.0} if probability else {}
     im = ax.imshow(field.numpy(), extent=extent, origin="lower", cmap="coolwarm", alpha=0.85, aspect="equal", **kw)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(
@@ -101,7 +98,6 @@ def save_dfield(field: Tensor, extent: tuple[float, float, float, float], real: 
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
@@ -140,14 +136,13 @@ def save_latent_scatter(z: Tensor, path: str | Path, *, labels: Tensor | None = 
     """2-D view of codes: the latent itself when 2-D, else its first two principal components."""
     from sklearn.decomposition import PCA
 
-    plt = _pyplot()
     z = z.detach().cpu().numpy()
     how = "z"
     if z.shape[1] > 2:
         z, how = PCA(n_components=2, random_state=0).fit_transform(z), "PCA of z"
     elif z.shape[1] == 1:
         z = np.concatenate([z, np.zeros_like(z)], axis=1)
-    fig, ax = plt.subplots(figsize=(5.2, 4.5))
+    fig, ax = figure(figsize=(5.2, 4.5))
     if labels is None:
         ax.scatter(z[:, 0], z[:, 1], s=4, alpha=0.7)
     else:
@@ -160,5 +155,4 @@ def save_latent_scatter(z: Tensor, path: str | Path, *, labels: Tensor | None = 
     ax.set_title(title or f"latent codes ({how})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)

@@ -74,10 +74,7 @@ def paired_panels(stats_keys: list[str], metric_keys: list[str]) -> list[tuple[s
 def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
     """One panel per logged quantity: training scalars (thin) and validation metrics (dots); then a
     panel per ``paired_panels`` pair, the scalar (left axis) beside the metric (right axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: drawing a run's curves leaves the caller's backend alone
 
     folder = Path(folder)
     stats, metrics = read_jsonl(folder / "stats.jsonl"), read_jsonl(folder / "metrics.jsonl")
@@ -89,7 +86,8 @@ def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
         return None
     cols = min(3, len(keys) + len(pairs))
     rows = math.ceil((len(keys) + len(pairs)) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, pair in zip(list(axes.flat)[len(keys):], pairs, strict=False):
         _paired(ax, stats, metrics, *pair)
     for ax, key in zip(axes.flat, keys, strict=False):
@@ -105,7 +103,6 @@ def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
     fig.tight_layout()
     out = Path(out or folder / "curves.png")
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out
 
 
