@@ -83,6 +83,116 @@ def train(photos: str, runs: Path, hours: list[float]) -> list[Path]:
     return snapshots
 
 
+def _write(name: str, result: dict, lines: list[str]) -> None:
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.txt").write_text("\n".join(lines) + "\n")
+
+
+def rd_all(snapshots: list[Path], kodak: str) -> None:
+    """``rd_report`` of each checkpoint on the Kodak folder (the baselines measured once), and the trend."""
+    import torch
+
+    from genlab.compression.rd import baseline_curves
+    from genlab.compression.report import rd_images, rd_report
+    from genlab.runs import open_run
+
+    torch.set_num_threads(1)
+    config = open_run(snapshots[0]).read_config()
+    _, _, images = rd_images(config, f"folder:{kodak}", None, None, True)
+    cached = RESULTS / "compression_kodak_baselines.json"
+    if cached.is_file():
+        baselines = json.loads(cached.read_text())
+    else:
+        baselines = baseline_curves(images)
+        cached.write_text(json.dumps(baselines, indent=2))
+    trend, lines = [], [f"BD-rate of the photo codec on the 24 Kodak images after each CPU-time budget "
+                        f"(one training run; load average {os.getloadavg()[0]:.1f})"]
+    for snap in snapshots:
+        h = json.loads((snap / "source.json").read_text())["cpu_hours"]
+        start = time.process_time()
+        report = rd_report([snap], data=f"folder:{kodak}", output=RESULTS / f"compression_kodak_{label(h)}.png",
+                           json_path=RESULTS / f"compression_kodak_{label(h)}.json", baselines=baselines)
+        (RESULTS / f"compression_kodak_{label(h)}.txt").write_text(
+            f"genlab rd {snap} --data folder:{kodak} (rd stage CPU {time.process_time() - start:.0f} s)\n"
+            + "\n".join(report.table()) + "\n")
+        bd = report.bd_rate_percent
+        trend.append({"cpu_hours": h, "bd_rate_percent": bd, "bd_range_db": report.bd_range_db,
+                      "points": [{k: p[k] for k in ("quality", "file_bpp", "psnr", "ms_ssim")}
+                                 for p in report.curves["genlab"]]})
+        fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
+        lines.append(f"{label(h):>6} CPU: vs JPEG {fmt(bd['vs_jpeg_file'])}, vs WebP {fmt(bd['vs_webp'])}, "
+                     f"vs AVIF {fmt(bd['vs_avif'])}, vs Ballé 2018 {fmt(bd.get('vs_balle2018_hyperprior'))}, "
+                     f"vs Ballé 2017 {fmt(bd.get('vs_balle2017_factorized'))}")
+    _write("compression_kodak_trend", {"trend": trend}, lines)
+
+
+def _median_times(fn, repeats: int = 5) -> dict:
+    """Medians of wall-clock and CPU seconds over ``repeats`` calls of ``fn``."""
+    import numpy as np
+
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return {"wall_s": float(np.median(wall)), "cpu_s": float(np.median(cpu))}
+
+
+def speed(snapshot: Path, kodak: str, image: str = "kodim01.png") -> None:
+    """Encode and decode times of one Kodak image: genlab at each quality and 1 or 2 threads, Pillow JPEG
+    (q75) and WebP (q75, method 6); medians of 5 runs, wall-clock and CPU."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from genlab.compression import compress, decompress
+    from genlab.compression.ladder import load_codec
+    from genlab.data.user import read_image
+
+    model, _ = load_codec(str(snapshot))
+    x = torch.from_numpy(read_image(Path(kodak) / image, 3, None))
+    rows, result = [], {"image": image, "size": list(x.shape), "cpu": _cpu_model(),
+                        "load_average": os.getloadavg()[0], "genlab": {}, "pillow": {}}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for q in (model.qualities[0], model.qualities[len(model.qualities) // 2], model.qualities[-1]):
+            model.set_quality(q)
+            data = compress(model, [x])
+            enc = _median_times(lambda: compress(model, [x]))  # noqa: B023
+            dec = _median_times(lambda: decompress(model, data))  # noqa: B023
+            result["genlab"][f"q{q} threads={threads}"] = {"bytes": len(data), "encode": enc, "decode": dec}
+    a = np.asarray(Image.open(Path(kodak) / image).convert("RGB"))
+    for fmt, options in (("JPEG", {"quality": 75}), ("WEBP", {"quality": 75, "method": 6})):
+        buffer = io.BytesIO()
+        Image.fromarray(a).save(buffer, format=fmt, **options)
+        blob = buffer.getvalue()
+        enc = _median_times(lambda: Image.fromarray(a).save(io.BytesIO(), format=fmt, **options))  # noqa: B023
+        dec = _median_times(lambda: np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")))  # noqa: B023
+        result["pillow"][f"{fmt} {options}"] = {"bytes": len(blob), "encode": enc, "decode": dec}
+    rows.append(f"{image} {x.shape[2]}x{x.shape[1]}, {result['cpu']}, load average {result['load_average']:.1f}; "
+                "medians of 5 (wall s / CPU s)")
+    for group in ("genlab", "pillow"):
+        for k, v in result[group].items():
+            rows.append(f"{group + ' ' + k:<46} {v['bytes']:>7} B  encode {v['encode']['wall_s']:.3f} / "
+                        f"{v['encode']['cpu_s']:.3f}   decode {v['decode']['wall_s']:.3f} / {v['decode']['cpu_s']:.3f}")
+    _write("compression_kodak_speed", result, rows)
+
+
+def _cpu_model() -> str:
+    """The CPU's model name and whether it has fast bf16 (avx512_bf16 / amx_bf16), from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    bf16 = [f for f in flags if "bf16" in f]
+    return f"{name}, {os.cpu_count()} CPUs, bf16 flags: {', '.join(bf16) or 'none'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", required=True, help="folder of training photos")
@@ -97,7 +207,9 @@ def main() -> None:
     if args.stage in ("all", "train"):
         train(args.photos, runs, hours)
     if args.stage in ("all", "rd"):
-        from benchmarks_rd import rd_all  # noqa: F401  (filled in below)
+        snapshots = [runs / f"photo-codec-{label(h)}" for h in hours if (runs / f"photo-codec-{label(h)}").is_dir()]
+        rd_all(snapshots, args.kodak)
+        speed(snapshots[-1], args.kodak)
 
 
 if __name__ == "__main__":

@@ -183,14 +183,14 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         else:
             self.density = FactorizedDensity(m)  # of y
         self.levels = tuple(sorted(set(config.rate_levels)))
+        self.gain_y = self.inv_gain_y = self.gain_z = self.inv_gain_z = None  # variable rate only
         if self.levels:
             lam = torch.tensor([lmbda_for(q) for q in self.levels])
             log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])  # (Q,)
-            ny = m
             nz = config.hyper_latent if self.hyper else 0
             self.register_buffer("level_lmbda", lam)
-            self.gain_y = nn.Parameter(log_gain[:, None].repeat(1, ny))  # log g_q (Q, M)
-            self.inv_gain_y = nn.Parameter(-log_gain[:, None].repeat(1, ny))  # log g'_q (Q, M)
+            self.gain_y = nn.Parameter(log_gain[:, None].repeat(1, m))  # log g_q (Q, M)
+            self.inv_gain_y = nn.Parameter(-log_gain[:, None].repeat(1, m))  # log g'_q (Q, M)
             self.gain_z = nn.Parameter(torch.zeros(len(lam), nz))  # log h_q (Q, Nz)
             self.inv_gain_z = nn.Parameter(torch.zeros(len(lam), nz))
         self.level = len(self.levels) // 2  # the level coded at: the middle one until set_quality
@@ -198,8 +198,9 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         self._tables_key: tuple | None = None
 
     def _gain(self, v: Tensor, table: Tensor | None, levels: Tensor | None = None) -> Tensor:
-        """v (N, C, ...) times exp(table[level]) per channel: the selected level, or ``levels`` (N,)."""
-        if table is None or not self.levels:
+        """v (N, C, ...) times exp(table[level]) per channel: the selected level, or ``levels`` (N,); v itself
+        for a one-rate codec (``table`` None)."""
+        if table is None:
             return v
         g = table[self.level].exp().expand(len(v), -1) if levels is None else table[levels].exp()  # (N, C)
         return v * g.view(*g.shape, *(1,) * (v.dim() - 2))
@@ -227,7 +228,7 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
     def synthesize(self, y_hat: Tensor, size: tuple[int, ...] | None = None, levels: Tensor | None = None) -> Tensor:
         """y_hat -> x_hat cropped to ``size`` (C, H, W) (default: the data's shape), unbounded; a
         variable-rate model first applies the inverse gain of its level (or of each example's ``levels``)."""
-        x = self.g_s(self._gain(y_hat, getattr(self, "inv_gain_y", None), levels))
+        x = self.g_s(self._gain(y_hat, self.inv_gain_y, levels))
         if self.conv:
             h, w = (size or self.data_info.shape)[-2:]
             x = x[..., :h, :w]
@@ -273,11 +274,11 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         """x -> {"y_hat", "y_ids"[, "z_hat", "z_ids"]}: rounded latents clamped to their tables' support
         (float, integral) and the table each element is coded with."""
         tables = self.coding_tables()
-        y = self._gain(self.analysis(x), getattr(self, "gain_y", None))
+        y = self._gain(self.analysis(x), self.gain_y)
         if not self.hyper:
             ids = self._channel_ids(y)
             return {"y_hat": clamp_to_tables(torch.round(y), tables, ids), "y_ids": ids}
-        z = self._gain(self.hyper_analysis(y), getattr(self, "gain_z", None))
+        z = self._gain(self.hyper_analysis(y), self.gain_z)
         z_ids = self._channel_ids(z)
         z_hat = clamp_to_tables(torch.round(z), tables, z_ids)
         y_ids = self.density_count + GaussianScales.index(self.scales(z_hat, y.shape[-2:], exact=True))
@@ -342,12 +343,12 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         if self.levels:
             levels = (torch.randint(len(self.levels), (len(x),), device=x.device) if noisy
                       else torch.full((len(x),), self.level, device=x.device))
-        y = self._gain(self.analysis(x), getattr(self, "gain_y", None), levels)
+        y = self._gain(self.analysis(x), self.gain_y, levels)
         y_tilde = y + torch.rand_like(y) - 0.5 if noisy else torch.round(y)
         if self.hyper:
-            z = self._gain(self.hyper_analysis(y), getattr(self, "gain_z", None), levels)
+            z = self._gain(self.hyper_analysis(y), self.gain_z, levels)
             z_tilde = z + torch.rand_like(z) - 0.5 if noisy else torch.round(z)
-            z_dec = self._gain(z_tilde, getattr(self, "inv_gain_z", None), levels)
+            z_dec = self._gain(z_tilde, self.inv_gain_z, levels)
             p_y = GaussianScales.likelihood(y_tilde, self.scales(z_dec, y.shape[-2:]))
             bits = -torch.log2(p_y).flatten(1).sum(1) - torch.log2(self.density.likelihood(z_tilde)).flatten(1).sum(1)
         else:
