@@ -58,6 +58,9 @@ def test_random_crops_never_resize(tmp_path):
     assert int(a[0, 0, 0, 0]) == (h - 16) // 2 and int(a[0, 1, 0, 0]) == (w - 16) // 2
     with pytest.raises(GenlabError, match="smaller than data.crop=36"):
         load_folder(str(tmp_path), crop=36)
+    large = load_folder(str(tmp_path), crop=16, memory_limit=1000)  # too large to keep: decoded at each read
+    assert large.read.cache is None
+    assert torch.equal(large.images(torch.tensor([j])), a[:1].float() / 255)
 
 
 def _codec(levels=(1, 4, 7), seed: int = 0) -> Codec:
