@@ -116,13 +116,17 @@ def rd_all(snapshots: list[Path], kodak: str) -> None:
             f"genlab rd {snap} --data folder:{kodak} (rd stage CPU {time.process_time() - start:.0f} s)\n"
             + "\n".join(report.table()) + "\n")
         bd = report.bd_rate_percent
-        trend.append({"cpu_hours": h, "bd_rate_percent": bd, "bd_range_db": report.bd_range_db,
+        dp = report.bd_psnr_db
+        trend.append({"cpu_hours": h, "bd_rate_percent": bd, "bd_range_db": report.bd_range_db, "bd_psnr_db": dp,
                       "points": [{k: p[k] for k in ("quality", "file_bpp", "psnr", "ms_ssim")}
                                  for p in report.curves["genlab"]]})
         fmt = lambda v: "n/a" if v is None else f"{v:+.1f}%"  # noqa: E731
+        dbf = lambda v: "n/a" if v is None else f"{v:+.2f} dB"  # noqa: E731
         lines.append(f"{label(h):>6} CPU: vs JPEG {fmt(bd['vs_jpeg_file'])}, vs WebP {fmt(bd['vs_webp'])}, "
                      f"vs AVIF {fmt(bd['vs_avif'])}, vs Ballé 2018 {fmt(bd.get('vs_balle2018_hyperprior'))}, "
-                     f"vs Ballé 2017 {fmt(bd.get('vs_balle2017_factorized'))}")
+                     f"vs Ballé 2017 {fmt(bd.get('vs_balle2017_factorized'))}; "
+                     f"BD-PSNR vs JPEG {dbf(dp['vs_jpeg_file'])}, "
+                     f"vs WebP {dbf(dp['vs_webp'])}, vs Ballé 2018 {dbf(dp.get('vs_balle2018_hyperprior'))}")
     _write("compression_kodak_trend", {"trend": trend}, lines)
 
 

@@ -16,7 +16,7 @@ from genlab.cli import main
 from genlab.compression import compress, decompress
 from genlab.compression import format as glc
 from genlab.compression.published import PUBLISHED_KODAK, published_curves
-from genlab.compression.rd import bd_rate, plot_rd
+from genlab.compression.rd import bd_psnr, bd_rate, plot_rd
 from genlab.config import DataInfo
 from genlab.data.user import load_folder
 from genlab.errors import GenlabError
@@ -142,6 +142,9 @@ def test_bd_rate_known_cases():
     better = [{**p, "psnr": p["psnr"] + 1} for p in anchor]
     assert bd_rate(better, anchor) == pytest.approx(100 * (2 ** (-1 / 3) - 1), abs=0.01)
     assert bd_rate([{"bpp": 1.0, "psnr": 50}], anchor) is None  # no common PSNR range
+    assert bd_psnr(better, anchor) == pytest.approx(1.0)
+    assert bd_psnr([{**p, "psnr": p["psnr"] - 10} for p in anchor], anchor) == pytest.approx(-10.0)  # no PSNR overlap
+    assert bd_psnr([{"bpp": 9.0, "psnr": 50}], anchor) is None  # no common rate range
 
 
 def test_a_photo_codec_trains_on_crops_and_codes_and_compares_rgb_images(tmp_path, capsys):

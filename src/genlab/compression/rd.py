@@ -186,6 +186,26 @@ def bd_rate(test: Sequence[dict], anchor: Sequence[dict], metric: str = "psnr") 
     return 100 * (math.exp(diff) - 1)
 
 
+def bd_psnr(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
+    """Bjøntegaard delta PSNR: the mean PSNR difference (dB; positive: ``test`` is better) of ``test`` against
+    ``anchor`` over the log-rate range both cover, PSNR interpolated piecewise linearly in log-rate. None when
+    the rate ranges do not overlap. It is defined where BD-rate is not: curves that share rates but no PSNR."""
+    def by_rate(points):
+        pts = sorted((math.log(p["bpp"]), p["psnr"]) for p in points
+                     if p.get("psnr") is not None and math.isfinite(p["psnr"]) and p["bpp"] > 0)
+        return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+    tr, tp = by_rate(test)
+    ar, ap = by_rate(anchor)
+    if len(tr) == 0 or len(ar) == 0:
+        return None
+    lo, hi = max(tr.min(), ar.min()), min(tr.max(), ar.max())
+    if lo > hi:
+        return None
+    grid = np.linspace(lo, hi, 200) if hi > lo else np.array([lo])
+    return float(np.mean(np.interp(grid, tr, tp) - np.interp(grid, ar, ap)))
+
+
 CURVE_STYLES = {  # curve key -> (matplotlib style, legend label)
     "genlab": ("o-", "genlab (range-coder payload)"), "genlab_file": ("o-", "genlab (whole .glc file)"),
     "jpeg": ("s--", "JPEG (whole file)"), "jpeg_ecs": ("s-", "JPEG (entropy-coded segment)"),
@@ -340,7 +360,7 @@ def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], 
                      (jpeg, f"JPEG q{jq}: {rec['jpeg_bpp']:.3f} bpp, {rec['jpeg_psnr']:.2f} dB"),
                      (webp, f"WebP q{wq}: {rec['webp_bpp']:.3f} bpp, {rec['webp_psnr']:.2f} dB")])
     model.set_quality(before)
-    fig, axes = plt.subplots(len(rows), 4, figsize=(12, 3.2 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 3.0 * len(rows)), squeeze=False)
     for r, cells in enumerate(rows):
         for c, (img, title) in enumerate(cells):
             axes[r][c].imshow(img[window], interpolation="nearest")
@@ -350,6 +370,6 @@ def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], 
     fig.suptitle(f"{name}: {crop}x{crop} window at (x={left}, y={top}); bpp and PSNR of the whole {w}x{h} image, "
                  "each file no larger than genlab's", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=56)
     plt.close(fig)
     return records

@@ -18,9 +18,9 @@ from pathlib import Path
 from torch import Tensor
 
 from ..errors import GenlabError
+from . import rd
 from .ladder import load_codec, run_folders
 from .published import PUBLISHED_KODAK
-from .rd import baseline_curves, bd_rate, codec_points, common_psnr_range, plot_matched, plot_matched_crops, plot_rd
 
 LEARNED = "genlab"  # the curve key of the codec under test (the others are the formats it is compared with)
 # BD-rate of the learned codec against each anchor curve: (learned curve, anchor curve)
@@ -41,6 +41,7 @@ class RDReport:
     curves: dict[str, list[dict]]
     bd_rate_percent: dict[str, float | None]
     bd_range_db: dict[str, tuple[float, float] | None]
+    bd_psnr_db: dict[str, float | None] = field(default_factory=dict)
     published: dict[str, dict] = field(default_factory=dict)
     matched: list[dict] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
@@ -56,14 +57,16 @@ class RDReport:
                 q = "-" if p["quality"] is None else p["quality"]
                 rows.append(f"{name:<16}{q:>8}{p['bpp']:>9.3f}{psnr:>9}{ms:>9}")
         for k, v in self.bd_rate_percent.items():
-            span = self.bd_range_db.get(k)
+            span, delta = self.bd_range_db.get(k), self.bd_psnr_db.get(k)
             rows.append(f"BD-rate {k}: " + ("no common PSNR range" if v is None else
-                                            f"{v:+.1f}%  (PSNR {span[0]:.2f}-{span[1]:.2f} dB)"))
+                                            f"{v:+.1f}%  (PSNR {span[0]:.2f}-{span[1]:.2f} dB)")
+                        + ("" if delta is None else f"; BD-PSNR {delta:+.2f} dB"))
         return rows
 
     def to_json(self) -> dict:
         return {"data": self.data, "split": self.split, "images": self.images, "model": self.model,
                 "curves": self.curves, "bd_rate_percent": self.bd_rate_percent, "bd_range_db": self.bd_range_db,
+                "bd_psnr_db": self.bd_psnr_db,
                 "published": self.published, "matched": self.matched}
 
 
@@ -106,32 +109,34 @@ def rd_report(runs: Sequence[str | Path], *, data: str | None = None, split: str
     name, split, images = rd_images(config, data, split, n, models[0][0].conv)
     if not images:
         raise GenlabError(f"{name} ({split}) has no images")
-    points = sorted((p for m, _ in models for p in codec_points(m, images)), key=lambda p: p["bpp"])
+    points = sorted((p for m, _ in models for p in rd.codec_points(m, images)), key=lambda p: p["bpp"])
     curves = {LEARNED: points, "genlab_file": [{**p, "bpp": p["file_bpp"]} for p in points],
-              **(baselines or baseline_curves(images))}
+              **(baselines or rd.baseline_curves(images))}
     photos = min(min(x.shape[-2:]) for x in images) >= PHOTO_SIDE and images[0].shape[0] == 3
     published = {k: v for k, v in PUBLISHED_KODAK.items()} if photos and "kodak" in name.lower() else {}
-    bd = {k: bd_rate(curves[a], curves[b]) for k, (a, b) in ANCHORS.items()}
-    span = {k: common_psnr_range(curves[a], curves[b]) for k, (a, b) in ANCHORS.items()}
+    bd = {k: rd.bd_rate(curves[a], curves[b]) for k, (a, b) in ANCHORS.items()}
+    span = {k: rd.common_psnr_range(curves[a], curves[b]) for k, (a, b) in ANCHORS.items()}
+    delta = {k: rd.bd_psnr(curves[a], curves[b]) for k, (a, b) in ANCHORS.items()}
     for key, ref in published.items():
         ref_curve = [{"bpp": b, "psnr": q} for b, q in ref["points"]]
-        bd[f"vs_{key}"] = bd_rate(curves["genlab_file"], ref_curve)
-        span[f"vs_{key}"] = common_psnr_range(curves["genlab_file"], ref_curve)
+        bd[f"vs_{key}"] = rd.bd_rate(curves["genlab_file"], ref_curve)
+        span[f"vs_{key}"] = rd.common_psnr_range(curves["genlab_file"], ref_curve)
+        delta[f"vs_{key}"] = rd.bd_psnr(curves["genlab_file"], ref_curve)
     report = RDReport(data=name, split=split, images=len(images), model=config.model, curves=curves,
-                      bd_rate_percent=bd, bd_range_db=span, published=published)
+                      bd_rate_percent=bd, bd_range_db=span, bd_psnr_db=delta, published=published)
     if output is not None:
         target = Path(output).expanduser()
-        plot_rd(curves, target, published=published,
+        rd.plot_rd(curves, target, published=published,
                 title=f"{name} ({split}), {len(images)} images at full size, means over images")
         matched = target.with_name(f"{target.stem}_matched.png")
         model = models[0][0]
         if photos or len({tuple(x.shape) for x in images}) > 1:  # photographs: a window of one, at full size
             qualities = sorted(model.qualities)
             shown = sorted({qualities[0], qualities[len(qualities) // 2]})
-            report.matched = plot_matched_crops(model, images[0], matched, qualities=shown, name=f"{name} image 0",
+            report.matched = rd.plot_matched_crops(model, images[0], matched, qualities=shown, name=f"{name} image 0",
                                                 crop=min(192, *images[0].shape[-2:]))
         else:
-            report.matched = plot_matched([m for m, _ in models], images, matched)
+            report.matched = rd.plot_matched([m for m, _ in models], images, matched)
         report.written += [target, matched]
     if json_path is not None:
         Path(json_path).expanduser().write_text(json.dumps(report.to_json(), indent=2))
