@@ -257,6 +257,9 @@ class DataConfig(Checked):
                                     min=2, max=MAX_IMAGE_SIZE)
     channels: int | None = option(None, "colour channels of a folder's images, 1 (grey) or 3 (RGB); none: "
                                         "from the images", choices=(1, 3))
+    crop: int | None = option(None, "folders: train on random crops of this side drawn fresh each step from the "
+                                    "full images (with horizontal flips; val/test: centre crops), never resized",
+                              min=2, max=MAX_IMAGE_SIZE)
     seed: int = option(0, "seed of procedural data sets (the split of built-in sets is fixed)", min=0, max=MAX_SEED)
     labels: int | None = option(None, "labels budget: train batches show N balanced labels, the rest y=-1 "
                                       "(none: every label)", min=1)

@@ -146,13 +146,19 @@ def check_model(model, parsed: glc.GlcFile, *, source: str = "file") -> None:
 
 @torch.no_grad()
 def decompress(model, data: bytes, *, source: str = "file") -> tuple[list[Tensor], list[str]]:
-    """The bytes of a .glc file -> (images (C, H, W) in [0, 1], names).
+    """The bytes of a .glc file -> (images (C, H, W) in [0, 1], names). A variable-rate codec is set to the
+    quality stored in the file (``model.set_quality``).
 
     Every check runs before g_s (the step whose memory grows with pixels): the header's limits
     (``format.unpack``), the model, the sizes this model codes, and the payload, which must be exactly
     what the range coder writes for the integers it decodes to (no word missing, none left over)."""
     parsed = glc.unpack(data, source=source)
     check_model(model, parsed, source=source)
+    if len(model.qualities) > 1:  # a variable-rate codec decodes at the quality the file was coded at
+        if parsed.quality not in model.qualities:
+            raise GenlabError(f"{source} is corrupt: it says quality {parsed.quality}, and its model codes at "
+                              f"{', '.join(map(str, model.qualities))}")
+        model.set_quality(parsed.quality)
     chw = [(c, h, w) for h, w, c in parsed.sizes]
     _check_sizes(model, chw, source=source)
     model.eval()

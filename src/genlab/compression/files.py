@@ -12,6 +12,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -101,3 +102,77 @@ def write_images(outdir: Path, names: Sequence[str], images: Sequence[Tensor]) -
                               "this command had written there were removed") from None
         raise
     return len(files)
+
+
+@dataclass
+class Compressed:
+    """What ``compress_files`` wrote: the file, its size, the images' pixels and the quality coded at."""
+
+    path: Path
+    images: int
+    pixels: int
+    bytes: int
+    quality: int
+
+    @property
+    def bpp(self) -> float:
+        return 8 * self.bytes / self.pixels
+
+
+def compress_files(run: str | Path, images: Sequence[str | Path], output: str | Path, *, quality: int | None = None,
+                   checkpoint: str = "best") -> Compressed:
+    """Image files -> one .glc file at ``output``, coded by the codec ``run`` (a run folder or a ladder
+    folder) at ``quality`` (a ladder's level or a variable-rate codec's; default: the middle one). Every name
+    and image header is checked before a pixel is decoded; a convolutional codec codes each image at its own
+    size, an MLP codec at its one size."""
+    from ..data.user_images import load_user_image
+    from .codec import compress
+    from .ladder import load_codec, run_folders
+
+    target = Path(output).expanduser()
+    if target.suffix.lower() != ".glc":
+        raise GenlabError(f"output {target} must end in .glc")
+    if target.is_dir():
+        raise GenlabError(f"output {target} is a folder; name the .glc file to write")
+    paths = [Path(p).expanduser() for p in images]
+    names = check_inputs(paths)  # every name and header checked before any pixel is decoded
+    (folder,) = run_folders(run, quality, default="middle")
+    model, _ = load_codec(str(folder), checkpoint)
+    if quality is not None:
+        if quality not in model.qualities:
+            raise GenlabError(f"{run} codes at quality {', '.join(map(str, model.qualities))}, not -q {quality}; "
+                              "pass the run folder of that quality, or its ladder")
+        model.set_quality(quality)
+    shape = model.data_info.shape
+    pictures = [load_user_image(p, shape[0], None if model.conv else tuple(shape[1:])) for p in paths]
+    data = compress(model, pictures, names=names)
+    atomic_write_bytes(target, data)
+    return Compressed(target, len(pictures), sum(x.shape[1] * x.shape[2] for x in pictures), len(data),
+                      model.quality)
+
+
+def decompress_file(path: str | Path, output: str | Path, *, run: str | Path | None = None,
+                    checkpoint: str = "best") -> tuple[int, Path]:
+    """A .glc file -> PNGs under their stored names in the folder ``output``, decoded by the codec ``run``
+    (a run folder, or a ladder: the level the file names). Everything is checked and decoded before
+    anything is written. Returns (images written, the folder)."""
+    from .codec import decompress
+    from .ladder import is_ladder, load_codec, run_folders
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise GenlabError(f"{path} does not exist")
+    if path.stat().st_size > glc.MAX_FILE_BYTES:
+        raise GenlabError(f"{path} is {path.stat().st_size:,} bytes; a .glc file is at most "
+                          f"{glc.MAX_FILE_BYTES:,} bytes")
+    outdir = Path(output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise GenlabError(f"{outdir} exists and is not a folder")
+    data = path.read_bytes()
+    parsed = glc.unpack(data, source=str(path))
+    if run is None:
+        raise GenlabError(f"{path} was made by model {parsed.model_id.hex()}; pass --run RUN_FOLDER")
+    (folder,) = run_folders(run, parsed.quality if is_ladder(run) else None)
+    model, _ = load_codec(str(folder), checkpoint)
+    images, names = decompress(model, data, source=str(path))
+    return write_images(outdir, names, images), outdir  # everything is decoded before anything is written

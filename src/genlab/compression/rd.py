@@ -24,8 +24,10 @@ from torch import Tensor
 
 from .codec import payload_bytes_per_image
 
-JPEG_QUALITIES = tuple(range(5, 96, 10))
-WEBP_QUALITIES = tuple(range(5, 96, 10))
+JPEG_QUALITIES = (1, 3, *range(5, 96, 10))  # 1 and 3 reach below 24 dB on Kodak
+WEBP_QUALITIES = (0, *range(5, 96, 10))
+AVIF_QUALITIES = (0, *range(10, 91, 10))
+MSSSIM_MIN_SIDE = 161  # 5 scales of an 11x11 window: each side > (11 - 1) * 2**4
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
@@ -70,70 +72,109 @@ def _encode_pillow(img: np.ndarray, fmt: str, **options) -> tuple[bytes, np.ndar
     return data, np.asarray(Image.open(io.BytesIO(data)).convert(Image.fromarray(img).mode))
 
 
+def ms_ssim8(a: np.ndarray, b: np.ndarray) -> float | None:
+    """MS-SSIM (Wang et al. 2003; ``pytorch_msssim``, 5 scales, 11x11 Gaussian window) of two uint8 images
+    (H, W[, 3]); None when a side is under ``MSSSIM_MIN_SIDE`` pixels (too small for 5 scales)."""
+    if min(a.shape[:2]) < MSSSIM_MIN_SIDE:
+        return None
+    from pytorch_msssim import ms_ssim
+
+    def t(v: np.ndarray) -> Tensor:
+        v = torch.from_numpy(v.astype(np.float32))
+        return (v[None, None] if v.ndim == 2 else v.permute(2, 0, 1)[None])  # (1, C, H, W)
+
+    return float(ms_ssim(t(a), t(b), data_range=255))
+
+
+def _point(quality, rates: list[float], originals: list[np.ndarray], decoded: list[np.ndarray]) -> dict:
+    """A curve point: mean bpp, mean PSNR, mean MS-SSIM (and in dB, -10 log10(1 - MS-SSIM)) of the images."""
+    psnr = float(np.mean([psnr8(a, d) for a, d in zip(originals, decoded, strict=True)]))
+    ssim = [ms_ssim8(a, d) for a, d in zip(originals, decoded, strict=True)]
+    ms = None if any(v is None for v in ssim) else float(np.mean(ssim))
+    return {"quality": quality, "bpp": float(np.mean(rates)), "psnr": psnr, "ms_ssim": ms,
+            "ms_ssim_db": None if ms is None else -10 * math.log10(max(1 - ms, 1e-12))}
+
+
 def baseline_curves(images: Sequence[Tensor]) -> dict[str, list[dict]]:
-    """{"jpeg", "jpeg_ecs", "webp", "png"}: lists of {"quality", "bpp", "psnr"} points."""
+    """{"jpeg", "jpeg_ecs", "webp", "avif", "png"}: lists of {"quality", "bpp", "psnr", "ms_ssim", ...} points.
+
+    ``jpeg``: whole files with Pillow's defaults (4:2:0, standard Huffman tables: the convention of
+    CompressAI's published ``jpeg.json``); ``jpeg_ecs``: the entropy-coded segment alone of files with
+    optimised Huffman tables (as if headers and tables were shared, like a learned codec's weights);
+    ``webp``: whole files, method 6; ``avif``: whole files, Pillow's defaults; ``png``: lossless."""
     originals = [to_uint8(x) for x in images]
     pixels = [a.shape[0] * a.shape[1] for a in originals]
-    curves: dict[str, list[dict]] = {"jpeg": [], "jpeg_ecs": [], "webp": [], "png": []}
+    curves: dict[str, list[dict]] = {"jpeg": [], "jpeg_ecs": [], "webp": [], "avif": [], "png": []}
     for q in JPEG_QUALITIES:
-        whole, ecs, quality = [], [], []
-        for a, n in zip(originals, pixels, strict=True):
-            data, decoded = _encode_pillow(a, "JPEG", quality=q, optimize=True)
-            whole.append(8 * len(data) / n)
-            ecs.append(8 * jpeg_entropy_coded_bytes(data) / n)
-            quality.append(psnr8(a, decoded))
-        p = float(np.mean(quality))
-        curves["jpeg"].append({"quality": q, "bpp": float(np.mean(whole)), "psnr": p})
-        curves["jpeg_ecs"].append({"quality": q, "bpp": float(np.mean(ecs)), "psnr": p})
-    for q in WEBP_QUALITIES:
-        rates, quality = [], []
-        for a, n in zip(originals, pixels, strict=True):
-            data, decoded = _encode_pillow(a, "WEBP", quality=q, method=6)
-            rates.append(8 * len(data) / n)
-            quality.append(psnr8(a, decoded))
-        curves["webp"].append({"quality": q, "bpp": float(np.mean(rates)), "psnr": float(np.mean(quality))})
+        files = [_encode_pillow(a, "JPEG", quality=q) for a in originals]
+        ecs = [8 * jpeg_entropy_coded_bytes(_encode_pillow(a, "JPEG", quality=q, optimize=True)[0]) / n
+               for a, n in zip(originals, pixels, strict=True)]
+        curves["jpeg"].append(_point(q, [8 * len(d) / n for (d, _), n in zip(files, pixels, strict=True)],
+                                     originals, [r for _, r in files]))
+        optimised = [_encode_pillow(a, "JPEG", quality=q, optimize=True)[1] for a in originals]
+        curves["jpeg_ecs"].append(_point(q, ecs, originals, optimised))
+    for fmt, qualities, options in (("webp", WEBP_QUALITIES, {"method": 6}), ("avif", AVIF_QUALITIES, {})):
+        for q in qualities:
+            files = [_encode_pillow(a, fmt.upper(), quality=q, **options) for a in originals]
+            curves[fmt].append(_point(q, [8 * len(d) / n for (d, _), n in zip(files, pixels, strict=True)],
+                                      originals, [r for _, r in files]))
     rates = [8 * len(_encode_pillow(a, "PNG", optimize=True)[0]) / n for a, n in zip(originals, pixels, strict=True)]
-    curves["png"].append({"quality": None, "bpp": float(np.mean(rates)), "psnr": None})  # lossless
+    curves["png"].append({"quality": None, "bpp": float(np.mean(rates)), "psnr": None, "ms_ssim": None,
+                          "ms_ssim_db": None})  # lossless
     return curves
 
 
 @torch.no_grad()
-def codec_point(model, images: Sequence[Tensor], *, batch: int = 256) -> dict:
-    """One rate–distortion point of a trained codec: real payload bits per pixel, 8-bit PSNR."""
-    sizes = payload_bytes_per_image(model, images)
-    rates, quality = [], []
-    for i in range(0, len(images), batch):
-        chunk = torch.stack(list(images[i:i + batch])).to(model.device)
-        for x, r in zip(chunk, model.reconstruct(chunk), strict=True):
-            quality.append(psnr8(to_uint8(x), to_uint8(r)))
-    for x, s in zip(images, sizes, strict=True):
-        rates.append(8 * s / (x.shape[1] * x.shape[2]))
-    return {"quality": int(model.quality), "lmbda": float(model.lmbda),
-            "bpp": float(np.mean(rates)), "psnr": float(np.mean(quality))}
+def codec_points(model, images: Sequence[Tensor], qualities: Sequence[int] | None = None) -> list[dict]:
+    """One rate–distortion point per quality the codec codes at (``model.qualities``): each image compressed
+    alone into a .glc file and decompressed from it. "bpp": its range-coder payload (flush included);
+    "file_bpp": the whole .glc file; PSNR and MS-SSIM of the decoded file against the original."""
+    from . import format as glc
+    from .codec import compress, decompress
+
+    originals = [to_uint8(x) for x in images]
+    pixels = [a.shape[0] * a.shape[1] for a in originals]
+    before, points = model.quality, []
+    for q in qualities or model.qualities:
+        model.set_quality(q)
+        files = [compress(model, [x]) for x in images]
+        decoded = [to_uint8(decompress(model, data)[0][0]) for data in files]
+        point = _point(int(q), [8 * len(glc.unpack(d).payload) / n for d, n in zip(files, pixels, strict=True)],
+                       originals, decoded)
+        point["file_bpp"] = float(np.mean([8 * len(d) / n for d, n in zip(files, pixels, strict=True)]))
+        points.append({"lmbda": float(model.lmbda), **point})
+    model.set_quality(before)
+    return points
 
 
-def _curve(points: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(PSNR, log bpp) of the finite points, sorted by PSNR."""
-    pts = sorted((p["psnr"], math.log(p["bpp"])) for p in points
-                 if p.get("psnr") is not None and math.isfinite(p["psnr"]) and p["bpp"] > 0)
+def codec_point(model, images: Sequence[Tensor]) -> dict:
+    """The rate–distortion point of a codec at the quality it codes at now (see ``codec_points``)."""
+    return codec_points(model, images, (model.quality,))[0]
+
+
+def _curve(points: Sequence[dict], metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
+    """(quality metric, log bpp) of the finite points, sorted by the metric."""
+    pts = sorted((p[metric], math.log(p["bpp"])) for p in points
+                 if p.get(metric) is not None and math.isfinite(p[metric]) and p["bpp"] > 0)
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
 
 
-def common_psnr_range(test: Sequence[dict], anchor: Sequence[dict]) -> tuple[float, float] | None:
-    """The PSNR interval both curves cover (where BD-rate compares them), or None."""
-    tp, _ = _curve(test)
-    ap, _ = _curve(anchor)
+def common_psnr_range(test: Sequence[dict], anchor: Sequence[dict], metric: str = "psnr") -> tuple[float, float] | None:
+    """The interval of ``metric`` (dB) both curves cover (where BD-rate compares them), or None."""
+    tp, _ = _curve(test, metric)
+    ap, _ = _curve(anchor, metric)
     if len(tp) == 0 or len(ap) == 0 or max(tp.min(), ap.min()) > min(tp.max(), ap.max()):
         return None
     return float(max(tp.min(), ap.min())), float(min(tp.max(), ap.max()))
 
 
-def bd_rate(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
-    """Average rate difference of ``test`` against ``anchor`` at equal PSNR, in percent
-    (negative: fewer bits), over ``common_psnr_range``. None when the PSNR ranges do not overlap."""
-    tp, tr = _curve(test)
-    ap, ar = _curve(anchor)
-    common = common_psnr_range(test, anchor)
+def bd_rate(test: Sequence[dict], anchor: Sequence[dict], metric: str = "psnr") -> float | None:
+    """Average rate difference of ``test`` against ``anchor`` at equal PSNR (or ``metric``, e.g.
+    "ms_ssim_db"), in percent (negative: fewer bits), over ``common_psnr_range``. None when the ranges
+    do not overlap."""
+    tp, tr = _curve(test, metric)
+    ap, ar = _curve(anchor, metric)
+    common = common_psnr_range(test, anchor, metric)
     if common is None:
         return None
     lo, hi = common
@@ -145,30 +186,71 @@ def bd_rate(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
     return 100 * (math.exp(diff) - 1)
 
 
-def plot_rd(curves: dict[str, list[dict]], path, *, title: str = "") -> None:
+def bd_psnr(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
+    """Bjøntegaard delta PSNR: the mean PSNR difference (dB; positive: ``test`` is better) of ``test`` against
+    ``anchor`` over the log-rate range both cover, PSNR interpolated piecewise linearly in log-rate. None when
+    the rate ranges do not overlap. It is defined where BD-rate is not: curves that share rates but no PSNR."""
+    def by_rate(points):
+        pts = sorted((math.log(p["bpp"]), p["psnr"]) for p in points
+                     if p.get("psnr") is not None and math.isfinite(p["psnr"]) and p["bpp"] > 0)
+        return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+    tr, tp = by_rate(test)
+    ar, ap = by_rate(anchor)
+    if len(tr) == 0 or len(ar) == 0:
+        return None
+    lo, hi = max(tr.min(), ar.min()), min(tr.max(), ar.max())
+    if lo > hi:
+        return None
+    grid = np.linspace(lo, hi, 200) if hi > lo else np.array([lo])
+    return float(np.mean(np.interp(grid, tr, tp) - np.interp(grid, ar, ap)))
+
+
+CURVE_STYLES = {  # curve key -> (matplotlib style, legend label)
+    "genlab": ("o-", "genlab (range-coder payload)"), "genlab_file": ("o-", "genlab (whole .glc file)"),
+    "jpeg": ("s--", "JPEG (whole file)"), "jpeg_ecs": ("s-", "JPEG (entropy-coded segment)"),
+    "webp": ("^-", "WebP (whole file, method 6)"), "avif": ("v-", "AVIF (whole file)"),
+}
+
+
+def plot_rd(curves: dict[str, list[dict]], path, *, title: str = "", published: dict | None = None) -> list[str]:
+    """PSNR (and MS-SSIM in dB, where measured) against bpp of each curve; ``published`` ({name: {"label",
+    "points"}}, e.g. ``published.PUBLISHED_KODAK``) as grey dashed reference lines labelled as such.
+    Returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    styles = {"genlab": "o-", "jpeg": "s--", "jpeg_ecs": "s-", "webp": "^-"}
-    labels = {"genlab": "genlab (payload)", "jpeg": "JPEG (whole file)", "jpeg_ecs": "JPEG (entropy-coded segment)",
-              "webp": "WebP (whole file)"}
-    for name, style in styles.items():
-        pts = sorted(curves.get(name, []), key=lambda p: p["bpp"])
-        if pts:
-            ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], style, ms=4, label=labels[name])
-    for p in curves.get("png", []):
-        ax.axvline(p["bpp"], color="gray", ls=":", label=f"PNG lossless ({p['bpp']:.2f} bpp)")
-    ax.set_xlabel("bits per pixel")
-    ax.set_ylabel("PSNR (dB, 8-bit)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    panels = [("psnr", "PSNR (dB, 8-bit RGB)")]
+    if any(p.get("ms_ssim_db") is not None for pts in curves.values() for p in pts):
+        panels.append(("ms_ssim_db", "MS-SSIM (dB: -10 log10(1 - MS-SSIM))"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
+    for ax, (metric, ylabel) in zip(axes[0], panels, strict=True):
+        for name, (style, label) in CURVE_STYLES.items():
+            pts = sorted((p for p in curves.get(name, []) if p.get(metric) is not None), key=lambda p: p["bpp"])
+            if pts:
+                ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], style, ms=4, label=label)
+        if metric == "psnr":
+            for k, ref in (published or {}).items():
+                b, q = zip(*ref["points"], strict=True)
+                ax.plot(b, q, "--", color="0.45" if "2018" in k else "0.7", lw=1.2, label=ref["label"])
+        for p in curves.get("png", []):
+            ax.axvline(p["bpp"], color="gray", ls=":", label=f"PNG lossless ({p['bpp']:.2f} bpp)")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    bpps = [p["bpp"] for k in CURVE_STYLES for p in curves.get(k, [])]
+    if bpps and max(bpps) > 3 * np.median(bpps):  # keep the interesting range readable
+        for ax in axes[0]:
+            ax.set_xlim(0, 2.5 * float(np.median(bpps)))
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
+    labels = [t.get_text() for ax in axes[0] for t in ax.get_legend().get_texts()]
     plt.close(fig)
+    return labels
 
 
 def jpeg_at_matched_rate(img: np.ndarray, budget_bits: float) -> tuple[int, float, np.ndarray]:
@@ -195,7 +277,6 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .codec import payload_bytes_per_image
 
     picks = np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int)  # spread over the set
     images = [images[i] for i in picks]
@@ -228,5 +309,67 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
                 ax.set_ylabel(label, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return records
+
+
+def _at_matched_size(img: np.ndarray, fmt: str, budget_bytes: int, qualities: Sequence[int],
+                     **options) -> tuple[int, int, np.ndarray]:
+    """The highest ``fmt`` quality whose whole file is at most ``budget_bytes`` (the lowest when none is):
+    (quality, file bytes, decoded image)."""
+    best = None
+    for q in qualities:
+        data, decoded = _encode_pillow(img, fmt, quality=q, **options)
+        if best is None or len(data) <= budget_bytes:
+            best = (q, len(data), decoded)
+        if len(data) > budget_bytes:
+            break
+    return best
+
+
+@torch.no_grad()
+def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], crop: int = 192,
+                       name: str = "") -> list[dict]:
+    """Side by side at matched bits: a ``crop`` x ``crop`` window of ``image`` (the original), then genlab's,
+    JPEG's and WebP's decoding of the whole image, JPEG and WebP at the largest quality whose whole file is
+    no larger than genlab's .glc file; one row per codec quality. Returns each row's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .codec import compress, decompress
+
+    a = to_uint8(image)
+    h, w = a.shape[:2]
+    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+    window = (slice(top, top + crop), slice(left, left + crop))
+    before, rows, records = model.quality, [], []
+    for q in qualities:
+        model.set_quality(q)
+        data = compress(model, [image])
+        ours = to_uint8(decompress(model, data)[0][0])
+        jq, jbytes, jpeg = _at_matched_size(a, "JPEG", len(data), range(1, 96))
+        wq, wbytes, webp = _at_matched_size(a, "WEBP", len(data), range(0, 101), method=6)
+        bpp = lambda n: 8 * n / (h * w)  # noqa: E731
+        rec = {"quality": int(q), "genlab_bpp": bpp(len(data)), "genlab_psnr": psnr8(a, ours),
+               "jpeg_quality": jq, "jpeg_bpp": bpp(jbytes), "jpeg_psnr": psnr8(a, jpeg),
+               "webp_quality": wq, "webp_bpp": bpp(wbytes), "webp_psnr": psnr8(a, webp)}
+        records.append(rec)
+        rows.append([(a, "original"), (ours, f"genlab q{q}: {rec['genlab_bpp']:.3f} bpp, {rec['genlab_psnr']:.2f} dB"),
+                     (jpeg, f"JPEG q{jq}: {rec['jpeg_bpp']:.3f} bpp, {rec['jpeg_psnr']:.2f} dB"),
+                     (webp, f"WebP q{wq}: {rec['webp_bpp']:.3f} bpp, {rec['webp_psnr']:.2f} dB")])
+    model.set_quality(before)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 3.0 * len(rows)), squeeze=False)
+    for r, cells in enumerate(rows):
+        for c, (img, title) in enumerate(cells):
+            axes[r][c].imshow(img[window], interpolation="nearest")
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+            axes[r][c].set_title(title, fontsize=8)
+    fig.suptitle(f"{name}: {crop}x{crop} window at (x={left}, y={top}); bpp and PSNR of the whole {w}x{h} image, "
+                 "each file no larger than genlab's", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=56)
     plt.close(fig)
     return records

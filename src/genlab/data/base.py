@@ -46,6 +46,7 @@ class DataSet:
     length: int | None = None
     item_shape: tuple[int, ...] | None = None
     read: Callable[[Tensor], Tensor] | None = None
+    read_workers: int | None = None  # DataLoader workers for ``read`` (0: in the training process); None: 2
     # a labels budget (``labels.with_label_budget``): (N,) bool, the labels batches may show;
     # the others arrive as y = -1. None: all. ``train_plan``: the items training batches are drawn
     # from (the train split with its labelled items repeated); None: the train split. Neither is
@@ -152,7 +153,8 @@ class Loader:
                  rank: int = 0, world_size: int = 1, workers: int = 2):
         self.data = data
         self.index = data.train_plan if split == "train" and data.train_plan is not None else data.indices(split)
-        self.rank, self.world_size, self.workers = rank, world_size, workers
+        self.rank, self.world_size = rank, world_size
+        self.workers = workers if data.read_workers is None else data.read_workers
         if batch_size % world_size:
             raise GenlabError(f"batch size {batch_size} must be a multiple of the {world_size} processes")
         # the global batch, at most the split, and a multiple of the number of processes

@@ -117,6 +117,43 @@ class ImageReader:
         return torch.from_numpy(np.stack(items))  # (B, C, H, W)
 
 
+class CropReader:
+    """Square crops of a folder's images by index: (B,) -> (B, C, crop, crop) float32, never resized.
+
+    Items in ``random_items`` (the train split) get a fresh random crop and a horizontal flip with
+    probability 1/2 on every read, drawn from torch's global generator (so a resumed run draws the same
+    crops); the others get their centre crop, so validation sees the same pixels each time. Decoded images
+    are kept as uint8 when ``cache`` (the folder fits in memory), else decoded again at each read."""
+
+    def __init__(self, files: list[str], channels: int, crop: int, random_items: Tensor,
+                 budget: SizeBudget | None = None, *, cache: bool = True):
+        self.files, self.channels, self.crop, self.budget = files, channels, crop, budget
+        self.random_items = set(random_items.tolist())
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def image(self, i: int) -> np.ndarray:
+        """Image i as uint8 (C, H, W)."""
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
+        arr = np.round(read_image(self.files[i], self.channels, None, self.budget) * 255).astype(np.uint8)
+        if self.cache is not None:
+            self.cache[i] = arr
+        return arr
+
+    def __call__(self, index: Tensor) -> Tensor:
+        out = torch.empty(len(index), self.channels, self.crop, self.crop)
+        for k, i in enumerate(index.tolist()):
+            img = self.image(i)
+            h, w = img.shape[1:]
+            if i in self.random_items:
+                top, left, flip = (int(torch.randint(n, ())) for n in (h - self.crop + 1, w - self.crop + 1, 2))
+            else:
+                top, left, flip = (h - self.crop) // 2, (w - self.crop) // 2, 0
+            patch = torch.from_numpy(img[:, top:top + self.crop, left:left + self.crop].astype(np.float32) / 255)
+            out[k] = patch.flip(-1) if flip else patch
+        return out
+
+
 def _find_images(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
     """Image files under ``root`` (sorted), and their labels when they sit in class sub-folders."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
@@ -147,7 +184,8 @@ def _headers(files: list[Path], budget: SizeBudget) -> tuple[list[tuple[int, int
 
 @DATASETS.register("folder")
 def load_folder(arg: str | None = None, *, image_size: int | None = None, channels: int | None = None,
-                seed: int = 0, memory_limit: int | None = None, budget: SizeBudget | None = None) -> DataSet:
+                seed: int = 0, crop: int | None = None, memory_limit: int | None = None,
+                budget: SizeBudget | None = None) -> DataSet:
     """A folder of images (PNG, JPEG, ... searched recursively); class sub-folders give labels.
 
     With two or more sub-folders holding images, their sorted names are the classes. ``channels``
@@ -155,7 +193,9 @@ def load_folder(arg: str | None = None, *, image_size: int | None = None, channe
     size; with it they are squashed to image_size x image_size (bilinear). Sets whose float32 tensor
     fits in ``memory_limit`` bytes (default ``MEMORY_LIMIT``, 2 GiB, and at most ``budget.max_bytes``)
     are loaded into memory; larger ones are streamed: ``x`` is None and ``read`` loads batches by index.
-    Every image's size is checked from its header against ``budget`` first. ``seed`` is not used.
+    With ``crop``, images of any sizes (each at least crop x crop) are items of shape (C, crop, crop):
+    random crops in the train split, centre crops in val and test (``CropReader``), read in the training
+    process. Every image's size is checked from its header against ``budget`` first. ``seed`` is not used.
     """
     budget = budget or SizeBudget()
     root = _existing(arg, "folder", folder=True)
@@ -164,6 +204,8 @@ def load_folder(arg: str | None = None, *, image_size: int | None = None, channe
     budget.check_classes(len(classes or ()), f"{root} (one per class sub-folder)")
     sizes, modes = _headers(files, budget)
     channels = check_channels(channels, str(root)) or (1 if all(m in GREY_MODES for m in modes) else 3)
+    if crop is not None:
+        return _cropped_folder(root, files, labels, classes, sizes, channels, crop, image_size, memory_limit, budget)
     if image_size is not None:
         size = positive_int(image_size, "image_size", str(root), minimum=2)
         width = height = size
@@ -188,6 +230,42 @@ def load_folder(arg: str | None = None, *, image_size: int | None = None, channe
     for i, f in enumerate(names):
         x[i] = torch.from_numpy(read_image(f, channels, size, budget))
     return DataSet(x=x, **common)
+
+
+def _cropped_folder(root: Path, files: list[Path], labels, classes, sizes: list[tuple[int, int]], channels: int,
+                    crop: int, image_size: int | None, memory_limit: int | None, budget: SizeBudget) -> DataSet:
+    """``load_folder`` with ``crop``: a streaming set of crops (``CropReader``), its images decoded once and
+    kept as uint8 when they fit in the memory limit."""
+    crop = positive_int(crop, "crop", str(root), minimum=2)
+    if image_size is not None:
+        raise GenlabError("data.crop and data.image_size exclude each other: crops are never resized")
+    small = next((i for i, (w, h) in enumerate(sizes) if min(w, h) < crop), None)
+    if small is not None:
+        w, h = sizes[small]
+        raise GenlabError(f"{files[small]} is {w}x{h}, smaller than data.crop={crop} on a side")
+    limit = min(MEMORY_LIMIT if memory_limit is None else memory_limit, budget.max_bytes)
+    names = [str(f) for f in files]
+    splits = holdout_split(len(files))
+    cache = sum(w * h for w, h in sizes) * channels <= limit
+    return DataSet(name=short_name("folder", root.resolve().name), kind="image", x=None, length=len(files),
+                   item_shape=(channels, crop, crop), read_workers=0,
+                   read=CropReader(names, channels, crop, splits["train"], budget, cache=cache),
+                   y=None if labels is None else torch.tensor(labels, dtype=torch.int64), splits=splits,
+                   num_classes=None if classes is None else len(classes), class_names=classes,
+                   meta={"files": names, "root": str(root), "crop": crop})
+
+
+def folder_images(path: str | Path, channels: int | None = None, budget: SizeBudget | None = None) -> list[Tensor]:
+    """Every image of a folder (sorted, searched recursively) at its own size, (C, H, W) float32 in [0, 1]:
+    what a codec is evaluated on. ``channels`` defaults to 1 when every image is grey, else 3."""
+    budget = budget or SizeBudget()
+    root = _existing(str(path), "folder", folder=True)
+    files, _, _ = _find_images(root)
+    budget.check_items(len(files), str(root))
+    sizes, modes = _headers(files, budget)
+    channels = check_channels(channels, str(root)) or (1 if all(m in GREY_MODES for m in modes) else 3)
+    budget.check_bytes(4 * channels * sum(w * h for w, h in sizes), f"the images of {root} as float32")
+    return [torch.from_numpy(read_image(f, channels, None, budget)) for f in files]
 
 
 # --- arrays ------------------------------------------------------------------------------------

@@ -147,9 +147,13 @@ class CodesToBits(Protocol):
     """A learned codec: ``estimated_bits(x)`` (N,) bits its entropy model gives the rounded latents,
     ``rd_objective(bpp, mse)`` (N,) its rate-distortion objective, ``coding_tables()`` the integer
     tables a range coder uses (``genlab.compression`` writes .glc files with them); ``lmbda`` weighs
-    distortion against rate."""
+    distortion against rate. ``qualities``: the levels this one model codes at (several for a
+    variable-rate codec), ``set_quality(q)`` picks the one it codes at (stored in a .glc header)."""
 
     lmbda: float
+    qualities: tuple[int, ...]
+
+    def set_quality(self, quality: int) -> None: ...
 
     def estimated_bits(self, x: Tensor) -> Tensor: ...
 

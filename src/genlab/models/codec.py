@@ -19,6 +19,18 @@ stride 2**len(channels); inputs are padded to a multiple of it and outputs cropp
 image size works. ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
 transform coding" of a whole small image or a 2-D point, Ballé et al. 2021; factorized only).
 
+Variable rate (``rate_levels``, Cui et al. 2021, "Asymmetric gained deep image compression with
+continuous rate adaptation"): one model codes at every level q of a ladder. Level q scales y channel-wise
+by a learned gain g_q (M,) before rounding and by an inverse gain g'_q after it (and likewise z with
+h_q, h'_q), so the quantisation step, and with it the rate, changes per level:
+
+    y_q = g_a(x) * g_q -> y_hat = round(y_q) -> x_hat = g_s(y_hat * g'_q)
+    z = h_a(|y_q|) * h_q -> z_hat -> sigma = h_s(z_hat * h'_q)
+
+Training draws a level per example and weights its MSE by that level's lambda; coding uses one level,
+chosen with ``set_quality`` and stored in the .glc header. Gains start at sqrt(lambda_q / lambda_mid)
+(the step that balances rate and lambda-weighted MSE under high-rate theory).
+
 Why a hyperprior matters on digits: with one density per channel, every background position of
 the 7x7 latent grid pays the same bits as an average position (measured: ~11 bits at each border
 position of a 28x28 digit); sigma(z_hat) lets the model say "nothing here" for almost nothing.
@@ -67,6 +79,10 @@ class CodecConfig(ModelConfig):
     hyper_channels: int = option(32, "widths of h_a / h_s", **WIDTHS)
     hyper_latent: int = option(8, "channels of the hyper-latent z", **WIDTHS)
     quality: int = option(0, "index of this model in a quality ladder, stored in .glc files", min=0, max=255)
+    rate_levels: tuple[int, ...] = option((), "variable rate: one model for these quality levels (lambda of each "
+                                              "from the ladder's table), a gain vector per level on y and z, "
+                                              "each example trained at a random level (Cui et al. 2021); empty: "
+                                              "one rate, set by lmbda", min=1, max=12)
 
 
 # CompressAI's lambdas for its MSE-optimised models, qualities 1..8
@@ -99,13 +115,26 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
 
     @property
     def quality(self) -> int:
-        """This model's level in a quality ladder (0: not in one)."""
-        return self.config.quality
+        """This model's level in a quality ladder (0: not in one); for a variable-rate model, the level it
+        codes at now (``set_quality``)."""
+        return self.levels[self.level] if self.levels else self.config.quality
 
     @property
     def lmbda(self) -> float:
-        """The weight of distortion against rate in its objective."""
-        return self.config.lmbda
+        """The weight of distortion against rate in its objective (at the level it codes at now)."""
+        return lmbda_for(self.quality) if self.levels else self.config.lmbda
+
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        """The levels this one model codes at: all of ``rate_levels``, or its one ``quality``."""
+        return self.levels or (self.config.quality,)
+
+    def set_quality(self, quality: int) -> None:
+        """Code at level ``quality`` from now on (one of ``qualities``)."""
+        if quality not in self.qualities:
+            raise GenlabError(f"this codec codes at quality {', '.join(map(str, self.qualities))}, not {quality}")
+        if self.levels:
+            self.level = self.levels.index(quality)
 
     @classmethod
     def ladder_settings(cls, quality: int) -> dict:
@@ -153,8 +182,28 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
             self.density = FactorizedDensity(config.hyper_latent)  # of z
         else:
             self.density = FactorizedDensity(m)  # of y
+        self.levels = tuple(sorted(set(config.rate_levels)))
+        self.gain_y = self.inv_gain_y = self.gain_z = self.inv_gain_z = None  # variable rate only
+        if self.levels:
+            lam = torch.tensor([lmbda_for(q) for q in self.levels])
+            log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])  # (Q,)
+            nz = config.hyper_latent if self.hyper else 0
+            self.register_buffer("level_lmbda", lam)
+            self.gain_y = nn.Parameter(log_gain[:, None].repeat(1, m))  # log g_q (Q, M)
+            self.inv_gain_y = nn.Parameter(-log_gain[:, None].repeat(1, m))  # log g'_q (Q, M)
+            self.gain_z = nn.Parameter(torch.zeros(len(lam), nz))  # log h_q (Q, Nz)
+            self.inv_gain_z = nn.Parameter(torch.zeros(len(lam), nz))
+        self.level = len(self.levels) // 2  # the level coded at: the middle one until set_quality
         self._tables: tuple | None = None
         self._tables_key: tuple | None = None
+
+    def _gain(self, v: Tensor, table: Tensor | None, levels: Tensor | None = None) -> Tensor:
+        """v (N, C, ...) times exp(table[level]) per channel: the selected level, or ``levels`` (N,); v itself
+        for a one-rate codec (``table`` None)."""
+        if table is None:
+            return v
+        g = table[self.level].exp().expand(len(v), -1) if levels is None else table[levels].exp()  # (N, C)
+        return v * g.view(*g.shape, *(1,) * (v.dim() - 2))
 
     # --- shapes -------------------------------------------------------------------------------
     def latent_shape(self, size: tuple[int, ...]) -> tuple[int, ...]:
@@ -176,9 +225,10 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
                 x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return self.g_a(x)
 
-    def synthesize(self, y_hat: Tensor, size: tuple[int, ...] | None = None) -> Tensor:
-        """y_hat -> x_hat cropped to ``size`` (C, H, W) (default: the data's shape), unbounded."""
-        x = self.g_s(y_hat)
+    def synthesize(self, y_hat: Tensor, size: tuple[int, ...] | None = None, levels: Tensor | None = None) -> Tensor:
+        """y_hat -> x_hat cropped to ``size`` (C, H, W) (default: the data's shape), unbounded; a
+        variable-rate model first applies the inverse gain of its level (or of each example's ``levels``)."""
+        x = self.g_s(self._gain(y_hat, self.inv_gain_y, levels))
         if self.conv:
             h, w = (size or self.data_info.shape)[-2:]
             x = x[..., :h, :w]
@@ -195,6 +245,8 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         if not exact:
             return F.softplus(self.h_s(z))[..., :size[0], :size[1]]
         params = {k: v.double() for k, v in self.h_s.named_parameters()}
+        if self.levels:  # z_hat * h'_q, in float64 like the rest
+            z = z.double() * self.inv_gain_z[self.level].double().exp().view(1, -1, 1, 1)
         out = [functional_call(self.h_s, params, (zi[None].double(),)) for zi in z]
         return F.softplus(torch.cat(out))[..., :size[0], :size[1]]
 
@@ -222,11 +274,11 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         """x -> {"y_hat", "y_ids"[, "z_hat", "z_ids"]}: rounded latents clamped to their tables' support
         (float, integral) and the table each element is coded with."""
         tables = self.coding_tables()
-        y = self.analysis(x)
+        y = self._gain(self.analysis(x), self.gain_y)
         if not self.hyper:
             ids = self._channel_ids(y)
             return {"y_hat": clamp_to_tables(torch.round(y), tables, ids), "y_ids": ids}
-        z = self.hyper_analysis(y)
+        z = self._gain(self.hyper_analysis(y), self.gain_z)
         z_ids = self._channel_ids(z)
         z_hat = clamp_to_tables(torch.round(z), tables, z_ids)
         y_ids = self.density_count + GaussianScales.index(self.scales(z_hat, y.shape[-2:], exact=True))
@@ -276,29 +328,37 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         bits = [sum(table_bits(tables, ids, v) for ids, v in stages) for stages in self.symbol_stages(x)]
         return torch.tensor(bits, dtype=torch.float32)
 
-    def rd_objective(self, bpp: Tensor, mse: Tensor) -> Tensor:
-        """Rate + lambda * distortion from bits per pixel and the MSE on [0, 1] (any matching shapes):
-        the training loss, and the ``rd_loss`` metric that picks best.pt (``default_eval_metrics``)."""
+    def rd_objective(self, bpp: Tensor, mse: Tensor, lmbda: Tensor | float | None = None) -> Tensor:
+        """Rate + lambda * distortion from bits per pixel and the MSE on [0, 1] (any matching shapes; lambda
+        per example or the model's): the training loss, and the ``rd_loss`` metric that picks best.pt."""
         scale = 255.0 ** 2 if self.is_image else 1.0  # CompressAI's convention: MSE on the 8-bit scale
-        return bpp + self.config.lmbda * scale * mse
+        return bpp + (self.lmbda if lmbda is None else lmbda) * scale * mse
 
     # --- training -----------------------------------------------------------------------------
     def loss(self, phase, batch, *, step=0):
         x = batch["x"]
-        y = self.analysis(x)
         noisy = self.training
+        # a variable-rate model trains each example at a random level, and evaluates at the selected one
+        levels = None
+        if self.levels:
+            levels = (torch.randint(len(self.levels), (len(x),), device=x.device) if noisy
+                      else torch.full((len(x),), self.level, device=x.device))
+        y = self._gain(self.analysis(x), self.gain_y, levels)
         y_tilde = y + torch.rand_like(y) - 0.5 if noisy else torch.round(y)
         if self.hyper:
-            z = self.hyper_analysis(y)
+            z = self._gain(self.hyper_analysis(y), self.gain_z, levels)
             z_tilde = z + torch.rand_like(z) - 0.5 if noisy else torch.round(z)
-            p_y = GaussianScales.likelihood(y_tilde, self.scales(z_tilde, y.shape[-2:]))
+            z_dec = self._gain(z_tilde, self.inv_gain_z, levels)
+            p_y = GaussianScales.likelihood(y_tilde, self.scales(z_dec, y.shape[-2:]))
             bits = -torch.log2(p_y).flatten(1).sum(1) - torch.log2(self.density.likelihood(z_tilde)).flatten(1).sum(1)
         else:
             bits = -torch.log2(self.density.likelihood(y_tilde)).flatten(1).sum(1)  # (N,)
-        x_hat = self.synthesize(y_tilde, tuple(x.shape[1:]))
-        bpp = bits.mean() / self.pixels(x)
-        mse = (x_hat - x).pow(2).mean()
-        out = {"loss": self.rd_objective(bpp, mse), "bpp": bpp.detach(), "mse": mse.detach()}
+        x_hat = self.synthesize(y_tilde, tuple(x.shape[1:]), levels)
+        bpp_each = bits / self.pixels(x)  # (N,)
+        mse_each = (x_hat - x).pow(2).flatten(1).mean(1)  # (N,)
+        lmbda = self.level_lmbda[levels] if levels is not None else None
+        bpp, mse = bpp_each.mean(), mse_each.mean()
+        out = {"loss": self.rd_objective(bpp_each, mse_each, lmbda).mean(), "bpp": bpp.detach(), "mse": mse.detach()}
         if self.is_image:
             out["psnr"] = (10 * torch.log10(1 / mse.clamp_min(1e-10))).detach()
         return out

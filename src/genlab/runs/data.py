@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def load_run_data(cfg: DataConfig) -> DataSet:
     """The data set a ``DataConfig`` names, at its image size, channels and split seed, read within its
     size budget (``data.max_*``)."""
-    return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed,
+    return load_data(cfg.spec, image_size=cfg.image_size, channels=cfg.channels, seed=cfg.seed, crop=cfg.crop,
                      budget=SizeBudget.of(cfg))
 
 
