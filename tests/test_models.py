@@ -275,3 +275,28 @@ def test_conv_decoder_reaches_the_image_size_with_fewer_widths(size, widths):
     from genlab.nn.blocks import ConvDecoder
 
     assert ConvDecoder(4, (1, size, size), widths)(torch.zeros(2, 4)).shape == (2, 1, size, size)
+
+
+def test_gdn_learns_its_cross_channel_weights():
+    """GDN's gamma starts diagonal; its off-diagonal entries must get a gradient and move, or the layer
+    stays a per-channel normalisation (storing sqrt(gamma) without a pedestal gave them exactly 0)."""
+    from genlab.nn.blocks import GDN
+
+    torch.manual_seed(0)
+    for inverse in (False, True):
+        gdn = GDN(4, inverse=inverse)
+        x = torch.randn(8, 4, 6, 6)
+        beta, gamma = 1.0, 0.1 * torch.eye(4)
+        norm = (beta + torch.einsum("ij,njhw->nihw", gamma, x.pow(2))).sqrt()
+        assert torch.allclose(gdn(x), x * norm if inverse else x / norm, atol=1e-5)
+        true_gamma = gamma + 0.5 * torch.roll(torch.eye(4), 1, dims=1)  # each channel also divided by the next
+        true_norm = (beta + torch.einsum("ij,njhw->nihw", true_gamma, x.pow(2))).sqrt()
+        target = x * true_norm if inverse else x / true_norm
+        opt = torch.optim.Adam(gdn.parameters(), lr=1e-2)
+        for _ in range(50):
+            opt.zero_grad()
+            (gdn(x) - target).pow(2).mean().backward()
+            opt.step()
+        off = gdn._value(gdn.gamma_sqrt, 0.0) * (1 - torch.eye(4))
+        assert off.max() > 1e-3, inverse
+        assert (gdn._value(gdn.gamma_sqrt, 0.0) >= 0).all() and (gdn._value(gdn.beta_sqrt, gdn.BETA_MIN) > 0).all()

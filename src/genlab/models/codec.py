@@ -45,6 +45,7 @@ honest samples of the codec's prior, which look like textures, not digits.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,16 @@ from .capabilities import CodesToBits, QualityLadder, Reconstructs
 from .entropy import FactorizedDensity, GaussianScales, clamp_to_tables, table_bits
 
 Stage = tuple[np.ndarray, np.ndarray]  # (table ids (L,), integer values (L,)) in coding order
+
+
+def _without_autocast(method):
+    """Runs a coding method with autocast off, so the symbols (and the files) never depend on a caller's
+    autocast: y rounded from a bf16 g_a would differ from the fp32 encoder's, and the decoder's."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with torch.autocast(self.device.type, enabled=False):
+            return method(self, *args, **kwargs)
+    return run
 
 
 @dataclass(frozen=True)
@@ -270,6 +281,7 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         return torch.arange(v.shape[1], device=v.device).view(shape).expand_as(v)
 
     @torch.no_grad()
+    @_without_autocast
     def quantize(self, x: Tensor) -> dict[str, Tensor]:
         """x -> {"y_hat", "y_ids"[, "z_hat", "z_ids"]}: rounded latents clamped to their tables' support
         (float, integral) and the table each element is coded with."""
@@ -299,6 +311,7 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         return [[(q[f"{n}_ids"][i].flatten().numpy(), q[f"{n}_hat"][i].flatten().numpy()) for n in names]
                 for i in range(len(x))]
 
+    @_without_autocast
     def decode_stages(self, size: tuple[int, ...], read) -> Tensor:
         """The inverse of ``symbol_stages`` for one image of ``size``: ``read(ids) -> values`` gives the
         next stage's integers; returns y_hat (M, h, w) (or (M,))."""
@@ -317,6 +330,7 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         return x_hat.clamp(0, 1) if self.is_image else x_hat
 
     @torch.no_grad()
+    @_without_autocast
     def reconstruct(self, x: Tensor) -> Tensor:
         """What the decoder of a .glc file gives: g_s(y_hat) cropped, clamped to [0, 1]."""
         return self.output(self.synthesize(self.quantized_latents(x), tuple(x.shape[1:])))

@@ -112,6 +112,10 @@ class FactorizedDensity(nn.Module):
 
     def likelihood(self, y: Tensor) -> Tensor:
         """y (N, C, *spatial) -> P(y - 1/2 < Y < y + 1/2), same shape, bounded below by 1e-9."""
+        with torch.autocast(y.device.type, enabled=False):  # the rate in fp32 under bf16 autocast
+            return self._likelihood(_at_least_fp32(y))
+
+    def _likelihood(self, y: Tensor) -> Tensor:
         c = y.shape[1]
         v = y.transpose(0, 1).reshape(c, 1, -1)  # (C, 1, N*S)
         lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
@@ -129,6 +133,11 @@ class FactorizedDensity(nn.Module):
         return tables_from_cdfs(cdf)
 
 
+def _at_least_fp32(t: Tensor) -> Tensor:
+    """bf16 / fp16 (from an autocast forward pass) -> fp32; fp32 and fp64 as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class GaussianScales:
     """N(0, sigma^2) convolved with U(-1/2, 1/2); sigma from a hyperprior, bounded below by SCALE_MIN."""
 
@@ -137,7 +146,12 @@ class GaussianScales:
     @staticmethod
     def likelihood(y: Tensor, sigma: Tensor) -> Tensor:
         """P(y - 1/2 < Y < y + 1/2) elementwise, bounded below by 1e-9. Uses the upper tail of the
-        normal on |y| so the far tail keeps its precision."""
+        normal on |y| so the far tail keeps its precision. Computed in fp32 at least, also under autocast."""
+        with torch.autocast(y.device.type, enabled=False):
+            return GaussianScales._likelihood(_at_least_fp32(y), _at_least_fp32(sigma))
+
+    @staticmethod
+    def _likelihood(y: Tensor, sigma: Tensor) -> Tensor:
         sigma = sigma.clamp_min(SCALE_MIN)
         v = y.abs()
         upper = torch.special.ndtr((0.5 - v) / sigma)  # P(Y > |y| - 1/2), reflected

@@ -136,21 +136,46 @@ def make_decoder(arch: str, in_features: int, shape: Sequence[int], *, hidden: S
     return Flat(mlp([in_features, *reversed(hidden), math.prod(shape)]), out_shape=shape)
 
 
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound), whose gradient also flows where x is below the bound if descent would raise x
+    (Ballé's ``lower_bound``): a plain clamp would freeze a parameter that reaches its bound."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, bound: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        return grad * ((x >= ctx.bound) | (grad < 0)).to(grad.dtype), None
+
+
 class GDN(nn.Module):
     """Generalized divisive normalization (Ballé, Laparra, Simoncelli 2016):
     y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); ``inverse=True`` multiplies (IGDN).
 
-    beta and gamma are kept non-negative by storing their square roots."""
+    beta >= BETA_MIN and gamma >= 0 are kept by storing p = sqrt(value + PEDESTAL) and reading
+    value = max(p, bound)^2 - PEDESTAL (Ballé's reparametrisation, as in tensorflow-compression and
+    CompressAI). The pedestal keeps d value / d p = 2p away from 0, so gamma's off-diagonal entries,
+    which start at 0, get a gradient and learn; storing sqrt(gamma) alone would give them exactly 0."""
+
+    PEDESTAL = 2.0 ** -36
+    BETA_MIN = 1e-6
 
     def __init__(self, channels: int, *, inverse: bool = False):
         super().__init__()
         self.inverse = inverse
-        self.beta_sqrt = nn.Parameter(torch.ones(channels))
-        self.gamma_sqrt = nn.Parameter((0.1 * torch.eye(channels)).sqrt())
+        self.beta_sqrt = nn.Parameter((torch.ones(channels) + self.PEDESTAL).sqrt())  # (C,)
+        self.gamma_sqrt = nn.Parameter((0.1 * torch.eye(channels) + self.PEDESTAL).sqrt())  # (C, C)
+
+    def _value(self, param: Tensor, minimum: float) -> Tensor:
+        return _LowerBound.apply(param, (minimum + self.PEDESTAL) ** 0.5).pow(2) - self.PEDESTAL
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W)
-        beta = self.beta_sqrt.pow(2) + 1e-6
-        gamma = self.gamma_sqrt.pow(2)[:, :, None, None]  # (C, C, 1, 1)
+        beta = self._value(self.beta_sqrt, self.BETA_MIN)
+        gamma = self._value(self.gamma_sqrt, 0.0)[:, :, None, None]  # (C, C, 1, 1)
         norm = F.conv2d(x.pow(2), gamma, beta).sqrt()
         return x * norm if self.inverse else x / norm
 
