@@ -1,0 +1,228 @@
+"""Time to quality: sample quality against CPU-seconds of training, for the default DCGAN (``gan`` on mnist5k),
+its variants, and the PyTorch-GAN-style reference DCGAN of ``gan_mnist.py``.
+
+    python benchmarks/time_to_quality.py [--seeds 0 1 2] [--variants reference gan gan-ema] \\
+        [--json benchmarks/results/time_to_quality.json] | tee benchmarks/results/time_to_quality.txt
+
+Each (variant, seed) is a fresh worker process with one torch thread, run one at a time. Training is measured in
+CPU-seconds of the worker's training alone (``time.process_time()`` around the steps; scoring is not counted):
+
+* ``reference``: the plain DCGAN loop of ``gan_mnist.train_reference`` (its nets, init, Adam 2e-4 (0.5, 0.999),
+  batch 64, BCE, 32x32 in [-1, 1]), stopped at each checkpoint of ``REFERENCE_AT`` to be scored.
+* ``gan``: ``genlab.train("gan", "mnist5k", cpu_time=...)`` with its defaults and ``train.threads=1``, resumed
+  from one checkpoint of ``GENLAB_AT`` to the next (``--cpu-time`` counts the training loop only).
+* ``gan-ema``: the same with ``train.ema=0.999`` (the weights' moving average is what is scored).
+
+Scores at every checkpoint, the same evaluator for all (``gan_mnist.score``): ``fd`` is genlab's feature
+network's Fréchet distance of 500 samples against the 500 test digits (the real-vs-real floor beside it), and
+``fd_train`` of 4,000 samples against the 4,000 training digits (less noisy). The table gives medians over seeds
+with their range, and the CPU-seconds each variant needs to reach the reference's median ``fd_train`` at
+600 CPU-s (interpolated in log-time between checkpoints): the issue's 20x target is 30 CPU-s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REFERENCE_AT = (30, 60, 150, 300, 600)  # CPU-seconds
+GENLAB_AT = (15, 30, 60, 120, 240)
+VARIANTS = {
+    "reference": None,
+    "gan": [],
+    "gan-ema": ["train.ema=0.999"],
+}
+REFERENCE_BUDGET = 600  # the reference's FD at this many CPU-seconds is the level to reach
+
+
+def _cpu_model() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), []))
+    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    return f"{name} ({os.cpu_count()} CPUs; fast bf16: {', '.join(fast) or 'none'})"
+
+
+def reference_curve(data, seed: int, score) -> list[dict]:
+    from gan_mnist import RefDiscriminator, RefGenerator, RefSampler, ref_init
+
+    latent_dim, batch_size, lr, betas, img_size = 100, 64, 2e-4, (0.5, 0.999), 32
+    torch.manual_seed(seed)
+    train_x = data.tensors("train")[0]
+    x = F.interpolate(train_x, size=(img_size, img_size), mode="bilinear", align_corners=False) * 2 - 1
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=batch_size, shuffle=True)
+    G, D = RefGenerator(latent_dim, img_size), RefDiscriminator(img_size)
+    G.apply(ref_init)
+    D.apply(ref_init)
+    bce = nn.BCELoss()
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    points, steps, cpu, targets = [], 0, 0.0, list(REFERENCE_AT)
+    while targets:
+        for (real,) in loader:
+            began = time.process_time()
+            valid, fake = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+            opt_g.zero_grad()
+            gen = G(torch.randn(len(real), latent_dim))
+            bce(D(gen), valid).backward()
+            opt_g.step()
+            opt_d.zero_grad()
+            ((bce(D(real), valid) + bce(D(gen.detach()), fake)) / 2).backward()
+            opt_d.step()
+            steps += 1
+            cpu += time.process_time() - began
+            if cpu >= targets[0]:
+                G.eval()
+                with torch.random.fork_rng(devices=[]):
+                    points.append({"cpu_s": round(cpu, 1), "steps": steps,
+                                   **score(RefSampler(G, latent_dim, tuple(train_x.shape[-2:])), data,
+                                           label_check=False)})
+                G.train()
+                targets.pop(0)
+                if not targets:
+                    break
+    return points
+
+
+def genlab_curve(data, seed: int, overrides: list[str], score) -> list[dict]:
+    from genlab.api.training import train
+    from genlab.runs import load_checkpoint, load_model
+
+    sets = ["train.threads=1", "train.eval_every=0", "train.sample_every=0", "train.checkpoint_every=0", *overrides]
+    points, done, run = [], 0.0, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for at in GENLAB_AT:
+            run = train("gan", "mnist5k", cpu_time=at - done, runs=tmp, seed=seed, progress=False, overrides=sets,
+                        final=False, resume=run.path if run is not None else None)
+            done = at
+            model, _ = load_model(run, which="last")
+            state = load_checkpoint(run.checkpoint)
+            points.append({"cpu_s": at, "steps": int(state["step"]), **score(model, data, label_check=False)})
+    return points
+
+
+def run_one(variant: str, seed: int) -> dict:
+    import genlab.evaluation  # noqa: F401  (registers the metrics)
+    from gan_mnist import score
+    from genlab.data import load_data
+
+    torch.set_num_threads(1)
+    data = load_data("mnist5k")
+    if VARIANTS[variant] is None:
+        points = reference_curve(data, seed, score)
+    else:
+        points = genlab_curve(data, seed, VARIANTS[variant], score)
+    return {"variant": variant, "seed": seed, "points": points}
+
+
+def _spawn(variant: str, seed: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--worker", variant, str(seed)], capture_output=True, text=True,
+                         env=env, check=False)
+    if out.returncode:
+        raise SystemExit(f"{variant} seed {seed} failed:\n{out.stderr[-3000:]}")
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"{variant:<10} seed {seed}: " + ", ".join(f"{p['cpu_s']:g}s fd_train {p['fd_train']:.2f}"
+                                                     for p in row["points"]), flush=True)
+    return row
+
+
+def time_to_reach(points: list[dict], level: float, key: str = "fd_train") -> float | None:
+    """CPU-seconds at which a curve first gets to ``level`` (log-time interpolation between checkpoints)."""
+    prev = None
+    for p in points:
+        if p[key] <= level:
+            if prev is None:
+                return p["cpu_s"]  # already there at the first checkpoint: at most this
+            frac = (prev[key] - level) / (prev[key] - p[key])
+            return math.exp(math.log(prev["cpu_s"]) + frac * (math.log(p["cpu_s"]) - math.log(prev["cpu_s"])))
+        prev = p
+    return None
+
+
+def summarise(rows: list[dict]) -> dict:
+    by = {}
+    for row in rows:
+        by.setdefault(row["variant"], []).append(row["points"])
+    curves = {}
+    for variant, runs in by.items():
+        curves[variant] = []
+        for i, p in enumerate(runs[0]):
+            at = [r[i] for r in runs]
+            curves[variant].append({"cpu_s": p["cpu_s"], **{k: {"median": statistics.median(q[k] for q in at),
+                                                                   "min": min(q[k] for q in at),
+                                                                   "max": max(q[k] for q in at)}
+                                                               for k in ("fd", "fd_train", "steps")}})
+    level = None
+    if "reference" in curves:
+        last = curves["reference"][-1]  # REFERENCE_BUDGET is the last checkpoint of REFERENCE_AT
+        level = next((p for p in curves["reference"] if p["cpu_s"] >= REFERENCE_BUDGET), last)["fd_train"]["median"]
+    reach = {}
+    for variant, runs in by.items():
+        times = [time_to_reach(r, level) for r in runs] if level is not None else []
+        reached = [t for t in times if t is not None]
+        reach[variant] = {"seconds_each": times,
+                          "median_s": statistics.median(reached) if len(reached) == len(times) and times else None}
+    return {"curves": curves, "level_fd_train": level, "reach": reach}
+
+
+def table(summary: dict, floor: float | None) -> str:
+    lines = [f"{'variant':<10} {'CPU-s':>6} {'steps':>7}  {'FD test (n=500)':>22}  {'FD train (n=4000)':>22}"]
+    for variant, curve in summary["curves"].items():
+        for p in curve:
+            f, t = p["fd"], p["fd_train"]
+            lines.append(f"{variant:<10} {p['cpu_s']:>6g} {p['steps']['median']:>7.0f}  "
+                         f"{f['median']:7.2f} [{f['min']:6.2f}-{f['max']:6.2f}]  "
+                         f"{t['median']:7.2f} [{t['min']:6.2f}-{t['max']:6.2f}]")
+    level = summary["level_fd_train"]
+    if level is not None:
+        lines.append(f"\nlevel: the reference's median FD train at {REFERENCE_BUDGET} CPU-s = {level:.2f}")
+        for variant, r in summary["reach"].items():
+            each = ", ".join("not reached" if t is None else f"{t:.0f}" for t in r["seconds_each"])
+            ratio = f"  ({REFERENCE_BUDGET / r['median_s']:.1f}x faster than the reference's {REFERENCE_BUDGET} s)" \
+                if r["median_s"] and variant != "reference" else ""
+            med = "n/a" if r["median_s"] is None else f"{r['median_s']:.0f}"
+            lines.append(f"  {variant:<10} CPU-s to reach it: median {med} (seeds: {each}){ratio}")
+    if floor is not None:
+        lines.append(f"(real-vs-real FD floor on test: {floor:.2f})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        print(json.dumps(run_one(sys.argv[2], int(sys.argv[3]))), flush=True)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json", help="write every point here")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    print(f"CPU: {_cpu_model()}; torch {torch.__version__}; one thread per run, one run at a time", flush=True)
+    rows = [_spawn(v, s) for v in args.variants for s in args.seeds]
+    summary = summarise(rows)
+    floor = next((p.get("fd_floor") for r in rows for p in r["points"] if p.get("fd_floor")), None)
+    print(table(summary, floor))
+    print(f"(wall {time.perf_counter() - start:.0f} s, load average at the end {os.getloadavg()[0]:.1f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": _cpu_model(), "rows": rows, **summary, "fd_floor": floor},
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()
