@@ -54,6 +54,23 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(params(whole.model), params(second.model))
 
 
+def test_the_first_log_line_after_a_resume_averages_the_steps_it_saw(tmp_path):
+    """Resumed at step 7 with log_every=5, the line at step 10 is the mean of steps 8-10 (3 steps), not their
+    sum over 5: it matches the uninterrupted run's line, which averages steps 6-10 of the same training."""
+    data = blobs(200)
+    cfg = replace(QUICK, steps=10, log_every=5)
+    whole, whole_run = make(tmp_path, data, cfg)
+    whole.fit()
+    first, run = make(tmp_path, data, replace(cfg, steps=7))
+    first.fit()
+    second = make_trainer(build_model(run.read_config()), data, run, cfg, progress=False)
+    second.resume()
+    second.fit()
+    line = {r["step"]: r for r in read_jsonl(run.path / "stats.jsonl")}[10]
+    reference = {r["step"]: r for r in read_jsonl(whole_run.path / "stats.jsonl")}[10]
+    assert 0.8 < line["recon"] / reference["recon"] < 1.25
+
+
 def test_runs_are_numbered_and_hold_their_record(tmp_path):
     data = blobs(120)
     t, run = make(tmp_path, data, replace(QUICK, steps=10, sample_every=5))
