@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from genlab.training import speed
-from test_models import CASES, batch, tiny
 from test_training import QUICK, make
 
 from conftest import blobs, points
+from test_models import CASES, batch, tiny
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
 # terms that are log-likelihoods or a penalty whose size sets the gradient: within 1% of fp32
@@ -44,7 +44,8 @@ def test_every_phase_trains_under_bf16_autocast_like_fp32(case):
         ref = {k: v.detach().float() for k, v in _losses(model, phase.name, data, False).items()}
         out = _losses(model, phase.name, data, True)
         assert torch.isfinite(out["loss"]), phase.name
-        assert abs(float(out["loss"].detach()) - float(ref["loss"])) <= 0.02 * abs(float(ref["loss"])) + 1e-2, phase.name
+        loss, want = float(out["loss"].detach()), float(ref["loss"])
+        assert abs(loss - want) <= 0.02 * abs(want) + 1e-2, phase.name
         for key in EXACT_TERMS:
             if key in ref:
                 got = float(out[key].detach().float())

@@ -106,6 +106,7 @@ def test_saving_pictures_leaves_the_pyplot_backend_alone(tmp_path):
 def _draw_pictures(tmp_path):
     import torch
 
+    from genlab.compression.rd import plot_rd
     from genlab.pictures.grids import save_latent_scatter, save_points
     from genlab.runs.logs import plot_curves
 
@@ -113,3 +114,7 @@ def _draw_pictures(tmp_path):
     assert plot_curves(tmp_path).stat().st_size > 0
     assert save_points(torch.randn(50, 2), tmp_path / "p.png", real=torch.randn(50, 2)).stat().st_size > 0
     assert save_latent_scatter(torch.randn(50, 3), tmp_path / "z.png", labels=torch.arange(50) % 3).stat().st_size > 0
+    curves = {"genlab": [{"bpp": 0.2, "psnr": 28.0}, {"bpp": 0.5, "psnr": 31.0}],
+              "jpeg": [{"bpp": 0.3, "psnr": 27.0}, {"bpp": 0.8, "psnr": 31.5}]}
+    plot_rd(curves, tmp_path / "rd.png")
+    assert (tmp_path / "rd.png").stat().st_size > 0

@@ -217,15 +217,13 @@ def plot_rd(curves: dict[str, list[dict]], path, *, title: str = "", published: 
     """PSNR (and MS-SSIM in dB, where measured) against bpp of each curve; ``published`` ({name: {"label",
     "points"}}, e.g. ``published.PUBLISHED_KODAK``) as grey dashed reference lines labelled as such.
     Returns the legend's labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend is left alone
 
     panels = [("psnr", "PSNR (dB, 8-bit RGB)")]
     if any(p.get("ms_ssim_db") is not None for pts in curves.values() for p in pts):
         panels.append(("ms_ssim_db", "MS-SSIM (dB: -10 log10(1 - MS-SSIM))"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.4), squeeze=False)
+    fig = Figure(figsize=(6 * len(panels), 4.4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (metric, ylabel) in zip(axes[0], panels, strict=True):
         for name, (style, label) in CURVE_STYLES.items():
             pts = sorted((p for p in curves.get(name, []) if p.get(metric) is not None), key=lambda p: p["bpp"])
@@ -249,7 +247,6 @@ def plot_rd(curves: dict[str, list[dict]], path, *, title: str = "", published: 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     labels = [t.get_text() for ax in axes[0] for t in ax.get_legend().get_texts()]
-    plt.close(fig)
     return labels
 
 
@@ -272,10 +269,7 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
     """Rows per codec quality: genlab's decoded images, then JPEG at (at most) the same bits per
     image, each titled with its bpp and PSNR; the originals on top; n images spread evenly over
     ``images``. Returns the per-image figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend is left alone
 
 
     picks = np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int)  # spread over the set
@@ -297,7 +291,8 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
             ours.append((d, f"{rec['genlab_bpp']:.2f} bpp\n{rec['genlab_psnr']:.1f} dB"))
             theirs.append((j, f"{rec['jpeg_ecs_bpp']:.2f} bpp\n{rec['jpeg_psnr']:.1f} dB"))
         rows += [(f"genlab q{model.quality}", ours), ("JPEG, same bits", theirs)]
-    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.25 * len(images), 1.45 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.25 * len(images), 1.45 * len(rows)))
+    axes = fig.subplots(len(rows), len(images), squeeze=False)
     for r, (label, cells) in enumerate(rows):
         for c, (img, title) in enumerate(cells):
             ax = axes[r][c]
@@ -309,7 +304,6 @@ def plot_matched(models, images: Sequence[Tensor], path, *, n: int = 8) -> list[
                 ax.set_ylabel(label, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return records
 
 
@@ -333,10 +327,7 @@ def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], 
     """Side by side at matched bits: a ``crop`` x ``crop`` window of ``image`` (the original), then genlab's,
     JPEG's and WebP's decoding of the whole image, JPEG and WebP at the largest quality whose whole file is
     no larger than genlab's .glc file; one row per codec quality. Returns each row's figures."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend is left alone
 
     from .codec import compress, decompress
 
@@ -360,7 +351,8 @@ def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], 
                      (jpeg, f"JPEG q{jq}: {rec['jpeg_bpp']:.3f} bpp, {rec['jpeg_psnr']:.2f} dB"),
                      (webp, f"WebP q{wq}: {rec['webp_bpp']:.3f} bpp, {rec['webp_psnr']:.2f} dB")])
     model.set_quality(before)
-    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 3.0 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(11, 3.0 * len(rows)))
+    axes = fig.subplots(len(rows), 4, squeeze=False)
     for r, cells in enumerate(rows):
         for c, (img, title) in enumerate(cells):
             axes[r][c].imshow(img[window], interpolation="nearest")
@@ -371,5 +363,4 @@ def plot_matched_crops(model, image: Tensor, path, *, qualities: Sequence[int], 
                  "each file no larger than genlab's", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=56)
-    plt.close(fig)
     return records

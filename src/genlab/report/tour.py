@@ -139,17 +139,13 @@ class Tour:
             [(name, self.value(r, "modes"), self.value(r, "hq")) for name, r in runs])
 
     def improving(self) -> Section:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        from ..pictures.grids import figure
         from ..runs.logs import read_jsonl
 
         every = "train.eval_every=6" if self.tiny else "train.eval_every=300"
         run = self.train("gan", 0.15, every, "train.sample_every=6" if self.tiny else "train.sample_every=300")
         rows = [r for r in read_jsonl(run / "metrics.jsonl") if "fd" in r]
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = figure(figsize=(5, 3))
         ax.plot([r["step"] for r in rows], [r["fd"] for r in rows], marker="o", label="samples vs held-out")
         if rows and "fd" in rows[-1].get("floor", {}):
             ax.axhline(rows[-1]["floor"]["fd"], ls="--", color="gray", label="real vs real")
@@ -157,7 +153,6 @@ class Tour:
         fig.tight_layout()
         curve = self.pictures / "gan_fd.png"
         fig.savefig(curve, dpi=100)
-        plt.close(fig)
         grids = sorted((run / "samples").glob("step-*.png"))
         picks = [grids[i] for i in sorted({0, len(grids) // 2, len(grids) - 1})] if grids else []
         return Section(
