@@ -301,9 +301,6 @@ class TrainConfig(Checked):
                                 choices=("auto", "last"), names=METRICS)
     sample_every: int = option(1000, "steps between sample grids in samples/ (0: none)", min=0)
     checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)", min=0)
-    ema: float = option(0.0, "decay of an exponential moving average of the weights, which validation, best.pt "
-                             "and the run's last weights then use (0: off; 0.999 averages ~1000 steps)",
-                        min=0, max=0.99999)
     grad_clip: float | None = option(None, "clip each phase's gradient norm to this (none: no clipping)",
                                      min=0, min_exclusive=True)
     threads: int | None = option(None, "torch CPU threads (none: the fastest measured on real steps, re-checked "

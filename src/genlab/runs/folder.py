@@ -157,8 +157,8 @@ def load_model(run: Run | str | Path, *, which: str = "best", device: str = "cpu
     if not file.is_file():
         raise GenlabError(f"run {run.path} has no checkpoint yet")
     state = load_checkpoint(file)
-    try:  # a run trained with train.ema keeps its weights' moving average beside them: that is its model
-        model.load_state_dict(state["ema"]["average"] if "ema" in state else state["model"])
+    try:
+        model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as err:
         raise GenlabError(f"checkpoint {file} does not match the model in config.json ({err})"[:300]) from None
     return model.to(device).eval(), config

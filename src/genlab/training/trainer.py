@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from ..runs.checkpoint import disk_full, load_checkpoint, remove_partial_writes,
 from ..runs.folder import Run
 from ..runs.logs import RunLogger, plot_curves
 from . import distributed, speed
-from .ema import WeightAverage
 from .signals import StopSignals
 from .threads import thread_tuner
 
@@ -102,8 +100,6 @@ class Trainer:
         self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
                              else model.default_eval_metrics)
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
-        # train.ema: validation, best.pt and the saved "average" use the weights' moving average
-        self.average = WeightAverage(model, config.ema) if config.ema else None
         # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
         self.loader = train_loader(data, model.batch_plan, batch_size=config.batch_size,
                                    seed=config.seed, rank=self.world.rank, world_size=self.world.size)
@@ -123,7 +119,6 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "rng_ranks": distributed.rng_states(self.world),  # one per rank (collective)
             "best": self.best or {},
-            **({"ema": self.average.state_dict()} if self.average is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -134,8 +129,6 @@ class Trainer:
         self.loader.load_state_dict(state["loader"])
         distributed.restore_rng(state, self.world, seed=self.cfg.seed, step=self.step)
         self.best = state.get("best") or None
-        if self.average is not None and "ema" in state:
-            self.average.load_state_dict(state["ema"])
         self.last_checkpoint_step = self.step
 
     def resume(self) -> None:
@@ -208,8 +201,6 @@ class Trainer:
             prefix = "" if len(self.phases) == 1 else f"{phase.name}/"
             # CPU: a float now is cheapest; GPU: keep tensors (no sync per step), read at log time
             logged.update({prefix + k: (v.detach().item() if self._cpu else v.detach()) for k, v in out.items()})
-        if self.average is not None:
-            self.average.update()
         self.step += 1
         return logged
 
@@ -368,14 +359,6 @@ class Trainer:
         ``saved``: the state just saved at this step, whose checkpoint then records a new best too."""
         if self.validate is None:
             return {}
-        with self._averaged():
-            return self._evaluate(bar, saved)
-
-    def _averaged(self):
-        """The weights to evaluate and keep: the moving average under ``train.ema``, else the model's own."""
-        return self.average.applied() if self.average is not None else nullcontext()
-
-    def _evaluate(self, bar, saved: dict | None) -> dict[str, float]:
         # evaluation draws its own random numbers: fork the RNG so training is unaffected by it
         with torch.random.fork_rng(devices=[]):
             result = self.validate(self.model)
@@ -406,7 +389,7 @@ class Trainer:
             return None
         folder = self.run.path / "samples"
         folder.mkdir(exist_ok=True)
-        with self.stop.protected(), self._averaged():  # no half-written PNG for the explorer to trip on
+        with self.stop.protected():  # no half-written PNG for the explorer to trip on
             result = self.snapshot(self.model, folder, self.step)
         self.model.train()
         return result
