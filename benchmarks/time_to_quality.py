@@ -11,7 +11,7 @@ CPU-seconds of the worker's training alone (``time.process_time()`` around the s
   batch 64, BCE, 32x32 in [-1, 1]), stopped at each checkpoint of ``REFERENCE_AT`` to be scored.
 * ``gan``: ``genlab.train("gan", "mnist5k", cpu_time=...)`` with its defaults and ``train.threads=1``, resumed
   from one checkpoint of ``GENLAB_AT`` to the next (``--cpu-time`` counts the training loop only).
-* ``gan-ema``: the same with ``train.ema=0.999`` (the weights' moving average is what is scored).
+* ``gan-ema``: the same with ``model.ema=0.999`` (samples from the moving average of G).
 
 Scores at every checkpoint, the same evaluator for all (``gan_mnist.score``): ``fd`` is genlab's feature
 network's Fréchet distance of 500 samples against the 500 test digits (the real-vs-real floor beside it), and
@@ -42,7 +42,7 @@ GENLAB_AT = (15, 30, 60, 120, 240)
 VARIANTS = {
     "reference": None,
     "gan": [],
-    "gan-ema": ["train.ema=0.999"],
+    "gan-ema": ["model.ema=0.999"],
 }
 REFERENCE_BUDGET = 600  # the reference's FD at this many CPU-seconds is the level to reach
 
