@@ -106,9 +106,10 @@ def genlab_curve(data, seed: int, overrides: list[str], score) -> list[dict]:
     sets = ["train.threads=1", "train.eval_every=0", "train.sample_every=0", "train.checkpoint_every=0", *overrides]
     points, done, run = [], 0.0, None
     with tempfile.TemporaryDirectory() as tmp:
-        for at in GENLAB_AT:
-            run = train("gan", "mnist5k", cpu_time=at - done, runs=tmp, seed=seed, progress=False, overrides=sets,
-                        final=False, resume=run.path if run is not None else None)
+        for at in GENLAB_AT:  # a resumed run keeps its config.json: no overrides then
+            run = train("gan", "mnist5k", cpu_time=at - done, runs=tmp, seed=seed, progress=False,
+                        overrides=sets if run is None else [], final=False,
+                        resume=run.path if run is not None else None)
             done = at
             model, _ = load_model(run, which="last")
             state = load_checkpoint(run.checkpoint)
@@ -130,13 +131,22 @@ def run_one(variant: str, seed: int) -> dict:
     return {"variant": variant, "seed": seed, "points": points}
 
 
-def _spawn(variant: str, seed: int) -> dict:
+def _spawn(variant: str, seed: int, cache: Path | None) -> dict:
+    """One (variant, seed) in a fresh worker; a row already in ``cache`` (JSON lines) is reused, a new one added."""
+    if cache is not None and cache.is_file():
+        for line in cache.read_text().splitlines():
+            row = json.loads(line)
+            if row["variant"] == variant and row["seed"] == seed:
+                return row
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, __file__, "--worker", variant, str(seed)], capture_output=True, text=True,
                          env=env, check=False)
     if out.returncode:
         raise SystemExit(f"{variant} seed {seed} failed:\n{out.stderr[-3000:]}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
+    if cache is not None:
+        with open(cache, "a") as f:
+            f.write(json.dumps(row) + "\n")
     print(f"{variant:<10} seed {seed}: " + ", ".join(f"{p['cpu_s']:g}s fd_train {p['fd_train']:.2f}"
                                                      for p in row["points"]), flush=True)
     return row
@@ -164,10 +174,12 @@ def summarise(rows: list[dict]) -> dict:
         curves[variant] = []
         for i, p in enumerate(runs[0]):
             at = [r[i] for r in runs]
-            curves[variant].append({"cpu_s": p["cpu_s"], **{k: {"median": statistics.median(q[k] for q in at),
-                                                                   "min": min(q[k] for q in at),
-                                                                   "max": max(q[k] for q in at)}
-                                                               for k in ("fd", "fd_train", "steps")}})
+            stats = {}
+            for k in ("fd", "fd_train", "steps"):
+                have = [q[k] for q in at if k in q]  # rows recovered from a printed log hold fd_train alone
+                if have:
+                    stats[k] = {"median": statistics.median(have), "min": min(have), "max": max(have), "n": len(have)}
+            curves[variant].append({"cpu_s": p["cpu_s"], **stats})
     level = None
     if "reference" in curves:
         last = curves["reference"][-1]  # REFERENCE_BUDGET is the last checkpoint of REFERENCE_AT
@@ -183,12 +195,13 @@ def summarise(rows: list[dict]) -> dict:
 
 def table(summary: dict, floor: float | None) -> str:
     lines = [f"{'variant':<10} {'CPU-s':>6} {'steps':>7}  {'FD test (n=500)':>22}  {'FD train (n=4000)':>22}"]
+    def cell(stat: dict | None, width: int = 22) -> str:
+        return f"{stat['median']:7.2f} [{stat['min']:6.2f}-{stat['max']:6.2f}]" if stat else f"{'n/a':>{width}}"
+
     for variant, curve in summary["curves"].items():
         for p in curve:
-            f, t = p["fd"], p["fd_train"]
-            lines.append(f"{variant:<10} {p['cpu_s']:>6g} {p['steps']['median']:>7.0f}  "
-                         f"{f['median']:7.2f} [{f['min']:6.2f}-{f['max']:6.2f}]  "
-                         f"{t['median']:7.2f} [{t['min']:6.2f}-{t['max']:6.2f}]")
+            steps = f"{p['steps']['median']:>7.0f}" if "steps" in p else f"{'n/a':>7}"
+            lines.append(f"{variant:<10} {p['cpu_s']:>6g} {steps}  {cell(p.get('fd'))}  {cell(p.get('fd_train'))}")
     level = summary["level_fd_train"]
     if level is not None:
         lines.append(f"\nlevel: the reference's median FD train at {REFERENCE_BUDGET} CPU-s = {level:.2f}")
@@ -211,10 +224,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--json", help="write every point here")
+    parser.add_argument("--rows", help="JSON lines of finished runs: reused, and each new run appended")
     args = parser.parse_args()
     start = time.perf_counter()
     print(f"CPU: {_cpu_model()}; torch {torch.__version__}; one thread per run, one run at a time", flush=True)
-    rows = [_spawn(v, s) for v in args.variants for s in args.seeds]
+    rows = [_spawn(v, s, Path(args.rows) if args.rows else None) for v in args.variants for s in args.seeds]
     summary = summarise(rows)
     floor = next((p.get("fd_floor") for r in rows for p in r["points"] if p.get("fd_floor")), None)
     print(table(summary, floor))
