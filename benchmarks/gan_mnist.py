@@ -111,28 +111,29 @@ class RefSampler(nn.Module):
         return (img + 1) / 2
 
 
-def train_reference(train_x: torch.Tensor, seconds: float, seed: int) -> tuple[RefSampler, dict]:
-    latent_dim, batch_size, lr, betas, img_size = 100, 64, 2e-4, (0.5, 0.999), 32
+REF_LATENT = 100
+
+
+def reference_steps(train_x: torch.Tensor, seed: int):
+    """The reference DCGAN's training loop, one step per iteration, without end. Its nets, init and
+    hyper-parameters are the script's. Yields G once when set up (before any step), then (G, g_loss, d_loss,
+    images in the step) after each step."""
+    batch_size, lr, betas, img_size = 64, 2e-4, (0.5, 0.999), 32
     torch.manual_seed(seed)
     x = F.interpolate(train_x, size=(img_size, img_size), mode="bilinear", align_corners=False) * 2 - 1
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=batch_size, shuffle=True)
-    G, D = RefGenerator(latent_dim, img_size), RefDiscriminator(img_size)
+    G, D = RefGenerator(REF_LATENT, img_size), RefDiscriminator(img_size)
     G.apply(ref_init)
     D.apply(ref_init)
     bce = nn.BCELoss()
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
-    steps = images = 0
-    start = time.perf_counter()
-    done = False
-    while not done:
+    yield G
+    while True:
         for (real,) in loader:
-            if time.perf_counter() - start >= seconds:
-                done = True
-                break
             valid, fake = torch.ones(len(real), 1), torch.zeros(len(real), 1)
             opt_g.zero_grad()
-            gen = G(torch.randn(len(real), latent_dim))
+            gen = G(torch.randn(len(real), REF_LATENT))
             g_loss = bce(D(gen), valid)
             g_loss.backward()
             opt_g.step()
@@ -140,11 +141,23 @@ def train_reference(train_x: torch.Tensor, seconds: float, seed: int) -> tuple[R
             d_loss = (bce(D(real), valid) + bce(D(gen.detach()), fake)) / 2
             d_loss.backward()
             opt_d.step()
-            steps, images = steps + 1, images + len(real)
+            yield G, g_loss, d_loss, len(real)
+
+
+def train_reference(train_x: torch.Tensor, seconds: float, seed: int) -> tuple[RefSampler, dict]:
+    loop = reference_steps(train_x, seed)
+    next(loop)  # set up: not timed
+    steps = images = 0
+    start = time.perf_counter()
+    for last in loop:
+        steps, images = steps + 1, images + last[3]
+        if time.perf_counter() - start >= seconds:
+            break
+    G, g_loss, d_loss, _ = last
     elapsed = time.perf_counter() - start
-    return RefSampler(G, latent_dim, tuple(train_x.shape[-2:])), {
+    return RefSampler(G, REF_LATENT, tuple(train_x.shape[-2:])), {
         "steps": steps, "train_seconds": round(elapsed, 2), "img_per_s": round(images / elapsed, 1),
-        "batch_size": batch_size, "n_critic": 1, "last_d_loss": float(d_loss), "last_g_loss": float(g_loss)}
+        "batch_size": 64, "n_critic": 1, "last_d_loss": float(d_loss), "last_g_loss": float(g_loss)}
 
 
 # --- genlab runs, through the command line --------------------------------------------------------

@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 REFERENCE_AT = (30, 60, 150, 300, 600)  # CPU-seconds
 GENLAB_AT = (15, 30, 60, 120, 240)
@@ -59,43 +57,26 @@ def _cpu_model() -> str:
 
 
 def reference_curve(data, seed: int, score) -> list[dict]:
-    from gan_mnist import RefDiscriminator, RefGenerator, RefSampler, ref_init
+    from gan_mnist import REF_LATENT, RefSampler, reference_steps
 
-    latent_dim, batch_size, lr, betas, img_size = 100, 64, 2e-4, (0.5, 0.999), 32
-    torch.manual_seed(seed)
     train_x = data.tensors("train")[0]
-    x = F.interpolate(train_x, size=(img_size, img_size), mode="bilinear", align_corners=False) * 2 - 1
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=batch_size, shuffle=True)
-    G, D = RefGenerator(latent_dim, img_size), RefDiscriminator(img_size)
-    G.apply(ref_init)
-    D.apply(ref_init)
-    bce = nn.BCELoss()
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
     points, steps, cpu, targets = [], 0, 0.0, list(REFERENCE_AT)
-    while targets:
-        for (real,) in loader:
-            began = time.process_time()
-            valid, fake = torch.ones(len(real), 1), torch.zeros(len(real), 1)
-            opt_g.zero_grad()
-            gen = G(torch.randn(len(real), latent_dim))
-            bce(D(gen), valid).backward()
-            opt_g.step()
-            opt_d.zero_grad()
-            ((bce(D(real), valid) + bce(D(gen.detach()), fake)) / 2).backward()
-            opt_d.step()
-            steps += 1
-            cpu += time.process_time() - began
-            if cpu >= targets[0]:
-                G.eval()
-                with torch.random.fork_rng(devices=[]):
-                    points.append({"cpu_s": round(cpu, 1), "steps": steps,
-                                   **score(RefSampler(G, latent_dim, tuple(train_x.shape[-2:])), data,
-                                           label_check=False)})
-                G.train()
-                targets.pop(0)
-                if not targets:
-                    break
+    loop = reference_steps(train_x, seed)
+    next(loop)  # set up: not counted
+    began = time.process_time()
+    for G, *_ in loop:
+        cpu += time.process_time() - began  # the step alone: scoring below is not counted
+        steps += 1
+        if cpu >= targets[0]:
+            G.eval()
+            with torch.random.fork_rng(devices=[]):
+                points.append({"cpu_s": round(cpu, 1), "steps": steps,
+                               **score(RefSampler(G, REF_LATENT, tuple(train_x.shape[-2:])), data, label_check=False)})
+            G.train()
+            targets.pop(0)
+            if not targets:
+                break
+        began = time.process_time()
     return points
 
 
