@@ -1,0 +1,156 @@
+"""More training must not give a worse model: each family's default command trained for its benchmarked
+CPU budget B, then resumed to 2B and 4B, and the weights the run keeps scored on held-out data at each.
+
+    python benchmarks/longer_training.py [--families infogan gmvae dcign vae m2] [--seeds 0] \\
+        [--rows benchmarks/results/longer_training_rows.jsonl] --json benchmarks/results/longer_training.json \\
+        | tee benchmarks/results/longer_training.txt
+
+Per (family, seed): ``genlab train MODEL --data DATA --cpu-time B --seed S --set train.threads=1`` (the
+family's documented command and budget, one thread as its benchmark), then ``--resume`` with ``--cpu-time B``
+and ``--cpu-time 2B`` (a resume's budget is added; it continues exactly). After each slice ``genlab evaluate``
+scores the family's quality metric on the test split twice: with the weights the run keeps (best.pt, which
+``genlab sample`` and ``evaluate`` load; the last weights when the family keeps no best.pt) and with the last
+weights. The validation trajectory (``metrics.jsonl``) is kept beside it. Jobs run ``--parallel`` at a time,
+each in its own processes; CPU-time budgets make a busy machine slower, not different.
+
+A finished (family, seed) is appended to ``--rows`` as one JSON line and reused when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# family -> (model, data options, budget B in CPU-minutes (its benchmark's / docs' command), metric, higher is better)
+FAMILIES = {
+    "infogan": ("infogan", ["--data", "mnist5k"], 15.0, "code_acc", True),
+    "gmvae": ("gmvae", ["--data", "mnist5k"], 10.0, "cluster_acc", True),
+    "dcign": ("dcign", ["--data", "shapes"], 6.0, "view_iou", True),
+    "vae": ("vae", ["--data", "mnist5k"], 3.0, "nll", False),
+    "m2": ("m2", ["--data", "mnist5k", "--labels", "100"], 3.0, "accuracy", True),
+    "gan": ("gan", ["--data", "mnist5k"], 1.0, "fd", False),
+}
+MULTIPLES = (1, 2, 4)  # of B: the slices end here
+
+
+def _cpu_model() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), []))
+    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    return f"{name} ({os.cpu_count()} CPUs; fast bf16: {', '.join(fast) or 'none'})"
+
+
+def _genlab(*args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "genlab", "-q", *args], check=True, capture_output=True,
+                          text=True, env=env)
+    return done.stdout
+
+
+def _score(run: Path, metric: str, checkpoint: str, out: Path) -> float:
+    _genlab("evaluate", str(run), "--metrics", metric, "--checkpoint", checkpoint, "--json", str(out))
+    return float(json.loads(out.read_text())["values"][metric])
+
+
+def _last_line(path: Path) -> dict:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def run_family(family: str, seed: int, runs: Path) -> dict:
+    model, data, budget, metric, _ = FAMILIES[family]
+    folder = runs / f"{family}-{seed}"
+    slices = []
+    run = None
+    done_multiple = 0
+    t0 = time.perf_counter()
+    for multiple in MULTIPLES:
+        minutes = budget * (multiple - done_multiple)
+        common = ["--cpu-time", f"{minutes * 60:g}s", "--no-final", "--set", "train.threads=1"]
+        if run is None:
+            _genlab("train", model, *data, "--seed", str(seed), "--runs", str(folder), *common)
+            (run,) = folder.iterdir()
+        else:
+            _genlab("train", model, *data, "--resume", str(run), *common)
+        done_multiple = multiple
+        kept = _score(run, metric, "best", folder / f"kept_{multiple}x.json")
+        last = _score(run, metric, "last", folder / f"last_{multiple}x.json")
+        step = _last_line(run / "metrics.jsonl").get("step")  # the slice's closing validation
+        slices.append({"multiple": multiple, "cpu_minutes": budget * multiple, "step": step,
+                       "kept": kept, "last": last})
+        print(f"{family} seed {seed} {multiple}x B ({budget * multiple:g} CPU-min, step {step}): "
+              f"{metric} kept {kept:.4g}, last {last:.4g}", flush=True)
+    validation = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
+                  if '"val"' in ln] if (run / "metrics.jsonl").exists() else []
+    return {"family": family, "seed": seed, "model": model, "data": data, "budget_minutes": budget,
+            "metric": metric, "slices": slices, "validation": validation, "run": str(run),
+            "wall_seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=["infogan", "gmvae", "dcign", "vae", "m2"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--runs", default=None, help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--rows", default=None, help="JSON lines of finished (family, seed), appended and reused")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    runs = Path(args.runs or tempfile.mkdtemp(prefix="genlab-longer-"))
+    runs.mkdir(parents=True, exist_ok=True)
+    rows_path = Path(args.rows) if args.rows else None
+    cached = {}
+    if rows_path and rows_path.exists():
+        for line in rows_path.read_text().splitlines():
+            row = json.loads(line)
+            cached[(row["family"], row["seed"])] = row
+    jobs = [(f, s) for f in args.families for s in args.seeds if (f, s) not in cached]
+
+    def job(key):
+        row = run_family(*key, runs)
+        if rows_path:
+            with rows_path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        return row
+
+    with ThreadPoolExecutor(args.parallel) as pool:
+        fresh = list(pool.map(job, jobs))
+    rows = [cached.get((f, s)) or next(r for r in fresh if (r["family"], r["seed"]) == (f, s))
+            for f in args.families for s in args.seeds]
+
+    print(f"\nCPU: {_cpu_model()}; one thread a run; scored on the test split")
+    print(f"{'family':<8} {'metric':<12} {'B':>6} " + " ".join(f"{f'{m}x kept':>9} {f'{m}x last':>9}"
+                                                            for m in MULTIPLES) + "  steps at 1x/2x/4x")
+    summary = {}
+    for family in args.families:
+        mine = [r for r in rows if r["family"] == family]
+        model, _, budget, metric, higher = FAMILIES[family]
+        med = {(m, w): statistics.median(r["slices"][i][w] for r in mine)
+               for i, m in enumerate(MULTIPLES) for w in ("kept", "last")}
+        steps = "/".join(str(statistics.median(r["slices"][i]["step"] for r in mine)) for i in range(len(MULTIPLES)))
+        print(f"{family:<8} {metric:<12} {budget:>4g}m " + " ".join(f"{med[(m, 'kept')]:>9.4g} {med[(m, 'last')]:>9.4g}"
+                                                                 for m in MULTIPLES) + f"  {steps}")
+        sign = 1 if higher else -1
+        summary[family] = {"metric": metric, "higher_is_better": higher, "budget_minutes": budget,
+                           "median": {f"{m}x_{w}": v for (m, w), v in med.items()},
+                           "kept_not_worse_at_2x_4x": all(sign * med[(m, "kept")] >= sign * med[(1, "kept")]
+                                                          for m in MULTIPLES[1:])}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu": _cpu_model(), "seeds": args.seeds, "rows": rows,
+                                               "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
