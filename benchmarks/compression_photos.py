@@ -160,10 +160,11 @@ def speed(snapshot: Path, kodak: str, image: str = "kodim01.png") -> None:
     from genlab.compression import compress, decompress
     from genlab.compression.ladder import load_codec
     from genlab.data.user import read_image
+    from genlab.training.speed import cpu_description
 
     model, _ = load_codec(str(snapshot))
     x = torch.from_numpy(read_image(Path(kodak) / image, 3, None))
-    rows, result = [], {"image": image, "size": list(x.shape), "cpu": _cpu_model(),
+    rows, result = [], {"image": image, "size": list(x.shape), "cpu": cpu_description(),
                         "load_average": os.getloadavg()[0], "genlab": {}, "pillow": {}}
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -188,18 +189,6 @@ def speed(snapshot: Path, kodak: str, image: str = "kodim01.png") -> None:
             rows.append(f"{group + ' ' + k:<46} {v['bytes']:>7} B  encode {v['encode']['wall_s']:.3f} / "
                         f"{v['encode']['cpu_s']:.3f}   decode {v['decode']['wall_s']:.3f} / {v['decode']['cpu_s']:.3f}")
     _write("compression_kodak_speed", result, rows)
-
-
-def _cpu_model() -> str:
-    """The CPU's model name and whether it has fast bf16 (avx512_bf16 / amx_bf16), from /proc/cpuinfo."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
-    bf16 = [f for f in flags if "bf16" in f]
-    return f"{name}, {os.cpu_count()} CPUs, bf16 flags: {', '.join(bf16) or 'none'}"
 
 
 def main() -> None:

@@ -41,17 +41,6 @@ FAMILIES = {
 MULTIPLES = (1, 2, 4)  # of B: the slices end here
 
 
-def _cpu_model() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), []))
-    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
-    return f"{name} ({os.cpu_count()} CPUs; fast bf16: {', '.join(fast) or 'none'})"
-
-
 def _genlab(*args: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "genlab", "-q", *args], check=True, capture_output=True,
@@ -100,6 +89,8 @@ def run_family(family: str, seed: int, runs: Path) -> dict:
 
 
 def main() -> None:
+    from genlab.training.speed import cpu_description
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", nargs="+", choices=FAMILIES, default=["infogan", "gmvae", "dcign", "vae", "m2"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -130,7 +121,7 @@ def main() -> None:
     rows = [cached.get((f, s)) or next(r for r in fresh if (r["family"], r["seed"]) == (f, s))
             for f in args.families for s in args.seeds]
 
-    print(f"\nCPU: {_cpu_model()}; one thread a run; scored on the test split")
+    print(f"\nCPU: {cpu_description()}; one thread a run; scored on the test split")
     print(f"{'family':<8} {'metric':<12} {'B':>6} " + " ".join(f"{f'{m}x kept':>9} {f'{m}x last':>9}"
                                                             for m in MULTIPLES) + "  steps at 1x/2x/4x")
     summary = {}
@@ -148,7 +139,7 @@ def main() -> None:
                            "kept_not_worse_at_2x_4x": all(sign * med[(m, "kept")] >= sign * med[(1, "kept")]
                                                           for m in MULTIPLES[1:])}
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": _cpu_model(), "seeds": args.seeds, "rows": rows,
+        Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "seeds": args.seeds, "rows": rows,
                                                "summary": summary}, indent=2))
 
 

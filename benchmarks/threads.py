@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from genlab.training.speed import cpu_description
+
 VARIANTS = {"1 thread": ["--set", "train.threads=1"], "2 threads (torch's default here)": ["--set", "train.threads=2"],
             "measured (default)": []}
 
@@ -31,17 +33,6 @@ VARIANTS = {"1 thread": ["--set", "train.threads=1"], "2 threads (torch's defaul
 def spin(stop) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10_000))
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    bf16 = [f for f in flags if f in ("amx_bf16", "avx512_bf16")]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, fast bf16: {', '.join(bf16) or 'none'}"
 
 
 def main() -> None:
@@ -78,12 +69,12 @@ def main() -> None:
         rows[name] = {"steps": steps, "threads_logged": dict(used), "metrics": metrics}
     stop.set()
     head = f"{'variant':<34}{'steps':>8}  threads at log lines   metrics"
-    print(f"# {' '.join(sys.argv)}\n# CPU: {cpu_name()}; load average mid-run {load:.1f}; --busy {args.busy}")
+    print(f"# {' '.join(sys.argv)}\n# CPU: {cpu_description()}; load average mid-run {load:.1f}; --busy {args.busy}")
     print(head)
     for name, r in rows.items():
         shown = ", ".join(f"{k}: {r['metrics'][k]:.3g}" for k in ("modes", "hq", "fd") if k in r["metrics"])
         print(f"{name:<34}{r['steps']:>8}  {str(r['threads_logged']):<22}{shown}")
-    out = {"command": " ".join(sys.argv), "cpu": cpu_name(), "load_average": load, "busy": args.busy,
+    out = {"command": " ".join(sys.argv), "cpu": cpu_description(), "load_average": load, "busy": args.busy,
            "model": args.model, "data": args.data, "seconds": args.time, "runs": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))

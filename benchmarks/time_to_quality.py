@@ -65,17 +65,6 @@ def family_of(variant: str) -> str:
     return "vae" if variant.startswith("vae") else "gan"
 
 
-def _cpu_model() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown CPU"
-    name = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), []))
-    fast = sorted(flags & {"amx_bf16", "avx512_bf16"})
-    return f"{name} ({os.cpu_count()} CPUs; fast bf16: {', '.join(fast) or 'none'})"
-
-
 def reference_curve(data, seed: int, score) -> list[dict]:
     from gan_mnist import REF_LATENT, RefSampler, reference_steps
 
@@ -276,6 +265,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         print(json.dumps(run_one(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))), flush=True)
         return
+    from genlab.training.speed import cpu_description
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--family", choices=list(FAMILIES), default="gan")
@@ -287,7 +278,7 @@ def main() -> None:
     parser.add_argument("--rows", help="JSON lines of finished runs: reused, and each new run appended")
     args = parser.parse_args()
     start = time.perf_counter()
-    print(f"CPU: {_cpu_model()}; torch {torch.__version__}; one thread per run, one run at a time", flush=True)
+    print(f"CPU: {cpu_description()}; torch {torch.__version__}; one thread per run, one run at a time", flush=True)
     variants = args.variants or {"gan": ["reference", "gan", "gan-ema"], "vae": ["vae-reference", "vae"]}[args.family]
     rows = [_spawn(v, s, Path(args.rows) if args.rows else None, args.until) for v in variants for s in args.seeds]
     summary = summarise(rows, args.family)
@@ -295,7 +286,7 @@ def main() -> None:
     print(table(summary, floor))
     print(f"(wall {time.perf_counter() - start:.0f} s, load average at the end {os.getloadavg()[0]:.1f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"cpu": _cpu_model(), "rows": rows, **summary, "fd_floor": floor},
+        Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "rows": rows, **summary, "fd_floor": floor},
                                               indent=2))
 
 

@@ -99,3 +99,12 @@ def test_backward_fills_only_the_phase_parameters(tmp_path, monkeypatch):
     trainer.fit()
     assert outside.grad is None
     assert not torch.equal(before, params(trainer.model))
+
+
+def test_cpu_description_names_the_fast_bf16_the_trainer_detects(monkeypatch):
+    """Benchmarks quote timings with this line: it must agree with what ``precision=auto`` detects."""
+    for flags, fast in [(frozenset({"avx2", "amx_bf16"}), "amx_bf16"), (frozenset({"avx2"}), "none")]:
+        monkeypatch.setattr(speed, "_cpu_flags", lambda flags=flags: flags)
+        line = speed.cpu_description()
+        assert line.endswith(f"fast bf16: {fast})")
+        assert speed.fast_bf16(torch.device("cpu")) == (fast != "none")

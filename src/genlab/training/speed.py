@@ -26,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
+import platform
 from pathlib import Path
 
 import torch
@@ -45,6 +47,18 @@ def _cpu_flags() -> frozenset[str]:
         return frozenset()
     line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
     return frozenset(line.split(":", 1)[-1].split())
+
+
+def cpu_description() -> str:
+    """This CPU as timings quote it: model name, logical CPUs and its fast-bf16 flags (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                platform.processor() or "unknown CPU")
+    fast = sorted(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+    return f"{name} ({os.cpu_count()} CPUs; fast bf16: {', '.join(fast) or 'none'})"
 
 
 def fast_bf16(device: torch.device) -> bool:
