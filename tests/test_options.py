@@ -226,9 +226,15 @@ def test_train_model_help_lists_its_options(capsys):
     assert lines["model.categories"].split()[1:4] == ["int", "10", "values"]  # name, type, default, doc
     assert "in [2, 1000]" in lines["model.categories"]
     assert lines["model.loss"].split()[1] == "minimax|nonsaturating|hinge|wasserstein"
-    assert lines["train.select_metric"].split()[2] == "last"  # the model's own training default
+    assert lines["train.select_tolerance"].split()[2] == "0.5"  # the model's own training default
     assert {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} <= set(lines)
     assert {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} <= set(lines)
+
+
+def test_train_model_help_says_the_defaults_it_takes_for_a_kind_of_data(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "gan", "--help"])
+    assert "on image data: batch_size=64" in capsys.readouterr().out
 
 
 def test_train_help_without_a_model_is_the_usual_help(capsys):

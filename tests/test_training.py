@@ -224,3 +224,29 @@ def test_select_metric_last_keeps_no_best_and_loads_the_last_weights(tmp_path):
     assert not (run.path / "best.pt").exists() and (run.path / "metrics.jsonl").is_file()
     model, _ = load_model(run, which="best")  # falls back to the last weights
     assert torch.equal(params(model), params(t.model))
+
+
+@pytest.mark.parametrize("tolerance, kept_step", [(0.0, 4), (0.5, 8)])
+def test_select_tolerance_keeps_the_latest_weights_near_the_best_until_the_metric_runs_away(tmp_path, tolerance,
+                                                                                           kept_step):
+    """FD (lower is better) at steps 2..10: 3.0, 2.5, 2.9, 3.6, 5.7. The best alone is step 4; with 50% tolerance
+    (up to 3.75) the latest weights near it, step 8, and not step 10, where FD ran away."""
+    from genlab.runs import load_model
+    from genlab.training.trainer import Validation
+
+    data = blobs(120)
+    t, run = make(tmp_path, data, replace(QUICK, steps=10, eval_every=2, select_metric="fd",
+                                                  select_tolerance=tolerance))
+    scripted = iter([3.0, 2.5, 2.9, 3.6, 5.7, 5.7])  # the last: the final evaluation at step 10, if any
+    weights = {}
+
+    def validate(model):
+        weights[t.step] = params(model).clone()
+        return Validation({"fd": next(scripted)}, higher_is_better={"fd": False})
+
+    t.validate = validate
+    result = t.fit()
+    assert result.best["step"] == kept_step and result.best["seen"] == 2.5
+    model, _ = load_model(run, which="best")
+    assert torch.equal(params(model), weights[kept_step])
+    assert load_checkpoint(run.checkpoint)["best"]["step"] == kept_step  # resume continues the same record

@@ -299,6 +299,10 @@ class TrainConfig(Checked):
     select_metric: str = option("auto", "metric that picks best.pt: auto = the first of eval_metrics that applies; "
                                         "last = none, no best.pt, the last weights are the run's",
                                 choices=("auto", "last"), names=METRICS)
+    select_tolerance: float = option(0.0, "best.pt: the latest weights whose selection metric is within this "
+                                          "fraction of the best value so far (0: the best alone); for a model that "
+                                          "keeps improving in ways the metric does not see, until it gets worse",
+                                     min=0, max=10)
     sample_every: int = option(1000, "steps between sample grids in samples/ (0: none)", min=0)
     checkpoint_every: int = option(1000, "steps between checkpoints (0: only at the end)", min=0)
     grad_clip: float | None = option(None, "clip each phase's gradient norm to this (none: no clipping)",

@@ -375,9 +375,14 @@ class Trainer:
         if key is not None:
             sign = 1 if result.higher_is_better.get(key, False) else -1
             value = values[key]
-            if self.best is None or sign * value > sign * self.best["value"]:
+            # "seen": the best value so far; best.pt holds the latest weights within select_tolerance of it
+            seen = None if self.best is None else self.best.get("seen", self.best["value"])
+            improved = seen is None or sign * value > sign * seen
+            tolerance = self.cfg.select_tolerance * abs(seen) if seen is not None else 0.0
+            if improved or (tolerance > 0 and sign * value >= sign * seen - tolerance):
                 with self.stop.protected():  # best.pt and the records of it change together
-                    self.best = {"metric": key, "value": value, "step": self.step}
+                    self.best = {"metric": key, "value": value, "step": self.step,
+                                 "seen": value if improved else seen}
                     self._write(self.run.best, {"model": self.model.state_dict(), "best": self.best})
                     if saved is not None:
                         self._write(self.run.checkpoint, {**saved, "best": self.best})
