@@ -58,6 +58,23 @@ def _last_line(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
+def replay_selection(validation: list[dict], until_step: int, metric: str = "fd", tolerance: float = 0.5,
+                     higher: bool = False) -> dict | None:
+    """The validation row whose weights best.pt would hold at ``until_step`` under ``train.select_metric=metric``
+    and ``train.select_tolerance=tolerance`` (the trainer's rule), replayed on a run's validation log."""
+    sign = 1 if higher else -1
+    seen, kept = None, None
+    for row in validation:
+        if row["step"] > until_step or metric not in row:
+            continue
+        value = row[metric]
+        improved = seen is None or sign * value > sign * seen
+        if improved or sign * value >= sign * seen - tolerance * abs(seen):
+            kept = row
+        seen = value if improved else seen
+    return kept
+
+
 def run_family(family: str, seed: int, runs: Path) -> dict:
     model, data, budget, metric, _ = FAMILIES[family]
     folder = runs / f"{family}-{seed}"
@@ -138,9 +155,20 @@ def main() -> None:
                            "median": {f"{m}x_{w}": v for (m, w), v in med.items()},
                            "kept_not_worse_at_2x_4x": all(sign * med[(m, "kept")] >= sign * med[(1, "kept")]
                                                           for m in MULTIPLES[1:])}
+    replays = {}
+    for row in rows:  # InfoGAN's default picks best.pt this way; the runs above predate it and kept the last
+        if row["family"] != "infogan":
+            continue
+        picks = [replay_selection(row["validation"], s["step"]) for s in row["slices"]]
+        replays[f"{row['family']}-{row['seed']}"] = picks
+        metric = row["metric"]
+        print(f"{row['family']} seed {row['seed']}: best.pt under select_metric=fd, select_tolerance=0.5, replayed "
+              f"on the validation log: " + "; ".join(
+                  f"{m}x -> step {p['step']} (fd {p['fd']:.2f}, val {metric} {p.get(metric, float('nan')):.3f})"
+                  for m, p in zip(MULTIPLES, picks, strict=True) if p))
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "seeds": args.seeds, "rows": rows,
-                                               "summary": summary}, indent=2))
+                                               "summary": summary, "replayed_selection": replays}, indent=2))
 
 
 if __name__ == "__main__":
