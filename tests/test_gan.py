@@ -272,20 +272,3 @@ def test_auto_settings_follow_the_data_kind_and_explicit_values_win():
                                    data_info=info(points(16))))
     assert chosen.config.gp_weight == 3.0
 
-
-def test_image_gan_defaults_and_the_settings_its_variants_keep(tmp_path):
-    """gan on images: batch 64 and Adam 4e-4 (docs/speed.md, time to quality); on points the trainer's batch 128
-    and 2e-4; cgan, wgan-gp and infogan keep the batch and learning rates their figures were measured with; a
-    batch the user sets wins."""
-    import genlab
-    from genlab.runs import load_model, open_run
-
-    cases = [("gan", "digits", [], (64, 4e-4, 4e-4)), ("gan", "toy2d:ring8", [], (128, 2e-4, 2e-4)),
-             ("gan", "digits", ["train.batch_size=32"], (32, 4e-4, 4e-4)), ("cgan", "digits", [], (128, 2e-4, 2e-4)),
-             ("wgan-gp", "digits", [], (128, 1e-4, 1e-4)), ("infogan", "digits", [], (128, 1e-3, 2e-4))]
-    for i, (name, data, sets, (batch, lr_g, lr_d)) in enumerate(cases):
-        run = genlab.train(name, data=data, steps=1, runs=tmp_path / str(i), progress=False, final=False,
-                           overrides=["train.eval_every=0", "train.sample_every=0", "train.threads=1", *sets])
-        model, config = load_model(open_run(run.path), which="last")
-        assert config.train.batch_size == batch, (name, data, sets)
-        assert (model.config.lr_g, model.config.lr_d) == (lr_g, lr_d), (name, data)

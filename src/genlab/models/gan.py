@@ -70,12 +70,9 @@ class GANConfig(ModelConfig):
                                     max_exclusive=True)
     augment: str = option("none", "differentiable augmentation of everything D sees", choices=AUGMENTATIONS)
 
-    #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes.
-    #: Images: Adam 4e-4 for both nets with batch 64 (``GAN.train_defaults_by_kind``) reach a given FD on mnist5k in
-    #: less than half the CPU-seconds of the DCGAN paper's 2e-4 with batch 128, and keep falling to 4x that
-    #: budget (docs/speed.md, "Time to quality").
+    #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
-        "image": {"latent_dim": 64, "hidden": (256, 256), "n_critic": 1, "lr_g": 4e-4, "lr_d": 4e-4,
+        "image": {"latent_dim": 64, "hidden": (256, 256), "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4,
                   "betas": (0.5, 0.999), "gp_weight": 0.0, "ema": 0.0},
         "points": {"latent_dim": 64, "hidden": (256, 256), "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4,
                    "betas": (0.5, 0.999), "gp_weight": 0.0, "ema": 0.0},
@@ -137,7 +134,6 @@ def _with_auxiliary(out: dict[str, Tensor], aux: dict[str, Tensor]) -> dict[str,
 @MODELS.register("gan", help="GAN: generator vs discriminator; minimax, non-saturating, hinge or Wasserstein loss")
 class GAN(GenerativeModel, Decodes, Adversarial):
     Config = GANConfig
-    train_defaults_by_kind = {"image": {"batch_size": 64}}  # with GANConfig.AUTO's image learning rates
     embed_dim = 0  # width of the label embedding fed to G (conditional subclasses)
     # fd picks best.pt; on toy 2-D sets the modes metrics are logged too (beside the critic's gap)
     default_eval_metrics = ("fd", "hq", "modes")
@@ -321,7 +317,6 @@ class WGAN(GAN):
     """The Wasserstein GAN: a critic kept roughly Lipschitz by clipping its weights."""
 
     Config = WGANConfig
-    train_defaults_by_kind = {}  # the trainer's batch (128): the paper's settings above are tuned with it
 
 
 @dataclass(frozen=True)
@@ -348,4 +343,3 @@ class WGANGP(GAN):
     """WGAN-GP: the critic's gradient norm pushed to 1 on lines between real and fake data."""
 
     Config = WGANGPConfig
-    train_defaults_by_kind = {}  # the trainer's batch (128): the settings above and their figures are at it
