@@ -271,4 +271,3 @@ def test_auto_settings_follow_the_data_kind_and_explicit_values_win():
     chosen = build_model(RunConfig(model="wgan-gp", model_config=WGANGPConfig(gp_weight=3.0),
                                    data_info=info(points(16))))
     assert chosen.config.gp_weight == 3.0
-

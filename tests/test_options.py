@@ -231,7 +231,6 @@ def test_train_model_help_lists_its_options(capsys):
     assert {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} <= set(lines)
 
 
-
 def test_train_help_without_a_model_is_the_usual_help(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--help"])
