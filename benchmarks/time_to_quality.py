@@ -65,28 +65,35 @@ def family_of(variant: str) -> str:
     return "vae" if variant.startswith("vae") else "gan"
 
 
-def reference_curve(data, seed: int, score) -> list[dict]:
-    from gan_mnist import REF_LATENT, RefSampler, reference_steps
-
-    train_x = data.tensors("train")[0]
-    points, steps, cpu, targets = [], 0, 0.0, list(REFERENCE_AT)
-    loop = reference_steps(train_x, seed)
+def timed_checkpoints(loop, targets, score_net) -> list[dict]:
+    """Run a reference loop (a generator: one yield when set up, then one after each step, the net first) and
+    score it with ``score_net(net)`` each time its steps' CPU-seconds pass the next of ``targets``. Set-up and
+    scoring are not counted; the net is scored in eval mode and given back in train mode."""
+    points, steps, cpu, targets = [], 0, 0.0, list(targets)
     next(loop)  # set up: not counted
     began = time.process_time()
-    for G, *_ in loop:
-        cpu += time.process_time() - began  # the step alone: scoring below is not counted
+    for net, *_ in loop:
+        cpu += time.process_time() - began  # the step alone
         steps += 1
         if cpu >= targets[0]:
-            G.eval()
+            net.eval()
             with torch.random.fork_rng(devices=[]):
-                points.append({"cpu_s": round(cpu, 1), "steps": steps,
-                               **score(RefSampler(G, REF_LATENT, tuple(train_x.shape[-2:])), data, label_check=False)})
-            G.train()
+                points.append({"cpu_s": round(cpu, 1), "steps": steps, **score_net(net)})
+            net.train()
             targets.pop(0)
             if not targets:
                 break
         began = time.process_time()
     return points
+
+
+def reference_curve(data, seed: int, score) -> list[dict]:
+    """The reference DCGAN (``gan_mnist.reference_steps``), scored at each of ``REFERENCE_AT``."""
+    from gan_mnist import REF_LATENT, RefSampler, reference_steps
+
+    train_x = data.tensors("train")[0]
+    return timed_checkpoints(reference_steps(train_x, seed), REFERENCE_AT, lambda G: score(
+        RefSampler(G, REF_LATENT, tuple(train_x.shape[-2:])), data, label_check=False))
 
 
 def genlab_curve(data, seed: int, overrides: list[str], score, until: float, model: str = "gan",
@@ -110,24 +117,11 @@ def genlab_curve(data, seed: int, overrides: list[str], score, until: float, mod
 
 
 def vae_reference_curve(data, seed: int, score) -> list[dict]:
-    """pytorch/examples' VAE loop (``vae.reference_steps``), stopped at each of ``VAE_REFERENCE_AT`` to be scored."""
+    """pytorch/examples' VAE loop (``vae.reference_steps``), scored at each of ``VAE_REFERENCE_AT``."""
     from vae import reference_steps
 
-    points, steps, cpu, targets = [], 0, 0.0, list(VAE_REFERENCE_AT)
-    loop = reference_steps(data.tensors("train")[0], seed)
-    next(loop)  # set up: not counted
-    began = time.process_time()
-    for model, _ in loop:
-        cpu += time.process_time() - began  # the step alone: scoring below is not counted
-        steps += 1
-        if cpu >= targets[0]:
-            points.append({"cpu_s": round(cpu, 1), "steps": steps, **score(model.eval(), data)})
-            model.train()
-            targets.pop(0)
-            if not targets:
-                break
-        began = time.process_time()
-    return points
+    return timed_checkpoints(reference_steps(data.tensors("train")[0], seed), VAE_REFERENCE_AT,
+                             lambda model: score(model, data))
 
 
 def vae_score(model, data) -> dict:
