@@ -3,14 +3,15 @@ CPU budget B, then resumed to 2B and 4B, and the weights the run keeps scored on
 
     python benchmarks/longer_training.py [--families infogan gmvae dcign vae m2] [--seeds 0] \\
         [--rows benchmarks/results/longer_training_rows.jsonl] --json benchmarks/results/longer_training.json \\
-        | tee benchmarks/results/longer_training.txt
+        [--plot benchmarks/results/longer_training.png] | tee benchmarks/results/longer_training.txt
 
 Per (family, seed): ``genlab train MODEL --data DATA --cpu-time B --seed S --set train.threads=1`` (the
 family's documented command and budget, one thread as its benchmark), then ``--resume`` with ``--cpu-time B``
 and ``--cpu-time 2B`` (a resume's budget is added; it continues exactly). After each slice ``genlab evaluate``
 scores the family's quality metric on the test split twice: with the weights the run keeps (best.pt, which
 ``genlab sample`` and ``evaluate`` load; the last weights when the family keeps no best.pt) and with the last
-weights. The validation trajectory (``metrics.jsonl``) is kept beside it. Jobs run ``--parallel`` at a time,
+weights. The validation trajectory (``metrics.jsonl``) is kept beside it, and ``--plot`` draws it against
+CPU-minutes, one panel per family: quality against time, to 4B. Jobs run ``--parallel`` at a time,
 each in its own processes; CPU-time budgets make a busy machine slower, not different.
 
 A finished (family, seed) is appended to ``--rows`` as one JSON line and reused when run again.
@@ -19,6 +20,7 @@ A finished (family, seed) is appended to ``--rows`` as one JSON line and reused 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -100,9 +102,56 @@ def run_family(family: str, seed: int, runs: Path) -> dict:
               f"{metric} kept {kept:.4g}, last {last:.4g}", flush=True)
     validation = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()
                   if '"val"' in ln] if (run / "metrics.jsonl").exists() else []
+    train = json.loads((run / "config.json").read_text())["train"]
+    selection = {k: train.get(k) for k in ("select_metric", "select_tolerance")}  # how best.pt was chosen
     return {"family": family, "seed": seed, "model": model, "data": data, "budget_minutes": budget,
-            "metric": metric, "slices": slices, "validation": validation, "run": str(run),
-            "wall_seconds": time.perf_counter() - t0}
+            "metric": metric, "slices": slices, "validation": validation, "selection": selection,
+            "run": str(run), "wall_seconds": time.perf_counter() - t0}
+
+
+def cpu_minutes(row: dict, step: int) -> float:
+    """CPU-minutes of training at ``step``: the run's own record (``cpu_time`` on each validation line), or for
+    rows from before it was logged, interpolated between the slices' ends (step 0 at 0, each slice at its budget)."""
+    logged = next((v["cpu_time"] for v in row["validation"] if v["step"] == step and "cpu_time" in v), None)
+    if logged is not None:
+        return logged / 60
+    ends = [(0, 0.0)] + [(s["step"], s["cpu_minutes"]) for s in row["slices"]]
+    for (s0, m0), (s1, m1) in itertools.pairwise(ends):
+        if step <= s1:
+            return m0 + (m1 - m0) * (step - s0) / max(1, s1 - s0)
+    return ends[-1][1]
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    """One panel per family: its validation metric against CPU-minutes for each seed (the line), and the test
+    score of the weights kept at B, 2B and 4B (the dots); the family's own metric where validation logs it,
+    else the ELBO (the VAE: its test NLL is the IWAE bound, too slow to take every 1,000 steps)."""
+    from matplotlib.figure import Figure
+
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    fig = Figure(figsize=(4.2 * len(families), 3.4))
+    axes = fig.subplots(1, len(families), squeeze=False)[0]
+    for ax, family in zip(axes, families, strict=True):
+        mine = [r for r in rows if r["family"] == family]
+        metric = mine[0]["metric"]
+        for row in mine:
+            shown = metric if any(metric in v for v in row["validation"]) else "elbo"
+            points = [(cpu_minutes(row, v["step"]), v[shown]) for v in row["validation"] if shown in v]
+            line = None
+            if points:
+                line, = ax.plot([p[0] for p in points], [p[1] for p in points], "-", lw=1,
+                                label=f"seed {row['seed']}: val {shown}")
+            twin = ax if shown == metric else ax.twinx()
+            twin.plot([s["cpu_minutes"] for s in row["slices"]], [s["kept"] for s in row["slices"]], "o",
+                      color=line.get_color() if line else None, label=f"seed {row['seed']}: test {metric}, kept")
+            if twin is not ax:
+                twin.set_ylabel(f"test {metric} (dots)")
+        for s in mine[0]["slices"]:
+            ax.axvline(s["cpu_minutes"], color="0.85", lw=0.8, zorder=0)
+        ax.set(title=f"{family} ({mine[0]['budget_minutes']:g} CPU-min = B)", xlabel="CPU-minutes of training")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 def main() -> None:
@@ -115,6 +164,7 @@ def main() -> None:
     p.add_argument("--runs", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--rows", default=None, help="JSON lines of finished (family, seed), appended and reused")
     p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None, help="PNG of each family's quality against CPU-minutes")
     args = p.parse_args()
     runs = Path(args.runs or tempfile.mkdtemp(prefix="genlab-longer-"))
     runs.mkdir(parents=True, exist_ok=True)
@@ -166,6 +216,8 @@ def main() -> None:
               f"on the validation log: " + "; ".join(
                   f"{m}x -> step {p['step']} (fd {p['fd']:.2f}, val {metric} {p.get(metric, float('nan')):.3f})"
                   for m, p in zip(MULTIPLES, picks, strict=True) if p))
+    if args.plot:
+        plot(rows, Path(args.plot))
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "seeds": args.seeds, "rows": rows,
                                                "summary": summary, "replayed_selection": replays}, indent=2))

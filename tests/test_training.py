@@ -71,6 +71,30 @@ def test_the_first_log_line_after_a_resume_averages_the_steps_it_saw(tmp_path):
     assert 0.8 < line["recon"] / reference["recon"] < 1.25
 
 
+def test_every_record_line_carries_the_training_cpu_seconds_which_continue_across_a_resume(tmp_path):
+    """stats and validation lines give ``cpu_time`` (this process's CPU seconds of training, the --cpu-time
+    budget's clock): positive, rising, and carried on by a resume rather than restarted; it is not a metric."""
+    from genlab.runs.logs import RECORD_FIELDS
+
+    data = blobs(200)
+    cfg = replace(QUICK, steps=10, log_every=5, eval_every=5)
+    first, run = make(tmp_path, data, cfg)
+    first.fit()
+    before = [r["cpu_time"] for r in read_jsonl(run.path / "stats.jsonl")]
+    second = make_trainer(build_model(run.read_config()), data, run, replace(cfg, steps=20), progress=False)
+    second.resume()
+    assert second.cpu_elapsed == first.cpu_elapsed > 0
+    second.fit()
+    stats = read_jsonl(run.path / "stats.jsonl")
+    assert [r["step"] for r in stats] == [5, 10, 15, 20]
+    cpu = [r["cpu_time"] for r in stats]
+    assert cpu[:2] == before and cpu[0] > 0 and cpu == sorted(cpu) and cpu[2] >= cpu[1]
+    validation = [r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("split") == "val"]
+    assert validation and all(r["cpu_time"] > 0 and r["time"] > 0 for r in validation)
+    assert [r["cpu_time"] for r in validation] == sorted(r["cpu_time"] for r in validation)
+    assert {"cpu_time", "time"} <= RECORD_FIELDS
+
+
 def test_runs_are_numbered_and_hold_their_record(tmp_path):
     data = blobs(120)
     t, run = make(tmp_path, data, replace(QUICK, steps=10, sample_every=5))

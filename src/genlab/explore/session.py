@@ -32,7 +32,7 @@ from ..latent.references import extremes
 from ..models.capabilities import CaptionConditional, ClassConditional, Decodes, ReadableCodes, Reconstructs
 from ..pictures.run_pictures import has_encoder
 from ..runs import load_model, open_run
-from ..runs.logs import read_jsonl
+from ..runs.logs import RECORD_FIELDS, read_jsonl
 
 MOVE_DIMS = 8  # sliders on the Move tab
 MAP_POINTS = 1000  # held-out items (or samples) on the Map tab
@@ -327,7 +327,7 @@ class RunSession:
         for file in (self.run.stats, self.run.metrics):
             rows = read_jsonl(file)
             keys = {k for r in rows for k, v in r.items()
-                    if k not in ("step", "epoch", "time", "threads") and isinstance(v, int | float)
+                    if k not in RECORD_FIELDS and isinstance(v, int | float)
                     and not isinstance(v, bool)}
             for key in sorted(keys):
                 pts = [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), int | float)

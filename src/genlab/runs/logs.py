@@ -23,6 +23,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+#: the fields of a stats / metrics line that say where and when it was written, not what was measured
+RECORD_FIELDS = frozenset({"step", "epoch", "time", "cpu_time", "threads", "split"})
+
+
 class RunLogger:
     """Appends scalars to JSONL files in the run folder and mirrors them to TensorBoard."""
 
@@ -78,8 +82,8 @@ def plot_curves(folder: Path, out: Path | None = None) -> Path | None:
 
     folder = Path(folder)
     stats, metrics = read_jsonl(folder / "stats.jsonl"), read_jsonl(folder / "metrics.jsonl")
-    skip = {"step", "epoch", "time", "threads", "split"}
-    stat_keys, metric_keys = [k for k in _keys(stats) if k not in skip], [k for k in _keys(metrics) if k not in skip]
+    stat_keys = [k for k in _keys(stats) if k not in RECORD_FIELDS]
+    metric_keys = [k for k in _keys(metrics) if k not in RECORD_FIELDS]
     keys = stat_keys + [f"val {k}" for k in metric_keys]
     pairs = paired_panels(stat_keys, metric_keys)
     if not keys:

@@ -103,7 +103,9 @@ class Trainer:
         # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
         self.loader = train_loader(data, model.batch_plan, batch_size=config.batch_size,
                                    seed=config.seed, rank=self.world.rank, world_size=self.world.size)
-        self.step, self.elapsed = 0, 0.0
+        # training time so far, across resumes: wall seconds and this process's CPU seconds (the budget
+        # of --cpu-time, validation included), logged beside every stats and validation line
+        self.step, self.elapsed, self.cpu_elapsed = 0, 0.0, 0.0
         self.best: dict | None = None
         self.last_checkpoint_step: int | None = None
         self.logger = RunLogger(run.path) if self.world.main else _NoLogger()
@@ -115,6 +117,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "step": self.step,
             "elapsed": self.elapsed,
+            "cpu_elapsed": self.cpu_elapsed,
             "loader": self.loader.state_dict(),
             "rng": torch.get_rng_state(),
             "rng_ranks": distributed.rng_states(self.world),  # one per rank (collective)
@@ -126,6 +129,7 @@ class Trainer:
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.cpu_elapsed = float(state.get("cpu_elapsed", 0.0))  # absent from checkpoints of earlier versions
         self.loader.load_state_dict(state["loader"])
         distributed.restore_rng(state, self.world, seed=self.cfg.seed, step=self.step)
         self.best = state.get("best") or None
@@ -300,6 +304,7 @@ class Trainer:
         their schedules. Raises KeyboardInterrupt at a stop signal (on any rank, under torchrun)."""
         time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
         start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
+        start_cpu_elapsed = self.cpu_elapsed
         running: dict[str, float] = {}
         counted = 0  # steps summed in ``running``: fewer than log_every on the first line after a resume
         # evaluations and pictures hold no unsaved state: a signal drops them at once, except under
@@ -326,6 +331,7 @@ class Trainer:
                 running[k] = running.get(k, 0.0) + v
             counted += 1
             self.elapsed = start_elapsed + time.perf_counter() - start
+            self.cpu_elapsed = start_cpu_elapsed + time.process_time() - cpu_start
             bar.update(1)
             if self.step % self.cfg.log_every == 0:
                 means = {k: float(v) / counted for k, v in running.items()}
@@ -333,7 +339,7 @@ class Trainer:
                 running, counted = {}, 0
                 threads = {"threads": torch.get_num_threads()} if self.threads is not None else {}
                 self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
-                                  time=round(self.elapsed, 2), **threads)
+                                  time=round(self.elapsed, 2), cpu_time=round(self.cpu_elapsed, 2), **threads)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]}, refresh=False)
             if self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.world.main:
                 with self.stop.abortable(at=abort_at):
@@ -365,7 +371,8 @@ class Trainer:
         self.model.train()
         values = result.values
         with self.stop.protected():
-            self.logger.write("metrics.jsonl", self.step, values, split="val", floor=result.floor,
+            self.logger.write("metrics.jsonl", self.step, values, split="val", time=round(self.elapsed, 2),
+                              cpu_time=round(self.cpu_elapsed, 2), floor=result.floor,
                               **({"skipped": result.skipped} if result.skipped else {}))
         if values or result.skipped:
             line = "  ".join([f"step {self.step}:", *(f"{k} {v:.4g}" for k, v in values.items()),
