@@ -109,6 +109,13 @@ def run_family(family: str, seed: int, runs: Path) -> dict:
             "run": str(run), "wall_seconds": time.perf_counter() - t0}
 
 
+def selection_label(row: dict) -> str:
+    """How the row's run chose best.pt: ``last``, ``auto`` (the family's first metric), or ``fd+-50%``."""
+    sel = row["selection"]
+    tolerance = f"+-{sel['select_tolerance']:.0%}" if sel.get("select_tolerance") else ""
+    return f"{sel['select_metric']}{tolerance}"
+
+
 def cpu_minutes(row: dict, step: int) -> float:
     """CPU-minutes of training at ``step``: the run's own record (``cpu_time`` on each validation line), or for
     rows from before it was logged, interpolated between the slices' ends (step 0 at 0, each slice at its budget)."""
@@ -188,23 +195,32 @@ def main() -> None:
     rows = [cached.get((f, s)) or next(r for r in fresh if (r["family"], r["seed"]) == (f, s))
             for f in args.families for s in args.seeds]
 
-    print(f"\nCPU: {cpu_description()}; one thread a run; scored on the test split")
-    print(f"{'family':<8} {'metric':<12} {'B':>6} " + " ".join(f"{f'{m}x kept':>9} {f'{m}x last':>9}"
-                                                            for m in MULTIPLES) + "  steps at 1x/2x/4x")
+    print(f"\nCPU: {cpu_description()}; one thread a run; scored on the test split; medians over seeds")
+    print(f"{'family':<8} {'metric':<12} {'best.pt by':<10} {'B':>5} {'seeds':>5} "
+          + " ".join(f"{f'{m}x kept':>9} {f'{m}x last':>9}" for m in MULTIPLES) + "  steps at 1x/2x/4x")
     summary = {}
     for family in args.families:
-        mine = [r for r in rows if r["family"] == family]
         model, _, budget, metric, higher = FAMILIES[family]
-        med = {(m, w): statistics.median(r["slices"][i][w] for r in mine)
-               for i, m in enumerate(MULTIPLES) for w in ("kept", "last")}
-        steps = "/".join(str(statistics.median(r["slices"][i]["step"] for r in mine)) for i in range(len(MULTIPLES)))
-        print(f"{family:<8} {metric:<12} {budget:>4g}m " + " ".join(f"{med[(m, 'kept')]:>9.4g} {med[(m, 'last')]:>9.4g}"
-                                                                 for m in MULTIPLES) + f"  {steps}")
-        sign = 1 if higher else -1
-        summary[family] = {"metric": metric, "higher_is_better": higher, "budget_minutes": budget,
-                           "median": {f"{m}x_{w}": v for (m, w), v in med.items()},
-                           "kept_not_worse_at_2x_4x": all(sign * med[(m, "kept")] >= sign * med[(1, "kept")]
-                                                          for m in MULTIPLES[1:])}
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            if r["family"] == family:
+                groups.setdefault(selection_label(r), []).append(r)
+        for label, mine in groups.items():
+            med = {(m, w): statistics.median(r["slices"][i][w] for r in mine)
+                   for i, m in enumerate(MULTIPLES) for w in ("kept", "last")}
+            steps = "/".join(str(statistics.median(r["slices"][i]["step"] for r in mine))
+                             for i in range(len(MULTIPLES)))
+            print(f"{family:<8} {metric:<12} {label:<10} {budget:>4g}m {len(mine):>5} "
+                  + " ".join(f"{med[(m, 'kept')]:>9.4g} {med[(m, 'last')]:>9.4g}" for m in MULTIPLES) + f"  {steps}")
+            for r in mine:
+                print(f"{'':<8} seed {r['seed']}: kept " + " / ".join(f"{s['kept']:.4g}" for s in r["slices"])
+                      + ", last " + " / ".join(f"{s['last']:.4g}" for s in r["slices"]))
+            sign = 1 if higher else -1
+            summary[f"{family} ({label})"] = {
+                "metric": metric, "higher_is_better": higher, "budget_minutes": budget, "selection": label,
+                "seeds": [r["seed"] for r in mine], "median": {f"{m}x_{w}": v for (m, w), v in med.items()},
+                "kept_not_worse_at_2x_4x": all(sign * med[(m, "kept")] >= sign * med[(1, "kept")]
+                                               for m in MULTIPLES[1:])}
     replays = {}
     for row in rows:  # InfoGAN's default picks best.pt this way; the runs above predate it and kept the last
         if row["family"] != "infogan":
