@@ -111,6 +111,36 @@ def test_gradient_penalty_is_per_example():
     assert gp.item() == pytest.approx((16 + 1 + 0) / 3, rel=1e-5)
 
 
+@pytest.mark.parametrize("scale", [0.0, 3.0])
+def test_r1_penalty_of_linear_critics_counts_only_the_real_rows(scale):
+    """D(x) = w.x has gradient w at every x: R1 = |w|^2 = scale^2. Its input holds reals then fakes (one pass):
+    the fakes' rows change nothing."""
+    critic = linear_critic(scale)
+    seen = torch.rand(16, 1, 4, 4).requires_grad_(True)  # rows 0-7 real, 8-15 fake
+    d = critic(seen.flatten(1)).squeeze(1)
+    r1 = losses.r1_penalty(d[:8], seen)
+    assert r1.shape == () and r1.item() == pytest.approx(scale**2, rel=1e-5, abs=1e-6)
+    quadratic = 0.5 * seen.pow(2).flatten(1).sum(1)  # gradient x: R1 is the mean squared norm of the reals
+    expected = seen[:8].detach().flatten(1).pow(2).sum(1).mean()
+    assert losses.r1_penalty(quadratic[:8], seen).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gan", "infogan"])
+def test_r1_adds_half_gamma_times_the_penalty_to_d_loss_and_trains_d(tmp_path, name):
+    """The same step with r1=0 and r1=10: D's loss differs by exactly 5 x the logged penalty, and only D's."""
+    data = load_data("digits")
+    steps = {}
+    for gamma in (0.0, 10.0):
+        torch.manual_seed(0)
+        t = trainer(tmp_path / str(gamma), name, data, replace(QUICK, steps=1), r1=gamma, channels=(8, 8))
+        t._batches = iter(t.loader)
+        torch.manual_seed(1)
+        steps[gamma] = t.train_step()
+    without, with_r1 = steps[0.0], steps[10.0]
+    assert "critic/r1" not in without and with_r1["critic/r1"] > 0
+    assert with_r1["critic/loss"] - without["critic/loss"] == pytest.approx(5.0 * with_r1["critic/r1"], rel=1e-4)
+
+
 # --- phases under the real trainer ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_n_critic_steps_per_generator_step(tmp_path):

@@ -111,6 +111,17 @@ def gradient_penalty(critic, real: Tensor, fake: Tensor, *, generator: torch.Gen
     return (norm - 1.0).pow(2).mean()
 
 
+def r1_penalty(d_real: Tensor, inputs: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E_real[||grad_x D(x)||_2^2], a scalar; the critic loss adds gamma/2 times it.
+
+    ``d_real`` (N,) are D's outputs on the real examples, computed from ``inputs`` (M, ...), M >= N, whose first
+    N rows are those examples (a pass over real and fake together: D without batch statistics treats each row
+    alone, so the fakes' rows get no gradient from d_real). The graph is kept so the penalty trains D.
+    """
+    (grad,) = torch.autograd.grad(d_real.sum(), inputs, create_graph=True)
+    return grad[: d_real.shape[0]].flatten(1).pow(2).sum(1).mean()
+
+
 # --- InfoGAN's mutual-information term --------------------------------------------------------------
 def info_categorical(logits: Tensor, codes: Tensor) -> Tensor:
     """Cross-entropy of Q's categorical predictions: logits (N, C, K), codes (N, C) ints -> ().

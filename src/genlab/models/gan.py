@@ -68,6 +68,8 @@ class GANConfig(ModelConfig):
     spectral_norm: bool = option(False, "spectral normalisation of every critic layer")
     label_smoothing: float = option(0.0, "one-sided: real target 1 - s (minimax / nonsaturating)", min=0, max=1,
                                     max_exclusive=True)
+    r1: float = option(0.0, "R1 weight gamma: D's loss adds gamma/2 E_real ||grad_x D(x)||^2, D held flat on the "
+                            "data (Mescheder et al. 2018; 0: off)", min=0)
     augment: str = option("none", "differentiable augmentation of everything D sees", choices=AUGMENTATIONS)
 
     #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes
@@ -117,6 +119,11 @@ class Discriminator(nn.Module):
         if self.embed is not None:
             out = out + (self.embed(y) * h).sum(1)
         return (out, h) if features else out
+
+
+def _differentiable(seen: Tensor, r1: float) -> Tensor:
+    """D's input as a leaf that records its gradient when the R1 penalty needs grad_x D(x); else as it is."""
+    return seen.detach().requires_grad_(True) if r1 else seen
 
 
 def _twice(y: Tensor | None) -> Tensor | None:
@@ -232,10 +239,12 @@ class GAN(GenerativeModel, Decodes, Adversarial):
             with torch.no_grad():
                 fake = self.generator(z, y)  # (N, *shape), no graph into G
             if self.critic_batch_stats:  # real and fake normalised apart, as G's phase sees fakes alone
-                d_real = self.critic(augment(c.augment, x), y)
+                seen = _differentiable(augment(c.augment, x), c.r1)  # (N, *shape): what D sees of the reals
+                d_real = self.critic(seen, y)
                 d_fake, h_fake = self.critic(augment(c.augment, fake), y, features=True)
             else:  # one pass over both (no batch statistics, so this is exact)
-                d, h = self.critic(augment(c.augment, torch.cat([x, fake])), _twice(y), features=True)
+                seen = _differentiable(augment(c.augment, torch.cat([x, fake])), c.r1)  # (2N, *shape)
+                d, h = self.critic(seen, _twice(y), features=True)
                 (d_real, d_fake), h_fake = d.chunk(2), h[len(x):]  # (N,) each; (N, F)
             loss = losses.gan_d_loss(c.loss, d_real, d_fake, smoothing=c.label_smoothing)
             # critic_gap = E[D(real)] - E[D(fake)]: with the Wasserstein loss, the critic's estimate of
@@ -248,6 +257,10 @@ class GAN(GenerativeModel, Decodes, Adversarial):
                 gp = losses.gradient_penalty(lambda v: self.critic(v, y), x, fake)
                 loss = loss + c.gp_weight * gp
                 out["gp"] = gp.detach()
+            if c.r1:
+                r1 = losses.r1_penalty(d_real, seen)
+                loss = loss + 0.5 * c.r1 * r1
+                out["r1"] = r1.detach()
             return _with_auxiliary({"loss": loss, **out}, self.auxiliary_loss(h_fake, latents))
         if phase == "generator":
             d_fake, h = self.critic(augment(c.augment, self.generator(z, y)), y, features=True)  # (N,), (N, F)
