@@ -132,13 +132,35 @@ def test_r1_adds_half_gamma_times_the_penalty_to_d_loss_and_trains_d(tmp_path, n
     steps = {}
     for gamma in (0.0, 10.0):
         torch.manual_seed(0)
-        t = trainer(tmp_path / str(gamma), name, data, replace(QUICK, steps=1), r1=gamma, channels=(8, 8))
+        t = trainer(tmp_path / str(gamma), name, data, replace(QUICK, steps=1), r1=gamma, r1_every=1,
+                    channels=(8, 8))
         t._batches = iter(t.loader)
         torch.manual_seed(1)
         steps[gamma] = t.train_step()
     without, with_r1 = steps[0.0], steps[10.0]
     assert "critic/r1" not in without and with_r1["critic/r1"] > 0
     assert with_r1["critic/loss"] - without["critic/loss"] == pytest.approx(5.0 * with_r1["critic/r1"], rel=1e-4)
+
+
+def test_lazy_r1_is_taken_every_kth_step_weighted_k_times(tmp_path, monkeypatch):
+    """r1_every=3: the penalty is on steps 0 and 3 of 0-4 only, and D's loss there adds 0.5 x gamma x 3 x R1
+    (the adversarial term is zeroed here, so D's loss is the penalty term alone)."""
+    monkeypatch.setattr(losses, "gan_d_loss", lambda kind, d_real, d_fake, smoothing=0.0: 0.0 * d_real.sum())
+    t = trainer(tmp_path, "gan", load_data("digits"), replace(QUICK, steps=5), r1=2.0, r1_every=3, channels=(8, 8))
+    real_loss, seen = t.model.loss, {}
+
+    def recording(phase, batch, *, step=0):
+        out = real_loss(phase, batch, step=step)
+        if phase == "critic":
+            seen[step] = {k: v.item() for k, v in out.items()}
+        return out
+
+    t.model.loss = recording
+    t.fit()
+    assert [s for s in sorted(seen) if "r1" in seen[s]] == [0, 3]
+    for out in seen.values():
+        assert out["loss"] == pytest.approx(0.5 * 2.0 * 3 * out.get("r1", 0.0), rel=1e-5, abs=1e-12)
+        assert "r1" not in out or out["r1"] > 0
 
 
 # --- phases under the real trainer ---------------------------------------------------------------------
@@ -301,3 +323,22 @@ def test_auto_settings_follow_the_data_kind_and_explicit_values_win():
     chosen = build_model(RunConfig(model="wgan-gp", model_config=WGANGPConfig(gp_weight=3.0),
                                    data_info=info(points(16))))
     assert chosen.config.gp_weight == 3.0
+
+
+def test_image_gan_defaults_and_the_settings_its_variants_keep(tmp_path):
+    """gan on images: batch 64, Adam 4e-4 and R1 10 (docs/speed.md, time to quality); on points the trainer's
+    batch 128, 2e-4 and no R1; cgan, wgan, wgan-gp and infogan keep the settings their figures were measured
+    with; what the user sets wins."""
+    import genlab
+    from genlab.runs import load_model, open_run
+
+    cases = [("gan", "digits", [], (64, 4e-4, 4e-4, 10.0)), ("gan", "toy2d:ring8", [], (128, 2e-4, 2e-4, 0.0)),
+             ("gan", "digits", ["train.batch_size=32", "model.r1=0"], (32, 4e-4, 4e-4, 0.0)),
+             ("cgan", "digits", [], (128, 2e-4, 2e-4, 0.0)), ("wgan-gp", "digits", [], (128, 1e-4, 1e-4, 0.0)),
+             ("wgan", "digits", [], (128, 5e-5, 5e-5, 0.0)), ("infogan", "digits", [], (128, 1e-3, 2e-4, 0.0))]
+    for i, (name, data, sets, (batch, lr_g, lr_d, r1)) in enumerate(cases):
+        run = genlab.train(name, data=data, steps=1, runs=tmp_path / str(i), progress=False, final=False,
+                           overrides=["train.eval_every=0", "train.sample_every=0", "train.threads=1", *sets])
+        model, config = load_model(open_run(run.path), which="last")
+        assert config.train.batch_size == batch, (name, data, sets)
+        assert (model.config.lr_g, model.config.lr_d, model.config.r1) == (lr_g, lr_d, r1), (name, data)

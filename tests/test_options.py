@@ -231,6 +231,12 @@ def test_train_model_help_lists_its_options(capsys):
     assert {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} <= set(lines)
 
 
+def test_train_model_help_says_the_defaults_it_takes_for_a_kind_of_data(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "gan", "--help"])
+    assert "on image data: batch_size=64" in capsys.readouterr().out
+
+
 def test_train_help_without_a_model_is_the_usual_help(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--help"])

@@ -199,6 +199,8 @@ def _train(model: str, model_cls, data: DataLike, *, steps, time, cpu_time, epoc
         else:
             loaded = load_run_data(config.data)
         config = replace(config, data_info=data_info(loaded))
+        if not resume:
+            config = replace(config, train=_kind_defaults(model_cls, config, sets))
         net = build_model(config)
         loaded, labelled = label_budget(config, net, loaded)
         if net.batch_plan is not None:  # e.g. one-factor batches: the data must be able to serve them
@@ -248,6 +250,14 @@ def _train(model: str, model_cls, data: DataLike, *, steps, time, cpu_time, epoc
             what = err if isinstance(err, DiskFull) else f"the disk is full: could not write {err.filename}"
             raise DiskFull(f"{what}; the run is saved ({run.checkpoint}, step {result.step})") from None
     return run
+
+
+def _kind_defaults(model_cls, config: RunConfig, sets: list[str]) -> TrainConfig:
+    """The run's training config with the model's defaults for its kind of data (``train_defaults_by_kind``),
+    except those the user set."""
+    given = {s.split("=", 1)[0].strip() for s in sets}
+    chosen = model_cls.train_defaults_by_kind.get(config.data_info.kind, {})
+    return replace(config.train, **{k: v for k, v in chosen.items() if f"train.{k}" not in given})
 
 
 def label_budget(config: RunConfig, model: GenerativeModel, data: DataSet):

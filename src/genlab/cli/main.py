@@ -53,6 +53,9 @@ def model_options_help(name: str) -> str:
     for title, config in parts:
         lines += [f"{title} (--set {config.section}.NAME=VALUE; name, type, default, what it is):",
                   *describe_options(config), ""]
+        if config.section == "train":
+            lines[-1:-1] = [f"  on {kind} data: " + ", ".join(f"{k}={v}" for k, v in chosen.items())
+                            for kind, chosen in model_cls.train_defaults_by_kind.items()]
     return "\n".join(lines)
 
 

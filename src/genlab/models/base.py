@@ -60,6 +60,8 @@ class GenerativeModel(nn.Module):
     default_eval_metrics: tuple[str, ...] = ("elbo", "fd", "recon_mse")
     # TrainConfig fields this family trains with unless ``--set train.X=...`` says otherwise
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # more of them for one kind of data ({"image": {"batch_size": 64}}), applied once the data is loaded
+    train_defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {}
     # the batches it trains on: None for random batches of the train split, or a
     # ``genlab.data.factors.FactorBatches`` plan (batches in which one generative factor varies)
     batch_plan: Any = None

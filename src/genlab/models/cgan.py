@@ -13,6 +13,7 @@ labelled data: ``num_classes`` comes from the data; ``sample(n, y=None)`` cycles
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -30,10 +31,18 @@ class CGANConfig(GANConfig):
     spectral_norm: bool = True  # Miyato & Koyama 2018 train the projection critic with it
     loss: str = "hinge"
 
+    # the DCGAN paper's Adam 2e-4 with batch 128 (CGAN.train_defaults_by_kind) and no R1, at which
+    # docs/models/cgan.md measures it
+    AUTO: ClassVar[dict[str, dict[str, Any]]] = {
+        "image": {**GANConfig.AUTO["image"], "lr_g": 2e-4, "lr_d": 2e-4, "r1": 0.0},
+        "points": GANConfig.AUTO["points"],
+    }
+
 
 @MODELS.register("cgan", help="class-conditional GAN: label embedding in G, projection discriminator")
 class CGAN(GAN, ClassConditional):
     Config = CGANConfig
+    train_defaults_by_kind = {}  # the trainer's batch (128)
 
     def __init__(self, config: CGANConfig, data_info: DataInfo):
         super().__init__(config, data_info)

@@ -61,7 +61,8 @@ class InfoGANConfig(GANConfig):
     ema: float | None = 0.999
 
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
-        "image": {**GANConfig.AUTO["image"], "latent_dim": 62, "hidden": (1024,), "lr_g": 1e-3},
+        "image": {**GANConfig.AUTO["image"], "latent_dim": 62, "hidden": (1024,), "lr_g": 1e-3, "lr_d": 2e-4,
+                  "r1": 0.0},
         "points": {**GANConfig.AUTO["points"], "latent_dim": 4},
     }
 
@@ -109,6 +110,7 @@ class InfoGAN(GAN, ReadableCodes, PredictsCodes):
     # comes early, before the categories are the classes; the last weights are lost once D has learnt the
     # 4,000 training digits and FD runs away (code_acc falls with it). Figures: docs/models/infogan.md
     train_defaults = {"precision": "auto", "select_tolerance": 0.5}
+    train_defaults_by_kind = {}  # the trainer's batch (128), at which its figures are measured
 
     def __init__(self, config: InfoGANConfig, data_info: DataInfo):
         if config.categories < 2 and config.cat_codes:

@@ -305,8 +305,10 @@ class Trainer:
         time_limit, cpu_limit = self.cfg.time, self.cfg.cpu_time
         start, start_elapsed, cpu_start = time.perf_counter(), self.elapsed, time.process_time()
         start_cpu_elapsed = self.cpu_elapsed
+        # per quantity: its sum and the steps that logged it (fewer than log_every on the first line after a
+        # resume, or for a term taken on some steps only, such as a lazy R1 penalty)
         running: dict[str, float] = {}
-        counted = 0  # steps summed in ``running``: fewer than log_every on the first line after a resume
+        counted: dict[str, int] = {}
         # evaluations and pictures hold no unsaved state: a signal drops them at once, except under
         # torchrun, where rank 0 would leave the others waiting at the next collective (a second does)
         abort_at = 2 if self.world.distributed else 1
@@ -329,14 +331,14 @@ class Trainer:
                 self.threads.after_step(time.perf_counter() - began)
             for k, v in values.items():
                 running[k] = running.get(k, 0.0) + v
-            counted += 1
+                counted[k] = counted.get(k, 0) + 1
             self.elapsed = start_elapsed + time.perf_counter() - start
             self.cpu_elapsed = start_cpu_elapsed + time.process_time() - cpu_start
             bar.update(1)
             if self.step % self.cfg.log_every == 0:
-                means = {k: float(v) / counted for k, v in running.items()}
+                means = {k: float(v) / counted[k] for k, v in running.items()}
                 means = distributed.mean_across(means, self.world)  # the same on every rank
-                running, counted = {}, 0
+                running, counted = {}, {}
                 threads = {"threads": torch.get_num_threads()} if self.threads is not None else {}
                 self.logger.write("stats.jsonl", self.step, means, epoch=self.loader.epoch,
                                   time=round(self.elapsed, 2), cpu_time=round(self.cpu_elapsed, 2), **threads)
