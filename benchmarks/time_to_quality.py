@@ -62,6 +62,8 @@ VARIANTS = {
                            "model.r1_every=1"],
     "gan-b64-lr4e-4-r10-lazy16": ["train.batch_size=64", "model.lr_g=4e-4", "model.lr_d=4e-4", "model.r1=10",
                                   "model.r1_every=16"],
+    "gan-b64-lr4e-4-r10-lazy4": ["train.batch_size=64", "model.lr_g=4e-4", "model.lr_d=4e-4", "model.r1=10",
+                                 "model.r1_every=4"],
     "vae-reference": None,
     "vae": [],
 }
