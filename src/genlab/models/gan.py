@@ -70,15 +70,15 @@ class GANConfig(ModelConfig):
                                     max_exclusive=True)
     r1: float | None = option(None, "R1 weight gamma: D's loss adds gamma/2 E_real ||grad_x D(x)||^2, D held flat "
                                     "on the data (Mescheder et al. 2018; 0: off; none: by the data's kind)", min=0)
-    r1_every: int = option(1, "lazy R1: the penalty on the critic steps of every k-th training step only, weighted "
+    r1_every: int = option(4, "lazy R1: the penalty on the critic steps of every k-th training step only, weighted "
                               "k x gamma (Karras et al. 2020): about 1/k of its cost", min=1, max=10_000)
     augment: str = option("none", "differentiable augmentation of everything D sees", choices=AUGMENTATIONS)
 
     #: values of the "auto" (None) fields per data kind; a variant overrides the entries it changes.
     #: Images: Adam 4e-4 for both nets with batch 64 (``GAN.train_defaults_by_kind``) reach a given FD on mnist5k
     #: in less than half the CPU-seconds of the DCGAN paper's 2e-4 with batch 128; without R1, D then memorises
-    #: the 4,000 training digits and FD runs away after ~3,000 steps; with R1 (gamma 10, every step) it keeps
-    #: falling (docs/speed.md, "Time to quality").
+    #: the 4,000 training digits and FD runs away after ~3,000 steps; with R1 (gamma 10, on every 4th step,
+    #: ``r1_every``) it keeps falling (docs/speed.md, "Time to quality").
     AUTO: ClassVar[dict[str, dict[str, Any]]] = {
         "image": {"latent_dim": 64, "hidden": (256, 256), "n_critic": 1, "lr_g": 4e-4, "lr_d": 4e-4,
                   "betas": (0.5, 0.999), "gp_weight": 0.0, "ema": 0.0, "r1": 10.0},
