@@ -63,17 +63,15 @@ def _last_line(path: Path) -> dict:
 def replay_selection(validation: list[dict], until_step: int, metric: str = "fd", tolerance: float = 0.5,
                      higher: bool = False) -> dict | None:
     """The validation row whose weights best.pt would hold at ``until_step`` under ``train.select_metric=metric``
-    and ``train.select_tolerance=tolerance`` (the trainer's rule), replayed on a run's validation log."""
-    sign = 1 if higher else -1
+    and ``train.select_tolerance=tolerance`` (the trainer's rule, ``keeps_weights``), replayed on a run's log."""
+    from genlab.training.trainer import keeps_weights
+
     seen, kept = None, None
     for row in validation:
         if row["step"] > until_step or metric not in row:
             continue
-        value = row[metric]
-        improved = seen is None or sign * value > sign * seen
-        if improved or sign * value >= sign * seen - tolerance * abs(seen):
-            kept = row
-        seen = value if improved else seen
+        keep, seen = keeps_weights(row[metric], seen, higher=higher, tolerance=tolerance)
+        kept = row if keep else kept
     return kept
 
 

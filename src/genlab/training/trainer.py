@@ -47,6 +47,15 @@ def resolve_device(name: str) -> torch.device:
     return distributed.device_for(name, distributed.current())
 
 
+def keeps_weights(value: float, seen: float | None, *, higher: bool, tolerance: float) -> tuple[bool, float]:
+    """The selection rule of best.pt at one validation: (keep these weights, the best value seen so far).
+    Kept when ``value`` improves on ``seen``, or with ``tolerance`` > 0 when it is within that fraction of it."""
+    sign = 1 if higher else -1
+    improved = seen is None or sign * value > sign * seen
+    within = seen is not None and tolerance > 0 and sign * value >= sign * seen - tolerance * abs(seen)
+    return improved or within, value if improved else seen
+
+
 @dataclass
 class Validation:
     """What a validation callable returns: metric values, their real-vs-real floors (logged beside them),
@@ -382,16 +391,14 @@ class Trainer:
             bar.write(line) if bar is not None and self.progress else log.info(line)
         key = self._selection_metric(values)
         if key is not None:
-            sign = 1 if result.higher_is_better.get(key, False) else -1
             value = values[key]
             # "seen": the best value so far; best.pt holds the latest weights within select_tolerance of it
             seen = None if self.best is None else self.best.get("seen", self.best["value"])
-            improved = seen is None or sign * value > sign * seen
-            tolerance = self.cfg.select_tolerance * abs(seen) if seen is not None else 0.0
-            if improved or (tolerance > 0 and sign * value >= sign * seen - tolerance):
+            keep, seen = keeps_weights(value, seen, higher=result.higher_is_better.get(key, False),
+                                       tolerance=self.cfg.select_tolerance)
+            if keep:
                 with self.stop.protected():  # best.pt and the records of it change together
-                    self.best = {"metric": key, "value": value, "step": self.step,
-                                 "seen": value if improved else seen}
+                    self.best = {"metric": key, "value": value, "step": self.step, "seen": seen}
                     self._write(self.run.best, {"model": self.model.state_dict(), "best": self.best})
                     if saved is not None:
                         self._write(self.run.checkpoint, {**saved, "best": self.best})
