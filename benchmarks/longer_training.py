@@ -139,6 +139,7 @@ def plot(rows: list[dict], out: Path) -> None:
     for ax, family in zip(axes, families, strict=True):
         mine = [r for r in rows if r["family"] == family]
         metric = mine[0]["metric"]
+        twin = None  # the test metric's own axis, when validation shows another quantity
         for row in mine:
             shown = metric if any(metric in v for v in row["validation"]) else "elbo"
             points = [(cpu_minutes(row, v["step"]), v[shown]) for v in row["validation"] if shown in v]
@@ -146,11 +147,12 @@ def plot(rows: list[dict], out: Path) -> None:
             if points:
                 line, = ax.plot([p[0] for p in points], [p[1] for p in points], "-", lw=1,
                                 label=f"seed {row['seed']}: val {shown}")
-            twin = ax if shown == metric else ax.twinx()
-            twin.plot([s["cpu_minutes"] for s in row["slices"]], [s["kept"] for s in row["slices"]], "o",
-                      color=line.get_color() if line else None, label=f"seed {row['seed']}: test {metric}, kept")
-            if twin is not ax:
+            if shown != metric and twin is None:
+                twin = ax.twinx()
                 twin.set_ylabel(f"test {metric} (dots)")
+            (ax if shown == metric else twin).plot(
+                [s["cpu_minutes"] for s in row["slices"]], [s["kept"] for s in row["slices"]], "o",
+                color=line.get_color() if line else None, label=f"seed {row['seed']}: test {metric}, kept")
         for s in mine[0]["slices"]:
             ax.axvline(s["cpu_minutes"], color="0.85", lw=0.8, zorder=0)
         ax.set(title=f"{family} ({mine[0]['budget_minutes']:g} CPU-min = B)", xlabel="CPU-minutes of training")
