@@ -30,8 +30,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # the photo ladder: one model for qualities 1..7 (CompressAI's lambdas), 4 stride-2 stages of 64 channels,
-# M = 96 latent channels, a 64-channel hyperprior, trained on 128x128 random crops, 8 a batch
+# the last one giving M = 96 latent channels (Ballé's layout), a 64-channel hyperprior, trained on 128x128
+# random crops, 8 a batch
 TRAIN = ["--set", "data.crop=128", "--set", "model.channels=64,64,64,64", "--set", "model.latent_dim=96",
+         "--set", "model.last_stage=latent",
          "--set", "model.hyper_channels=64", "--set", "model.hyper_latent=64",
          "--set", "model.rate_levels=1,2,3,4,5,6,7", "--set", "train.batch_size=8", "--set", "train.lr=1e-3",
          "--set", "train.grad_clip=1", "--set", "train.threads=1", "--set", "train.memory_format=contiguous",

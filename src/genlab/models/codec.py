@@ -15,7 +15,10 @@ support of the coding tables). The loss is rate + lambda * distortion:
     loss = bpp + lmbda * 255**2 * mean((x_hat - x)**2)
 
 ``arch="conv"``: 5x5 stride-2 convolutions with GDN (g_a) and IGDN (g_s) between them, the total
-stride 2**len(channels); inputs are padded to a multiple of it and outputs cropped back, so any
+stride 2**len(channels). ``last_stage="latent"`` is Ballé's layout: the last stride-2 convolution outputs y
+(M channels) and g_s's first transposed convolution reads it; ``"gdn_conv3"`` ends g_a with a GDN and a 3x3
+convolution from the last stage's width to M (and g_s begins with their mirror), which on photos learns
+slower (docs/compression.md); inputs are padded to a multiple of it and outputs cropped back, so any
 image size works. ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
 transform coding" of a whole small image or a 2-D point, Ballé et al. 2021; factorized only).
 
@@ -87,6 +90,10 @@ class CodecConfig(ModelConfig):
     nonlinearity: str = option("gdn", "gdn (Ballé 2016) or relu", choices=("gdn", "relu"))
     entropy: str = option("auto", "entropy model: hyperprior (Ballé 2018) or factorized (Ballé 2017); auto: "
                                   "hyperprior if conv", choices=("auto", "factorized", "hyperprior"))
+    last_stage: str = option("gdn_conv3", "how g_a ends (conv): gdn_conv3, a GDN and a 3x3 convolution to M after the "
+                                          "last stage; latent, the last stage's 5x5 stride-2 convolution outputs the M "
+                                          "latents (Ballé's layout; the last width of channels is then unused)",
+                             choices=("gdn_conv3", "latent"))
     hyper_channels: int = option(32, "widths of h_a / h_s", **WIDTHS)
     hyper_latent: int = option(8, "channels of the hyper-latent z", **WIDTHS)
     quality: int = option(0, "index of this model in a quality ladder, stored in .glc files", min=0, max=255)
@@ -167,14 +174,21 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         if entropy == "hyperprior" and not self.conv:
             raise GenlabError("model.entropy=hyperprior needs the conv codec (a spatial latent)")
         if self.conv:
-            ch, act = (shape[0], *config.channels), config.nonlinearity
+            # widths along g_a: the image's channels, one per stride-2 stage; "latent" puts M in the last place
+            to_latent = config.last_stage == "latent"
+            ch, act = (shape[0], *config.channels[:-1], m) if to_latent else (shape[0], *config.channels), \
+                config.nonlinearity
             enc, dec = [], []
-            for i in range(len(config.channels)):
-                enc += [nn.Conv2d(ch[i], ch[i + 1], 5, 2, 2), gdn_or_relu(act, ch[i + 1], False)]
+            for i in range(len(ch) - 1):
+                last = to_latent and i == len(ch) - 2  # no GDN on y itself
+                enc += [nn.Conv2d(ch[i], ch[i + 1], 5, 2, 2)] + ([] if last else [gdn_or_relu(act, ch[i + 1], False)])
                 dec = [nn.ConvTranspose2d(ch[i + 1], ch[i], 5, 2, 2, output_padding=1)] + (
                     [gdn_or_relu(act, ch[i], True)] if i > 0 else []) + dec
-            self.g_a = nn.Sequential(*enc, nn.Conv2d(ch[-1], m, 3, 1, 1))
-            self.g_s = nn.Sequential(nn.Conv2d(m, ch[-1], 3, 1, 1), gdn_or_relu(act, ch[-1], True), *dec)
+            if to_latent:
+                self.g_a, self.g_s = nn.Sequential(*enc), nn.Sequential(*dec)
+            else:
+                self.g_a = nn.Sequential(*enc, nn.Conv2d(ch[-1], m, 3, 1, 1))
+                self.g_s = nn.Sequential(nn.Conv2d(m, ch[-1], 3, 1, 1), gdn_or_relu(act, ch[-1], True), *dec)
             self.stride = 2 ** len(config.channels)
         else:
             widths = (int(np.prod(shape)), *config.hidden, m)
