@@ -63,17 +63,31 @@ def test_random_crops_never_resize(tmp_path):
     assert torch.equal(large.images(torch.tensor([j])), a[:1].float() / 255)
 
 
-def _codec(levels=(1, 4, 7), seed: int = 0) -> Codec:
+def _codec(levels=(1, 4, 7), seed: int = 0, last_stage: str = "gdn_conv3") -> Codec:
     torch.manual_seed(seed)
-    cfg = CodecConfig(latent_dim=8, channels=(8, 8), hyper_channels=8, hyper_latent=4, rate_levels=levels)
+    cfg = CodecConfig(latent_dim=8, channels=(8, 8), hyper_channels=8, hyper_latent=4, rate_levels=levels,
+                      last_stage=last_stage)
     return Codec(cfg, DataInfo(shape=(3, 16, 16), kind="image")).eval()
 
 
 ODD = [(3, 37, 53), (3, 64, 48), (3, 17, 9), (3, 5, 5)]
 
 
-def test_any_size_rgb_round_trips_bit_exactly_at_every_level():
-    model = _codec()
+def test_the_latent_layout_is_balles_the_last_stride_2_convolution_gives_y():
+    model = _codec(last_stage="latent")
+    convs = [m for m in model.g_a if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [(3, 8, (2, 2)), (8, 8, (2, 2))]
+    assert isinstance(model.g_a[-1], torch.nn.Conv2d)  # no GDN on y
+    assert isinstance(model.g_s[0], torch.nn.ConvTranspose2d) and model.g_s[0].in_channels == 8
+    y = model.analysis(torch.rand(1, 3, 37, 53))
+    assert y.shape == (1, 8, 10, 14) and model.synthesize(y, (3, 37, 53)).shape == (1, 3, 37, 53)
+    other = _codec(last_stage="gdn_conv3")
+    assert [m.kernel_size for m in other.g_a if isinstance(m, torch.nn.Conv2d)][-1] == (3, 3)
+
+
+@pytest.mark.parametrize("last_stage", ["gdn_conv3", "latent"])
+def test_any_size_rgb_round_trips_bit_exactly_at_every_level(last_stage):
+    model = _codec(last_stage=last_stage)
     images = [torch.rand(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(ODD)]
     rates = []
     for q in model.qualities:
