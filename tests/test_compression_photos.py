@@ -194,3 +194,30 @@ def test_a_photo_codec_trains_on_crops_and_codes_and_compares_rgb_images(tmp_pat
     assert rd["images"] == 4 and sorted(p["quality"] for p in rd["curves"]["genlab"]) == [2, 5]
     assert {"jpeg", "webp", "avif", "png"} <= set(rd["curves"])
     assert all(p["file_bpp"] > p["bpp"] for p in rd["curves"]["genlab"])  # the whole file counts its header
+
+
+def _codec_round(lmbda: float) -> Codec:
+    torch.manual_seed(0)
+    cfg = CodecConfig(latent_dim=8, channels=(8, 8), hyper_channels=8, hyper_latent=4, decoder_input="round",
+                      lmbda=lmbda)
+    return Codec(cfg, DataInfo(shape=(3, 16, 16), kind="image")).train()
+
+
+def test_decoder_input_round_trains_g_s_on_what_it_decodes_with_gradients_to_g_a():
+    model, x = _codec_round(0.01), torch.rand(2, 3, 16, 16)
+    torch.manual_seed(1)
+    first = model.loss(None, {"x": x})
+    torch.manual_seed(2)
+    second = model.loss(None, {"x": x})
+    assert first["mse"] == second["mse"]  # g_s read round(y): no noise in the distortion
+    assert first["bpp"] != second["bpp"]  # the rate still takes y + noise
+    with torch.no_grad():
+        decoded = model.synthesize(torch.round(model.analysis(x)), (3, 16, 16))
+    assert torch.allclose(first["mse"], (decoded - x).pow(2).mean())
+    grads = []
+    for lmbda in (0.01, 1.0):  # the distortion's weight changes g_a's gradient: it passes the rounding
+        model = _codec_round(lmbda)
+        torch.manual_seed(1)
+        model.loss(None, {"x": x})["loss"].backward()
+        grads.append(model.g_a[0].weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])

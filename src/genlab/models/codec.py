@@ -94,6 +94,9 @@ class CodecConfig(ModelConfig):
                                           "last stage; latent, the last stage's 5x5 stride-2 convolution outputs the M "
                                           "latents (Ballé's layout; the last width of channels is then unused)",
                              choices=("gdn_conv3", "latent"))
+    decoder_input: str = option("noise", "what g_s reads in training: noise, y + U(-1/2, 1/2) like the rate; round, "
+                                         "round(y) with a straight-through gradient, what it reads when decoding "
+                                         "(Minnen & Singh 2020)", choices=("noise", "round"))
     hyper_channels: int = option(32, "widths of h_a / h_s", **WIDTHS)
     hyper_latent: int = option(8, "channels of the hyper-latent z", **WIDTHS)
     quality: int = option(0, "index of this model in a quality ladder, stored in .glc files", min=0, max=255)
@@ -381,7 +384,8 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
             bits = -torch.log2(p_y).flatten(1).sum(1) - torch.log2(self.density.likelihood(z_tilde)).flatten(1).sum(1)
         else:
             bits = -torch.log2(self.density.likelihood(y_tilde)).flatten(1).sum(1)  # (N,)
-        x_hat = self.synthesize(y_tilde, tuple(x.shape[1:]), levels)
+        y_dec = y + (torch.round(y) - y).detach() if noisy and self.config.decoder_input == "round" else y_tilde
+        x_hat = self.synthesize(y_dec, tuple(x.shape[1:]), levels)
         bpp_each = bits / self.pixels(x)  # (N,)
         mse_each = (x_hat - x).pow(2).flatten(1).mean(1)  # (N,)
         lmbda = self.level_lmbda[levels] if levels is not None else None
