@@ -37,7 +37,7 @@ VARIANTS = {"gdn_conv3": {"last_stage": "gdn_conv3"}, "latent": {"last_stage": "
 
 def _rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+        return np.array(im.convert("RGB"))  # (H, W, 3) uint8, writable
 
 
 def train_variant(name: str, photos: list[np.ndarray], kodak: list[torch.Tensor], args) -> list[dict]:

@@ -250,6 +250,19 @@ def test_select_metric_last_keeps_no_best_and_loads_the_last_weights(tmp_path):
     assert torch.equal(params(model), params(t.model))
 
 
+def test_an_autoencoder_keeps_its_best_reconstruction_not_its_best_prior_samples(tmp_path):
+    import genlab
+
+    run = genlab.train("ae", data=blobs(120), steps=20, runs=tmp_path, progress=False, final=False,
+                       overrides={"train.batch_size": 32, "train.eval_every": 5, "train.sample_every": 0,
+                                  "model.latent_dim": 4, "model.hidden": (32,)})
+    rows = [r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("split") == "val"]
+    assert {"recon_mse", "fd"} <= set(rows[0])  # both are measured
+    best = torch.load(run.path / "best.pt", weights_only=True)["best"]
+    assert best["metric"] == "recon_mse"
+    assert best["value"] == min(r["recon_mse"] for r in rows)
+
+
 @pytest.mark.parametrize("tolerance, kept_step", [(0.0, 4), (0.5, 8)])
 def test_select_tolerance_keeps_the_latest_weights_near_the_best_until_the_metric_runs_away(tmp_path, tolerance,
                                                                                            kept_step):
