@@ -15,11 +15,11 @@ support of the coding tables). The loss is rate + lambda * distortion:
     loss = bpp + lmbda * 255**2 * mean((x_hat - x)**2)
 
 ``arch="conv"``: 5x5 stride-2 convolutions with GDN (g_a) and IGDN (g_s) between them, the total
-stride 2**len(channels). ``last_stage="latent"`` is Ballé's layout: the last stride-2 convolution outputs y
+stride 2**len(channels); inputs are padded to a multiple of it and outputs cropped back, so any
+image size works. ``last_stage="latent"`` is Ballé's layout: the last stride-2 convolution outputs y
 (M channels) and g_s's first transposed convolution reads it; ``"gdn_conv3"`` ends g_a with a GDN and a 3x3
 convolution from the last stage's width to M (and g_s begins with their mirror), which on photos learns
-slower (docs/compression.md); inputs are padded to a multiple of it and outputs cropped back, so any
-image size works. ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
+slower (docs/compression.md). ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
 transform coding" of a whole small image or a 2-D point, Ballé et al. 2021; factorized only).
 
 Variable rate (``rate_levels``, Cui et al. 2021, "Asymmetric gained deep image compression with
@@ -179,8 +179,8 @@ class Codec(GenerativeModel, Reconstructs, CodesToBits, QualityLadder):
         if self.conv:
             # widths along g_a: the image's channels, one per stride-2 stage; "latent" puts M in the last place
             to_latent = config.last_stage == "latent"
-            ch, act = (shape[0], *config.channels[:-1], m) if to_latent else (shape[0], *config.channels), \
-                config.nonlinearity
+            ch = (shape[0], *config.channels[:-1], m) if to_latent else (shape[0], *config.channels)
+            act = config.nonlinearity
             enc, dec = [], []
             for i in range(len(ch) - 1):
                 last = to_latent and i == len(ch) - 2  # no GDN on y itself
