@@ -37,8 +37,8 @@ class AEConfig(ModelConfig):
 class Autoencoder(GenerativeModel, Decodes, Reconstructs, Encodes):
     Config = AEConfig
     # what it is trained for picks best.pt: reconstruction. FD of decoded N(0, I) codes is still reported (the
-    # lecture's point that an autoencoder is no sampler), but it rises as the codes spread (the tour's run:
-    # 374 at step 1,000, 431 at 5,257) and would keep the first weights.
+    # lecture's point that an autoencoder is no sampler), but it rises as the codes spread, so it would keep the
+    # first weights (benchmarks/results/tour_before_after.txt).
     default_eval_metrics = ("recon_mse", "fd")
 
     def __init__(self, config: AEConfig, data_info: DataInfo):
