@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import zlib
 
@@ -17,12 +18,12 @@ from genlab.cli import main
 from genlab.compression import compress, decompress, model_identity, rate_check
 from genlab.compression import format as glc
 from genlab.compression.rd import bd_rate, jpeg_entropy_coded_bytes
-from genlab.config import DataInfo, RunConfig, TrainConfig
+from genlab.config import DataInfo, RunConfig, TrainConfig, from_dict, lasting_dict, to_dict
 from genlab.errors import GenlabError
 from genlab.models import build_model
 from genlab.models.codec import CodecConfig
 from genlab.models.entropy import quantize_pmf
-from genlab.runs import new_run
+from genlab.runs import new_run, read_run_config
 
 from conftest import blobs, info
 
@@ -89,6 +90,32 @@ def test_format_errors(trained):
                                   train=TrainConfig(seed=1))).eval()
     assert model_identity(other) != model_identity(model)
     assert "made by model" in _errors(other, good)
+
+
+def test_runs_saved_before_the_layout_options_existed_keep_their_layout_and_their_files_identity(tmp_path):
+    """model.rate_levels, last_stage and decoder_input came after codec runs and .glc files had been made: a
+    config.json without them reads as the layout of that time (not today's default), and the config part of the
+    codec's identity (in every .glc header) is the dict the code of that time hashed."""
+    old = CodecConfig(latent_dim=4, channels=(8, 8), last_stage="gdn_conv3")
+    later = ("rate_levels", "last_stage", "decoder_input")
+    saved_then = {k: v for k, v in to_dict(old).items() if k not in later}
+    assert from_dict(CodecConfig, saved_then) == old
+    assert lasting_dict(old) == saved_then
+    new = CodecConfig(latent_dim=4, channels=(8, 8))
+    assert new.last_stage == "latent" and lasting_dict(new) == {**saved_then, "last_stage": "latent"}
+
+    run = new_run(tmp_path, "codec", "old")
+    run.write_config(RunConfig(model="codec", model_config=new, data_info=DataInfo(shape=(1, 16, 16),
+                                                                                    kind="image")))
+    raw = json.loads(run.config_file.read_text())
+    for name in later:
+        del raw["model_config"][name]
+    run.config_file.write_text(json.dumps(raw))
+    model = build_model(read_run_config(run.config_file))
+    assert model.config == old
+    assert [m.kernel_size for m in model.g_a if isinstance(m, torch.nn.Conv2d)][-1] == (3, 3)
+    assert model_identity(model) == model_identity(build_model(RunConfig(
+        model="codec", model_config=old, data_info=model.data_info)))
 
 
 def test_cli_round_trip_and_one_line_errors(trained, tmp_path, capsys):

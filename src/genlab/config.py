@@ -22,8 +22,9 @@ import numbers
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import GenlabError
@@ -218,6 +219,9 @@ class Checked:
     """Base of the config dataclasses: every field is checked against its annotation and rules."""
 
     section: ClassVar[str] = ""  # how --set and messages name this part: "model", "train", ...
+    # fields added after configs of this kind were first saved: the value a saved config without the field
+    # means (the behaviour before the field existed), which may differ from the default a new config gets
+    absent_means: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def __post_init__(self) -> None:
         for spec in field_specs(type(self)):
@@ -413,11 +417,21 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def lasting_dict(cfg: Checked) -> dict[str, Any]:
+    """``to_dict(cfg)`` without the fields at the value their absence means (``absent_means``): the same dict
+    before and after a field is added, so what is derived from it (a codec's identity in its files) lasts."""
+    absent = type(cfg).absent_means
+    return {k: v for k, v in to_dict(cfg).items() if k not in absent or to_dict(absent[k]) != v}
+
+
 def from_dict(cls: type, values: Any) -> Any:
-    """Rebuild a config dataclass from JSON values (lists become tuples; every field is checked)."""
+    """Rebuild a config dataclass from JSON values (lists become tuples; every field is checked). A field
+    the values lack takes its ``absent_means`` value if it has one, else its default."""
     what = (cls.section if issubclass(cls, Checked) else "") or cls.__name__
     if not isinstance(values, dict):
         raise GenlabError(f"{what}: expected an object of fields, got {type(values).__name__}")
+    if issubclass(cls, Checked):
+        values = {**cls.absent_means, **values}
     known = {f.name for f in fields(cls)}
     unknown = set(values) - known
     if unknown:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import to_dict
+from ..config import lasting_dict
 from ..errors import GenlabError
 from ..models.entropy import PMF_BITS
 from . import format as glc
@@ -40,9 +40,10 @@ RATE_TOLERANCE = 0.02  # payload <= (1 + 2%) * estimated bits + FLUSH_BITS
 
 
 def model_identity(model) -> bytes:
-    """8 bytes of SHA-256 over the codec's config, data shape, weights and integer tables."""
+    """8 bytes of SHA-256 over the codec's config, data shape, weights and integer tables. The config is its
+    ``lasting_dict``, so a field added to the codec later does not change the identity of the files made before."""
     h = hashlib.sha256()
-    h.update(json.dumps({"config": to_dict(model.config), "shape": list(model.data_info.shape)},
+    h.update(json.dumps({"config": lasting_dict(model.config), "shape": list(model.data_info.shape)},
                         sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())

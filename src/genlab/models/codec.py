@@ -16,11 +16,12 @@ support of the coding tables). The loss is rate + lambda * distortion:
 
 ``arch="conv"``: 5x5 stride-2 convolutions with GDN (g_a) and IGDN (g_s) between them, the total
 stride 2**len(channels); inputs are padded to a multiple of it and outputs cropped back, so any
-image size works. ``last_stage="latent"`` is Ballé's layout: the last stride-2 convolution outputs y
-(M channels) and g_s's first transposed convolution reads it; ``"gdn_conv3"`` ends g_a with a GDN and a 3x3
-convolution from the last stage's width to M (and g_s begins with their mirror), which on photos learns
-slower (docs/compression.md). ``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear
-transform coding" of a whole small image or a 2-D point, Ballé et al. 2021; factorized only).
+image size works. ``last_stage="latent"`` (the default) is Ballé's layout: the last stride-2 convolution
+outputs y (M channels) and g_s's first transposed convolution reads it; ``"gdn_conv3"`` ends g_a with a GDN
+and a 3x3 convolution from the last stage's width to M (and g_s begins with their mirror), which learns slower
+on photos and digits (docs/compression.md) and is what runs saved before the option existed read as.
+``arch="mlp"`` codes a flat vector (M latents per example, the "nonlinear transform coding" of a whole small
+image or a 2-D point, Ballé et al. 2021; factorized only).
 
 Variable rate (``rate_levels``, Cui et al. 2021, "Asymmetric gained deep image compression with
 continuous rate adaptation"): one model codes at every level q of a ladder. Level q scales y channel-wise
@@ -49,7 +50,10 @@ honest samples of the codec's prior, which look like textures, not digits.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -80,6 +84,10 @@ def _without_autocast(method):
 
 @dataclass(frozen=True)
 class CodecConfig(ModelConfig):
+    # fields added after codec runs and .glc files had been made, and what those runs were: one rate, g_a ending
+    # with GDN + 3x3 conv, g_s reading y + noise
+    absent_means: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"rate_levels": (), "last_stage": "gdn_conv3", "decoder_input": "noise"})
     latent_dim: int = option(16, "M: latent channels (conv) or latents (mlp)")
     arch: str = option("conv", "g_a and g_s: conv (images) or mlp (images or points)", choices=("conv", "mlp"))
     channels: tuple[int, ...] = option((32, 32), "conv widths per stride-2 stage of g_a (g_s mirrors)", **WIDTHS,
@@ -90,10 +98,10 @@ class CodecConfig(ModelConfig):
     nonlinearity: str = option("gdn", "gdn (Ballé 2016) or relu", choices=("gdn", "relu"))
     entropy: str = option("auto", "entropy model: hyperprior (Ballé 2018) or factorized (Ballé 2017); auto: "
                                   "hyperprior if conv", choices=("auto", "factorized", "hyperprior"))
-    last_stage: str = option("gdn_conv3", "how g_a ends (conv): gdn_conv3, a GDN and a 3x3 convolution to M after the "
-                                          "last stage; latent, the last stage's 5x5 stride-2 convolution outputs the M "
-                                          "latents (Ballé's layout; the last width of channels is then unused)",
-                             choices=("gdn_conv3", "latent"))
+    last_stage: str = option("latent", "how g_a ends (conv): latent, the last stage's 5x5 stride-2 convolution "
+                                       "outputs the M latents (Ballé's layout; the last width of channels is then "
+                                       "unused); gdn_conv3, a GDN and a 3x3 convolution to M after the last stage",
+                             choices=("latent", "gdn_conv3"))
     decoder_input: str = option("noise", "what g_s reads in training: noise, y + U(-1/2, 1/2) like the rate; round, "
                                          "round(y) with a straight-through gradient, what it reads when decoding "
                                          "(Minnen & Singh 2020)", choices=("noise", "round"))
