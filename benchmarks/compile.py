@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -77,7 +76,9 @@ def main() -> None:
         return
     import torch
 
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread, load average "
+    from genlab.training.speed import cpu_description
+
+    print(f"CPU: {cpu_description()}, torch {torch.__version__}, one thread, load average "
           f"{os.getloadavg()[0]:.2f} at the start")
     print(f"{'family':<9} {'mode':<8} {'first 10 steps CPU-s':>21} {'step CPU-ms (range)':>24} {'x eager':>8} "
           f"{'break-even steps':>17}")
