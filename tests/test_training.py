@@ -54,6 +54,30 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(params(whole.model), params(second.model))
 
 
+def test_lr_milestones_multiply_every_phase_rate_from_that_step_and_a_resume_continues_them(tmp_path):
+    """MultiStepLR's semantics from the step count alone: the step numbered m (0-based) and later run at
+    lr * gamma per milestone reached; a resume gives the run an uninterrupted schedule gives, even though the
+    checkpoint's optimiser state holds the rate of the step it was saved at."""
+    data = blobs(200)
+    sched = replace(QUICK, lr=1e-2, lr_milestones=(4, 9), lr_gamma=0.5)
+    whole, _ = make(tmp_path, data, replace(sched, steps=12))
+    rates = []  # the rate of every group at each step, once the schedule has set it
+    set_rates = whole._set_learning_rates
+    whole._set_learning_rates = lambda: (set_rates(), rates.append(
+        {g["lr"] for o in whole.optimizers.values() for g in o.param_groups}))
+    whole.fit()
+    assert [r.pop() for r in rates] == pytest.approx([1e-2] * 4 + [5e-3] * 5 + [2.5e-3] * 3)
+    first, run = make(tmp_path, data, replace(sched, steps=6))
+    first.fit()
+    second = make_trainer(build_model(run.read_config()), data, run, replace(sched, steps=12), progress=False)
+    second.resume()
+    second.fit()
+    assert torch.equal(params(whole.model), params(second.model))
+    constant, _ = make(tmp_path, data, replace(QUICK, lr=1e-2, steps=12))
+    constant.fit()
+    assert not torch.equal(params(constant.model), params(whole.model))  # the schedule changed the training
+
+
 def test_the_first_log_line_after_a_resume_averages_the_steps_it_saw(tmp_path):
     """Resumed at step 7 with log_every=5, the line at step 10 is the mean of steps 8-10 (3 steps), not their
     sum over 5: it matches the uninterrupted run's line, which averages steps 6-10 of the same training."""

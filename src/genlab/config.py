@@ -287,6 +287,11 @@ class TrainConfig(Checked):
     batch_size: int = option(128, "the global batch: under torchrun each of N processes takes 1/N",
                              min=1, max=MAX_BATCH)
     lr: float = option(1e-3, "learning rate of every phase that sets none of its own", min=0, min_exclusive=True)
+    lr_milestones: tuple[int, ...] = option((), "steps from which every phase's learning rate is multiplied by "
+                                                "lr_gamma once more (PyTorch's MultiStepLR); empty: constant",
+                                            min=1)
+    lr_gamma: float = option(0.1, "factor of the learning rate at each of lr_milestones", min=0, max=1,
+                             min_exclusive=True)
     seed: int = option(0, "seed of the initial weights, the batch order and the sampling", min=0, max=MAX_SEED)
     steps: int | None = option(None, "budget: total optimiser steps", min=0)
     epochs: float | None = option(None, "budget: total passes over the train split", min=0)
