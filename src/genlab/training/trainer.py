@@ -109,10 +109,6 @@ class Trainer:
         self.eval_metrics = (config.eval_metrics if config.eval_metrics is not None
                              else model.default_eval_metrics)
         self.optimizers = {p.name: p.make_optimizer(config.lr) for p in self.phases}
-        # each group's learning rate before lr_milestones: the rate of a step is a function of the step alone
-        # (set before each step, not carried in the optimiser's state), so a resume continues the schedule
-        # exactly and may change it (--set train.lr_milestones=... with --resume)
-        self._base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
         # a model with a ``batch_plan`` trains on batches in which one factor varies (``data.factors``)
         self.loader = train_loader(data, model.batch_plan, batch_size=config.batch_size,
                                    seed=config.seed, rank=self.world.rank, world_size=self.world.size)
@@ -202,11 +198,14 @@ class Trainer:
         self._own = {name: [q for q in unique if id(q) in ids] for name, ids in mine.items()}
 
     def _set_learning_rates(self) -> None:
-        """Every group's rate for the step about to run: its base times lr_gamma per milestone reached."""
+        """Every group's rate for the step about to run: its rate before any milestone (``initial_lr``, kept in
+        the group as torch's LR schedulers keep it, so it is saved with the optimiser) times lr_gamma per
+        milestone reached. A function of the step alone: a resume continues the schedule exactly, and may
+        change it (``--resume ... --set train.lr_milestones=...``)."""
         factor = self.cfg.lr_gamma ** sum(m <= self.step for m in self.cfg.lr_milestones)
-        for name, opt in self.optimizers.items():
-            for group, base in zip(opt.param_groups, self._base_lrs[name], strict=True):
-                group["lr"] = base * factor
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def train_step(self) -> dict[str, float]:
         if self._runners is None:
