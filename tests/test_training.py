@@ -56,7 +56,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_lr_milestones_multiply_every_phase_rate_from_that_step_and_a_resume_continues_them(tmp_path):
     """MultiStepLR's semantics from the step count alone: the step numbered m (0-based) and later run at
-    lr * gamma per milestone reached; a resume gives the run an uninterrupted schedule gives, even though the
+    lr * gamma per milestone reached; a resume gives the weights an uninterrupted run gives, even though the
     checkpoint's optimiser state holds the rate of the step it was saved at."""
     data = blobs(200)
     sched = replace(QUICK, lr=1e-2, lr_milestones=(4, 9), lr_gamma=0.5)
