@@ -8,8 +8,8 @@ changes how a step is computed, not what it computes).
 Each (family, mode, repeat) is a fresh worker process with one torch thread and a fresh inductor cache (a
 user's first run: nothing compiled before), compiling in-process (``TORCHINDUCTOR_COMPILE_THREADS=1``) so
 that the compiler's CPU-seconds are the process's own. It trains the family's defaults on its data for
-``STEPS`` steps with ``train.compile`` on or off, and reads the CPU-seconds of every step from the run's
-``stats.jsonl`` (``train.log_every=1``). From them:
+the steps ``FAMILIES`` gives it, with ``train.compile`` on or off, and reads the CPU-seconds of every step
+from the run's ``stats.jsonl`` (``train.log_every=1``). From them:
 
 * ``step_ms``: CPU-milliseconds of a step after the first ``WARM`` steps (their mean: the log's CPU-seconds
   have a 10 ms resolution);
@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# family -> (data, steps trained): enough steps after the warm-up for a steady median
+# family -> (data, steps trained): enough steps after the warm-up for a steady mean step
 FAMILIES = {
     "gan": ("mnist5k", 160),
     "wgan-gp": ("toy2d:ring8", 300),
