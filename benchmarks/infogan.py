@@ -82,7 +82,9 @@ def infogan_scores(run: Path, data, features, which: str = "best") -> dict:
 
     model, _ = load(run, which)
     values = evaluate(model, data, metrics=["code_acc", "code_nmi", "code_acc_real"], n=2000)["values"]
-    stats = [r for r in read_jsonl(run / "stats.jsonl") if "critic/mi_cat" in r]
+    logged = read_jsonl(run / "stats.jsonl")
+    steps = max((r.get("step", 0) for r in logged), default=0)
+    stats = [r for r in logged if "critic/mi_cat" in r]
     mi = statistics.fmean(r["critic/mi_cat"] for r in stats[-10:]) if stats else float("nan")
     layout = model.code_layout
     g = torch.Generator().manual_seed(123)
@@ -107,7 +109,8 @@ def infogan_scores(run: Path, data, features, which: str = "best") -> dict:
         best = max(means, key=means.get)
         codes.append({"code": j, "attribute": best, "spearman": means[best], "all": means,
                       "class_kept": statistics.fmean(kept)})
-    return {"run": str(run), **values, "mi_cat": mi, "mi_gap": math.log(layout.categories) - mi, "codes": codes}
+    return {"run": str(run), "steps": steps, **values, "mi_cat": mi, "mi_gap": math.log(layout.categories) - mi,
+            "codes": codes}
 
 
 def attribute_scores(vae_run: Path, data, features) -> dict:
@@ -173,6 +176,8 @@ def main() -> None:
                    help="InfoGAN weights to score: best.pt as genlab sample and evaluate load them (the "
                         "last weights when the run kept no best.pt, InfoGAN's default), or the last; the "
                         "VAE and DCGAN always best.pt")
+    p.add_argument("--codes-only", action="store_true",
+                   help="InfoGAN's codes only (sections 1-2): no VAE, no DCGAN, for comparing InfoGAN configs")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(2)
@@ -185,7 +190,8 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     overrides = [a for kv in args.set for a in ("--set", kv)]
     jobs = [("infogan", s, args.cpu_minutes, overrides) for s in args.seeds]
-    jobs += [("vae", 0, args.vae_minutes, []), ("gan", 0, args.gan_minutes, [])]
+    if not args.codes_only:
+        jobs += [("vae", 0, args.vae_minutes, []), ("gan", 0, args.gan_minutes, [])]
     t0 = time.perf_counter()
     if args.reuse:
         done = [next((runs / f"{m}-{s}").iterdir()) for m, s, _, _ in jobs]
@@ -196,27 +202,33 @@ def main() -> None:
     data = load_data("mnist5k")
     features = feature_extractor(data)
     info_rows = [infogan_scores(r, data, features, args.which) for r in done[:len(args.seeds)]]
-    vae_run, gan_run = done[len(args.seeds):]
     result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "set": args.set,
               "train_wall_seconds": wall,
-              "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows,
-              "attribute": attribute_scores(vae_run, data, features),
-              "projection": projection_scores(gan_run, vae_run, data, features), "targets": TARGETS}
+              "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows, "targets": TARGETS}
+    if not args.codes_only:
+        vae_run, gan_run = done[len(args.seeds):]
+        result["attribute"] = attribute_scores(vae_run, data, features)
+        result["projection"] = projection_scores(gan_run, vae_run, data, features)
     accs = sorted(r["code_acc"] for r in info_rows)
     result["summary"] = {"code_acc_median": statistics.median(accs), "code_acc_worst": accs[0],
                          "code_acc_real_median": statistics.median(r["code_acc_real"] for r in info_rows),
                          "mi_gap_median": statistics.median(r["mi_gap"] for r in info_rows)}
     print(f"\nInfoGAN on mnist5k, {args.cpu_minutes:g} CPU minutes per seed (trained in {wall:.0f} s wall), "
           f"weights: {'best.pt' if args.which == 'best' else 'the last'}, config: {' '.join(args.set) or 'defaults'}")
-    print(f"{'seed':>4} {'code_acc':>9} {'code_nmi':>9} {'acc_real':>9} {'L_I':>7} {'ln10-L_I':>9}  continuous codes")
+    print(f"{'seed':>4} {'steps':>6} {'code_acc':>9} {'code_nmi':>9} {'acc_real':>9} {'L_I':>7} {'ln10-L_I':>9}  "
+          f"continuous codes")
     for s, r in zip(args.seeds, info_rows, strict=True):
         codes = "; ".join(f"c{c['code']}: {c['attribute']} |ρ| {c['spearman']:.2f}, class kept {c['class_kept']:.2f}"
                           for c in r["codes"])
-        print(f"{s:>4} {r['code_acc']:>9.3f} {r['code_nmi']:>9.3f} {r['code_acc_real']:>9.3f} {r['mi_cat']:>7.3f} "
-              f"{r['mi_gap']:>9.3f}  {codes}")
+        print(f"{s:>4} {r['steps']:>6} {r['code_acc']:>9.3f} {r['code_nmi']:>9.3f} {r['code_acc_real']:>9.3f} "
+              f"{r['mi_cat']:>7.3f} {r['mi_gap']:>9.3f}  {codes}")
     summ = result["summary"]
     print(f"median code_acc {summ['code_acc_median']:.3f} (target >= {TARGETS['code_acc']}), "
           f"worst {summ['code_acc_worst']:.3f}")
+    if args.codes_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return
     a = result["attribute"]
     print(f"VAE thickness vectors (k thick vs k thin train digits, halves of each class; mean |z| "
           f"{a['mean_code_norm']:.2f}); targets at strength 1: thickness rose >= 90%, class kept >= 90%")

@@ -10,9 +10,10 @@ FLOPs of genlab's own conv models go; sampling speed and the latency of decoding
    per-pair ratios. After the
    chunks both sides have trained the same number of steps: FD (genlab's feature net, 2,000 samples
    against 2,000 train images) says whether the speed cost any quality.
-2. **FLOPs** of genlab's default conv ``gan`` and ``wgan-gp`` on mnist5k: FLOPs of one training step
-   (``torch.utils.flop_counter``, backward and the gradient penalty's double backward included),
-   its time, GFLOP/s against this machine's fp32 GEMM ceiling measured in the same run (one thread),
+2. **FLOPs** of genlab's default conv ``gan`` and ``wgan-gp`` on mnist5k at their default batch: FLOPs of a
+   training step, averaged over 4 steps since lazy R1 runs on every 4th (``torch.utils.flop_counter``,
+   backward and the penalties' double backward included),
+   its time, GFLOP/s against the GEMM ceiling of its precision measured in the same run (one thread),
    and the ops (by shape) that take the most time, with their own GFLOP/s.
 3. **Sampling**: images per CPU-second of ``sample(1000)`` and the wall-clock latency of ``decode``
    of one z (median and 95th percentile of 200 calls), untrained default models.
@@ -164,9 +165,9 @@ def ab_case(name: str, reps: int, seed: int, root: Path, features, real, train_t
 
 
 # --- FLOPs of genlab's own conv models -------------------------------------------------------------------
-def gemm_ceiling(size: int = 1024, reps: int = 5) -> float:
-    """fp32 GEMM GFLOP/s on one thread (best of ``reps``, CPU time): the ceiling a training step is measured against."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def gemm_ceiling(size: int = 1024, reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """GEMM GFLOP/s on one thread (best of ``reps``, CPU time): the ceiling a training step is measured against."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b
     times = []
     for _ in range(reps):
@@ -198,7 +199,10 @@ def _conv_backward_flops(op: str, shapes) -> float:
 
 
 def step_flops(model_name: str, seed: int, root: Path, memory_format: str, precision: str = "fp32",
-               steps: int = 8) -> dict:
+               cycles: int = 8, cycle: int = 4) -> dict:
+    """FLOPs and CPU time of the default model's training steps at its default batch for images
+    (``train_defaults_by_kind``). A step's work varies with the step (lazy R1 runs on every 4th), so FLOPs
+    are counted over ``cycle`` consecutive steps and the time is the median of ``cycles`` such runs."""
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -210,32 +214,38 @@ def step_flops(model_name: str, seed: int, root: Path, memory_format: str, preci
     model = cls(cls.Config(), DataInfo(shape=tuple(data.shape), kind="image", num_classes=10))
     cfg = TrainConfig(seed=seed, eval_every=0, sample_every=0, checkpoint_every=0, eval_metrics=(), threads=1,
                       memory_format=memory_format, precision=precision)
+    cfg = replace(cfg, **cls.train_defaults_by_kind.get("image", {}))
     t = Trainer(model, data, new_run(root, model_name, "mnist5k"), cfg, progress=False)
     t._batches = iter(t.loader)
-    t.train_step()  # warm-up
+    for _ in range(cycle):  # warm-up
+        t.train_step()
     counter = FlopCounterMode(display=False)
     counter.mod_tracker = _NoModuleTracker()  # its backward hooks break autograd.grad (the penalty)
     with counter:
-        t.train_step()
-    flops = counter.get_total_flops()
+        for _ in range(cycle):
+            t.train_step()
+    flops = counter.get_total_flops() / cycle
     times = []
-    for _ in range(steps):  # CPU time of one thread: the step's work, whatever else the machine runs
+    for _ in range(cycles):  # CPU time of one thread: the steps' work, whatever else the machine runs
         t0 = time.process_time()
-        t.train_step()
-        times.append(time.process_time() - t0)
+        for _ in range(cycle):
+            t.train_step()
+        times.append((time.process_time() - t0) / cycle)
     sec = statistics.median(times)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as prof:
-        for _ in range(3):
+        for _ in range(cycle):
             t.train_step()
     ops = []
     for e in prof.key_averages(group_by_input_shape=True):
         if e.self_cpu_time_total <= 0 or e.key.startswith("ProfilerStep"):
             continue
         op_flops = e.flops or _conv_backward_flops(e.key, e.input_shapes) * e.count
-        ops.append({"op": e.key, "shapes": str(e.input_shapes)[:90], "ms_per_step": e.self_cpu_time_total / 3e3,
+        ops.append({"op": e.key, "shapes": str(e.input_shapes)[:90],
+                    "ms_per_step": e.self_cpu_time_total / cycle / 1e3,
                     "gflops_per_s": (op_flops / (e.self_cpu_time_total * 1e-6) / 1e9) if op_flops else None})
     ops.sort(key=lambda o: -o["ms_per_step"])
     return {"model": model_name, "memory_format": memory_format, "precision": precision,
+            "computed_in": "bf16" if t.autocast == torch.bfloat16 else "fp32",
             "batch": t.loader.batch_size, "gflop_per_step": flops / 1e9,
             "ms_per_step": sec * 1e3, "gflops_per_s": flops / sec / 1e9, "img_per_s": t.loader.batch_size
             * sum(p.repeat for p in t.phases) / sec, "top_ops": ops[:12]}
@@ -284,10 +294,16 @@ def main() -> None:
     data28 = load_data("mnist5k")
     features = feature_extractor(data28)
     real = real_features(features, data28, "train", 2000)
-    out: dict = {"threads": 1, "torch": torch.__version__, "loadavg_start": os.getloadavg()}
+    from genlab.training.speed import cpu_description, fast_bf16
+
+    out: dict = {"threads": 1, "torch": torch.__version__, "cpu": cpu_description(),
+                 "loadavg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         out["gemm_gflops_1thread"] = gemm_ceiling()
-        print(f"fp32 GEMM ceiling (1024^3, one thread): {out['gemm_gflops_1thread']:.1f} GFLOP/s", flush=True)
+        print(f"CPU: {out['cpu']}\nfp32 GEMM ceiling (1024^3, one thread): {out['gemm_gflops_1thread']:.1f} GFLOP/s",
+              flush=True)
+        if fast_bf16(torch.device("cpu")):
+            out["gemm_gflops_1thread_bf16"] = gemm_ceiling(dtype=torch.bfloat16)
         out["ab"] = [] if args.skip_ab else [ab_case(c, args.reps, args.seed, Path(tmp), features, real,
                                                      args.train_to) for c in args.cases]
         out["flops"], out["sampling"] = [], []
@@ -315,12 +331,18 @@ def report(out: dict) -> str:
         lines.append(f"{r['case']:<14}{m['reference']:>11.1f}{m['genlab']:>10.1f}{r['ratio']:>7.2f}x "
                      f"[{per[0]:.2f}-{per[-1]:.2f}]  {r['ratio_wall']:>5.2f}x {r['target']:>4.1f}x {ok:<7}"
                      f"{r['fd_reference']:>7.1f}{r['fd_genlab']:>10.1f}  ({r['images_each']})")
-    lines.append(f"\nfp32 GEMM ceiling, one thread: {out['gemm_gflops_1thread']:.1f} GFLOP/s")
+    lines.append(f"\nCPU: {out.get('cpu', '?')}")
+    lines.append(f"fp32 GEMM ceiling, one thread: {out['gemm_gflops_1thread']:.1f} GFLOP/s")
+    if "gemm_gflops_1thread_bf16" in out:
+        lines.append(f"bf16 GEMM ceiling, one thread: {out['gemm_gflops_1thread_bf16']:.1f} GFLOP/s")
     for f in out["flops"]:
-        lines.append(f"genlab {f['model']} (default conv, batch {f['batch']}, {f['memory_format']}, {f['precision']}): "
+        computed = f.get("computed_in", f["precision"])
+        ceiling = out.get("gemm_gflops_1thread_bf16") if computed == "bf16" else out["gemm_gflops_1thread"]
+        asked = f["precision"] + ("" if computed == f["precision"] else f" -> {computed}: no fast bf16")
+        lines.append(f"genlab {f['model']} (default conv, batch {f['batch']}, {f['memory_format']}, {asked}): "
                      f"{f['gflop_per_step']:.2f} GFLOP a step "
                      f"in {f['ms_per_step']:.1f} ms = {f['gflops_per_s']:.1f} GFLOP/s "
-                     f"({100 * f['gflops_per_s'] / out['gemm_gflops_1thread']:.0f}% of the ceiling), "
+                     f"({100 * f['gflops_per_s'] / ceiling:.0f}% of the {computed} ceiling), "
                      f"{f['img_per_s']:.0f} img/s through D")
         for o in f["top_ops"][:8]:
             rate = f"{o['gflops_per_s']:.1f} GFLOP/s" if o["gflops_per_s"] else "-"
