@@ -88,7 +88,7 @@ def main() -> None:
     mode = "one at a time" if args.one_at_a_time else "together"
     print(f"# {' '.join(sys.argv)}\n# CPU: {cpu_description()}; load average mid-run {load:.1f} (median); "
           f"--busy {args.busy}; variants run {mode}; seeds {args.seeds}; medians [min-max] over seeds")
-    print(f"{'variant':<34}{'steps':>16}  threads at log lines    " + "".join(f"{k:>22}" for k in shown_keys))
+    print(f"{'variant':<34}{'steps':>16}  threads at log lines    " + "".join(f"{k:>24}" for k in shown_keys))
 
     def spread(values: list[float]) -> str:
         return f"{statistics.median(values):.4g} [{min(values):.3g}-{max(values):.3g}]" if len(values) > 1 \
@@ -99,7 +99,7 @@ def main() -> None:
         for r in runs:
             used.update(r["threads_logged"])
         print(f"{name:<34}{spread([r['steps'] for r in runs]):>16}  {str(dict(used)):<24}"
-              + "".join(f"{spread([r['metrics'][k] for r in runs]):>22}" for k in shown_keys))
+              + "".join(f"{spread([r['metrics'][k] for r in runs]):>24}" for k in shown_keys))
     out = {"command": " ".join(sys.argv), "cpu": cpu_description(), "load_average": load, "busy": args.busy,
            "one_at_a_time": args.one_at_a_time, "seeds": args.seeds, "model": args.model, "data": args.data,
            "seconds": args.time, "runs": rows}
