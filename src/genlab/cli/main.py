@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_argument_group("budget (the smallest one given wins; none: 10 epochs)")
     budget.add_argument("--time", default=None, help="wall-clock for this invocation, e.g. 90s, 3m, 1h")
     budget.add_argument("--cpu-time", default=None,
-                        help="CPU time of this process, e.g. 15m: the same work on a busy machine")
+                        help="CPU time of this process, e.g. 15m: waiting for a core does not count")
     budget.add_argument("--epochs", type=float, default=None, help="total passes over the train split")
     budget.add_argument("--steps", type=int, default=None, help="total optimiser steps")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
