@@ -91,7 +91,7 @@ def main() -> None:
     print(f"{'variant':<34}{'steps':>16}  threads at log lines    " + "".join(f"{k:>24}" for k in shown_keys))
 
     def spread(values: list[float]) -> str:
-        return f"{statistics.median(values):.4g} [{min(values):.3g}-{max(values):.3g}]" if len(values) > 1 \
+        return f"{statistics.median(values):.4g} [{min(values):.4g}-{max(values):.4g}]" if len(values) > 1 \
             else f"{values[0]:.4g}"
 
     for name, runs in rows.items():
@@ -100,6 +100,10 @@ def main() -> None:
             used.update(r["threads_logged"])
         print(f"{name:<34}{spread([r['steps'] for r in runs]):>16}  {str(dict(used)):<24}"
               + "".join(f"{spread([r['metrics'][k] for r in runs]):>24}" for k in shown_keys))
+    if len(args.seeds) > 1 and shown_keys:
+        print("per seed (steps, " + shown_keys[0] + "): " + "; ".join(
+            f"{name}: " + ", ".join(f"{r['steps']} / {r['metrics'][shown_keys[0]]:.1f}" for r in runs)
+            for name, runs in rows.items()))
     out = {"command": " ".join(sys.argv), "cpu": cpu_description(), "load_average": load, "busy": args.busy,
            "one_at_a_time": args.one_at_a_time, "seeds": args.seeds, "model": args.model, "data": args.data,
            "seconds": args.time, "runs": rows}
