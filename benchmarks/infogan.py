@@ -226,9 +226,9 @@ def main() -> None:
     summ = result["summary"]
     print(f"median code_acc {summ['code_acc_median']:.3f} (target >= {TARGETS['code_acc']}), "
           f"worst {summ['code_acc_worst']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
     if args.codes_only:
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
         return
     a = result["attribute"]
     print(f"VAE thickness vectors (k thick vs k thin train digits, halves of each class; mean |z| "
@@ -242,8 +242,6 @@ def main() -> None:
     print(f"projection: DCGAN median PSNR {pr['gan_projection_psnr']:.2f} dB "
           f"(loss {pr['projection_loss_start']:.4f} -> {pr['projection_loss_end']:.4f}); "
           f"VAE reconstruction median PSNR {pr['vae_reconstruction_psnr']:.2f} dB")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
