@@ -1,8 +1,8 @@
 """InfoGAN's codes and the latent tools, measured (issue 4's figures), in one run.
 
 1. InfoGAN on mnist5k, ``--cpu-minutes`` of CPU time per seed (default 15; the trainer's
-   ``--cpu-time`` budget: waiting for a core does not count, but beside other work on a shared core a
-   CPU-second buys fewer steps, so the steps reached are printed), one thread,
+   ``--cpu-time`` budget: waiting for a core does not count, but the steps a CPU-minute buys depend on
+   the CPU, bf16 where it is fast, so the steps reached are printed), one thread,
    default config, seeds ``--seeds``. Per seed: ``code_acc`` / ``code_nmi`` (samples by code,
    labelled by the data set's own classifier, Hungarian matching), ``code_acc_real`` (Q on the
    test split), and L_I (``mi_cat``: mean of the critic phase's last 10 logged values) vs ln 10.

@@ -297,8 +297,7 @@ class TrainConfig(Checked):
     epochs: float | None = option(None, "budget: total passes over the train split", min=0)
     time: float | None = option(None, "budget: seconds of wall-clock in this invocation", min=0)
     cpu_time: float | None = option(None, "budget: seconds of this process's CPU time (all threads) in this "
-                                          "invocation; waiting for a core does not count (on a shared core a "
-                                          "CPU-second still does less work)", min=0)
+                                          "invocation; waiting for a core does not count", min=0)
     device: str = option("auto", "torch device; auto takes CUDA when present",
                          pattern=(r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, mps, cuda or cuda:N"))
     log_every: int = option(50, "steps between lines of stats.jsonl", min=1)
