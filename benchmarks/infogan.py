@@ -47,11 +47,12 @@ TARGETS = {"code_acc": 0.90, "mi_gap": 0.10, "spearman": 0.8, "class_kept": 0.90
            "thickness_class_kept": 0.90}
 
 
-def train(model: str, seed: int, minutes: float, runs: Path, extra: list[str]) -> Path:
-    """One ``genlab train`` in its own process and runs folder; returns the run folder."""
+def train(model: str, seed: int, budget: list[str], runs: Path, extra: list[str]) -> Path:
+    """One ``genlab train`` in its own process and runs folder; returns the run folder. ``budget``: the
+    trainer's budget options, ``["--cpu-time", "15m"]`` or ``["--steps", "7500"]``."""
     folder = runs / f"{model}-{seed}"
-    cmd = [sys.executable, "-m", "genlab", "-q", "train", model, "--data", "mnist5k", "--cpu-time",
-           f"{minutes}m", "--seed", str(seed), "--runs", str(folder), "--no-final", "--set", "train.threads=1",
+    cmd = [sys.executable, "-m", "genlab", "-q", "train", model, "--data", "mnist5k", *budget,
+           "--seed", str(seed), "--runs", str(folder), "--no-final", "--set", "train.threads=1",
            *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -166,6 +167,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cpu-minutes", type=float, default=15.0, help="InfoGAN CPU minutes per seed")
+    p.add_argument("--steps", type=int, default=None,
+                   help="InfoGAN steps per seed instead of --cpu-minutes: the same work on any CPU")
     p.add_argument("--vae-minutes", type=float, default=5.0)
     p.add_argument("--gan-minutes", type=float, default=10.0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -190,9 +193,11 @@ def main() -> None:
     runs = Path(args.runs or tempfile.mkdtemp(prefix="genlab-infogan-"))
     runs.mkdir(parents=True, exist_ok=True)
     overrides = [a for kv in args.set for a in ("--set", kv)]
-    jobs = [("infogan", s, args.cpu_minutes, overrides) for s in args.seeds]
+    infogan_budget = ["--steps", str(args.steps)] if args.steps else ["--cpu-time", f"{args.cpu_minutes}m"]
+    jobs = [("infogan", s, infogan_budget, overrides) for s in args.seeds]
     if not args.codes_only:
-        jobs += [("vae", 0, args.vae_minutes, []), ("gan", 0, args.gan_minutes, [])]
+        jobs += [("vae", 0, ["--cpu-time", f"{args.vae_minutes}m"], []),
+                 ("gan", 0, ["--cpu-time", f"{args.gan_minutes}m"], [])]
     t0 = time.perf_counter()
     if args.reuse:
         done = [next((runs / f"{m}-{s}").iterdir()) for m, s, _, _ in jobs]
@@ -203,7 +208,9 @@ def main() -> None:
     data = load_data("mnist5k")
     features = feature_extractor(data)
     info_rows = [infogan_scores(r, data, features, args.which) for r in done[:len(args.seeds)]]
-    result = {"seeds": args.seeds, "cpu_minutes": args.cpu_minutes, "checkpoint": args.which, "set": args.set,
+    budget_text = f"{args.steps} steps" if args.steps else f"{args.cpu_minutes:g} CPU minutes"
+    result = {"seeds": args.seeds, "cpu_minutes": None if args.steps else args.cpu_minutes, "steps": args.steps,
+              "checkpoint": args.which, "set": args.set,
               "train_wall_seconds": wall,
               "loadavg_after": list(__import__("os").getloadavg()), "infogan": info_rows, "targets": TARGETS}
     if not args.codes_only:
@@ -214,7 +221,7 @@ def main() -> None:
     result["summary"] = {"code_acc_median": statistics.median(accs), "code_acc_worst": accs[0],
                          "code_acc_real_median": statistics.median(r["code_acc_real"] for r in info_rows),
                          "mi_gap_median": statistics.median(r["mi_gap"] for r in info_rows)}
-    print(f"\nInfoGAN on mnist5k, {args.cpu_minutes:g} CPU minutes per seed (trained in {wall:.0f} s wall), "
+    print(f"\nInfoGAN on mnist5k, {budget_text} per seed (trained in {wall:.0f} s wall), "
           f"weights: {'best.pt' if args.which == 'best' else 'the last'}, config: {' '.join(args.set) or 'defaults'}")
     print(f"{'seed':>4} {'steps':>6} {'code_acc':>9} {'code_nmi':>9} {'acc_real':>9} {'L_I':>7} {'ln10-L_I':>9}  "
           f"continuous codes")
