@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FIXED_PSNR = (27.0, 28.0, 29.0, 30.0)  # dB, PSNR-RGB: where the codec's bpp is compared after each budget
 # the photo ladder: one model for qualities 1..7 (CompressAI's lambdas), 4 stride-2 stages of 64 channels,
 # the last one giving M = 96 latent channels (Ballé's layout), a 64-channel hyperprior, trained on 128x128
 # random crops, 8 a batch
@@ -91,7 +92,9 @@ def _write(name: str, result: dict, lines: list[str]) -> None:
 
 
 def rd_all(snapshots: list[Path], kodak: str) -> None:
-    """``rd_report`` of each checkpoint on the Kodak folder (the baselines measured once), and the trend."""
+    """``rd_report`` of each checkpoint on the Kodak folder (the baselines measured once), each written to
+    ``compression_kodak_<h>h.{json,txt,png}``; a checkpoint measured after its weights were saved is not
+    measured again."""
     import torch
 
     from genlab.compression.rd import baseline_curves
@@ -107,21 +110,26 @@ def rd_all(snapshots: list[Path], kodak: str) -> None:
     else:
         baselines = baseline_curves(images)
         cached.write_text(json.dumps(baselines, indent=2))
-    trend, lines = [], [f"BD-rate of the photo codec on the 24 Kodak images after each CPU-time budget "
-                        f"(one training run; load average {os.getloadavg()[0]:.1f})"]
     for snap in snapshots:
         h = json.loads((snap / "source.json").read_text())["cpu_hours"]
         done = RESULTS / f"compression_kodak_{label(h)}.json"
         if done.is_file() and done.stat().st_mtime > (snap / "checkpoint.pt").stat().st_mtime:
-            report = json.loads(done.read_text())  # measured already, on these weights
-        else:
-            start = time.process_time()
-            made = rd_report([snap], data=f"folder:{kodak}", output=RESULTS / f"compression_kodak_{label(h)}.png",
-                             json_path=done, baselines=baselines)
-            (RESULTS / f"compression_kodak_{label(h)}.txt").write_text(
-                f"genlab rd {snap} --data folder:{kodak} (rd stage CPU {time.process_time() - start:.0f} s)\n"
-                + "\n".join(made.table()) + "\n")
-            report = made.to_json()
+            continue  # measured already, on these weights
+        start = time.process_time()
+        made = rd_report([snap], data=f"folder:{kodak}", output=RESULTS / f"compression_kodak_{label(h)}.png",
+                         json_path=done, baselines=baselines)
+        (RESULTS / f"compression_kodak_{label(h)}.txt").write_text(
+            f"genlab rd {snap} --data folder:{kodak} (rd stage CPU {time.process_time() - start:.0f} s)\n"
+            + "\n".join(made.table()) + "\n")
+
+
+def write_trend(hours: list[float]) -> None:
+    """BD-rate and bpp at fixed PSNR after each budget, from the ``compression_kodak_<h>h.json`` the rd stage
+    wrote -> ``compression_kodak_trend.{json,txt}``."""
+    trend, lines = [], ["BD-rate of the photo codec on the 24 Kodak images after each CPU-time budget "
+                        "(one training run)"]
+    for h in hours:
+        report = json.loads((RESULTS / f"compression_kodak_{label(h)}.json").read_text())
         bd = report["bd_rate_percent"]
         dp = report["bd_psnr_db"]
         trend.append({"cpu_hours": h, "bd_rate_percent": bd, "bd_range_db": report["bd_range_db"], "bd_psnr_db": dp,
@@ -134,7 +142,45 @@ def rd_all(snapshots: list[Path], kodak: str) -> None:
                      f"vs Ballé 2017 {fmt(bd.get('vs_balle2017_factorized'))}; "
                      f"BD-PSNR vs JPEG {dbf(dp['vs_jpeg_file'])}, "
                      f"vs WebP {dbf(dp['vs_webp'])}, vs Ballé 2018 {dbf(dp.get('vs_balle2018_hyperprior'))}")
-    _write("compression_kodak_trend", {"trend": trend}, lines)
+    baselines = json.loads((RESULTS / "compression_kodak_baselines.json").read_text())
+    fixed = _rate_at_fixed_psnr(trend, baselines["jpeg"])
+    lines += fixed.pop("lines")
+    _write("compression_kodak_trend", {"trend": trend, **fixed}, lines)
+
+
+def _rate_at_fixed_psnr(trend: list[dict], jpeg: list[dict]) -> dict:
+    """Time to quality of the codec: its whole-file bpp at each of ``FIXED_PSNR`` after each budget, beside
+    JPEG's at the same PSNR, and the CPU-hours at which its rate first falls to JPEG's (interpolated linearly
+    in CPU-hours between the budgets; None when it does not within them)."""
+    from genlab.compression.rd import rate_at
+
+    at = {}
+    lines = ["", "Whole-file bpp at a fixed PSNR-RGB on Kodak after each budget (genlab / JPEG at the same PSNR; "
+                 "- : the curve does not reach it)",
+             f"{'CPU-hours':>9} " + " ".join(f"{f'{db:g} dB':>18}" for db in FIXED_PSNR)]
+    for row in trend:
+        cells = []
+        for db in FIXED_PSNR:
+            ours, ref = rate_at(row["points"], db, rate="file_bpp"), rate_at(jpeg, db)
+            at.setdefault(str(db), []).append({"cpu_hours": row["cpu_hours"], "genlab_file_bpp": ours,
+                                               "jpeg_bpp": ref, "ratio": None if ours is None else ours / ref})
+            cells.append(f"{'-' if ours is None else f'{ours:.3f}'} / {ref:.3f}".rjust(18))
+        lines.append(f"{row['cpu_hours']:>9g} " + " ".join(cells))
+    reach = {}
+    for db, rows in at.items():
+        first = next((i for i, r in enumerate(rows) if r["ratio"] is not None and r["ratio"] <= 1), None)
+        before = rows[first - 1] if first else None
+        if first is None:
+            reach[db] = None
+        elif before is None or before["ratio"] is None:
+            reach[db] = rows[first]["cpu_hours"]
+        else:
+            after = rows[first]
+            w = (before["ratio"] - 1) / (before["ratio"] - after["ratio"])
+            reach[db] = before["cpu_hours"] + w * (after["cpu_hours"] - before["cpu_hours"])
+    lines.append("CPU-hours until genlab's rate falls to JPEG's: " + ", ".join(
+        f"{db} dB {'not within the budgets' if h is None else f'{h:.2f}'}" for db, h in reach.items()))
+    return {"rate_at_psnr": at, "cpu_hours_to_jpeg_rate": reach, "lines": lines}
 
 
 def _median_times(fn, repeats: int = 5) -> dict:
@@ -199,7 +245,9 @@ def main() -> None:
     parser.add_argument("--kodak", required=True, help="folder of the evaluation images")
     parser.add_argument("--runs", default="runs", help="where the run and its snapshots go")
     parser.add_argument("--hours", default="0.25,0.5,1,2", help="cumulative CPU-hour budgets")
-    parser.add_argument("--stage", default="all", choices=("all", "train", "rd"))
+    parser.add_argument("--stage", default="all", choices=("all", "train", "rd", "trend"),
+                        help="trend: only the BD-rate / fixed-PSNR table, from the rd stage's results")
+    parser.add_argument("--skip-speed", action="store_true", help="no encode / decode timing after the rd stage")
     args = parser.parse_args()
     hours = [float(h) for h in args.hours.split(",")]
     runs = Path(args.runs)
@@ -209,6 +257,9 @@ def main() -> None:
     if args.stage in ("all", "rd"):
         snapshots = [runs / f"photo-codec-{label(h)}" for h in hours if (runs / f"photo-codec-{label(h)}").is_dir()]
         rd_all(snapshots, args.kodak)
+    if args.stage in ("all", "rd", "trend"):
+        write_trend(hours)
+    if args.stage in ("all", "rd") and not args.skip_speed:
         speed(snapshots[-1], args.kodak)
 
 

@@ -16,7 +16,7 @@ from genlab.cli import main
 from genlab.compression import compress, decompress
 from genlab.compression import format as glc
 from genlab.compression.published import PUBLISHED_KODAK, published_curves
-from genlab.compression.rd import bd_psnr, bd_rate, plot_rd
+from genlab.compression.rd import bd_psnr, bd_rate, plot_rd, rate_at
 from genlab.config import DataInfo
 from genlab.data.user import load_folder
 from genlab.errors import GenlabError
@@ -146,6 +146,18 @@ def test_published_points_are_data_with_their_source_and_plotted_as_published(tm
     assert sum("(published)" in label for label in labels) == 2 and (tmp_path / "rd.png").stat().st_size > 0
     hyper = published_curves()["balle2018_hyperprior"]
     assert -60 < bd_rate(hyper, curves["jpeg"]) < -45  # the published codec against JPEG here: about -55%
+
+
+def test_rate_at_a_fixed_psnr():
+    curve = [{"bpp": b, "psnr": p} for b, p in ((0.25, 26), (0.5, 29), (1.0, 32), (2.0, 35))]
+    assert rate_at(curve, 29) == pytest.approx(0.5)
+    assert rate_at(curve, 30.5) == pytest.approx(0.5 * 2 ** 0.5)  # halfway in log-rate
+    assert rate_at(curve, 36) is None  # never reached
+    assert rate_at(curve, 25) is None  # below the lowest measured rate
+    # a point that loses quality at a higher rate is passed over: interpolate from the best so far
+    bumpy = [{"bpp": 0.25, "psnr": 26}, {"bpp": 0.5, "psnr": 28}, {"bpp": 1.0, "psnr": 27}, {"bpp": 2.0, "psnr": 30}]
+    assert rate_at(bumpy, 29) == pytest.approx(0.5 * 4 ** 0.5)
+    assert rate_at([{"bpp": 1.0, "file_bpp": 1.5, "psnr": 30}], 30, rate="file_bpp") == pytest.approx(1.5)
 
 
 def test_bd_rate_known_cases():

@@ -206,6 +206,25 @@ def bd_psnr(test: Sequence[dict], anchor: Sequence[dict]) -> float | None:
     return float(np.mean(np.interp(grid, tr, tp) - np.interp(grid, ar, ap)))
 
 
+def rate_at(points: Sequence[dict], target: float, metric: str = "psnr", rate: str = "bpp") -> float | None:
+    """The lowest ``rate`` at which the curve reaches ``metric`` = ``target`` (time to quality for a codec:
+    bpp at a fixed PSNR). Points are taken by rising rate; from the best point so far to the first that
+    reaches the target, the rate is interpolated linearly in log-rate. None when no point reaches the target,
+    or the lowest-rate point already exceeds it (the answer lies below the measured rates)."""
+    pts = sorted((p[rate], p[metric]) for p in points
+                 if p.get(metric) is not None and math.isfinite(p[metric]) and p[rate] > 0)
+    best = None  # (rate, metric) of the highest metric so far
+    for r, q in pts:
+        if q >= target:
+            if best is None:
+                return r if q == target else None
+            (r0, q0) = best
+            return math.exp(math.log(r0) + (target - q0) / (q - q0) * (math.log(r) - math.log(r0)))
+        if best is None or q > best[1]:
+            best = (r, q)
+    return None
+
+
 CURVE_STYLES = {  # curve key -> (matplotlib style, legend label)
     "genlab": ("o-", "genlab (range-coder payload)"), "genlab_file": ("o-", "genlab (whole .glc file)"),
     "jpeg": ("s--", "JPEG (whole file)"), "jpeg_ecs": ("s-", "JPEG (entropy-coded segment)"),
