@@ -4,6 +4,8 @@ against pytorch/examples' VAE of ``vae.py`` (``--family vae``).
 
     python benchmarks/time_to_quality.py [--family gan] [--seeds 0 1 2] [--variants reference gan gan-b128-lr2e-4] \\
         [--json benchmarks/results/time_to_quality.json] | tee benchmarks/results/time_to_quality.txt
+    python benchmarks/time_to_quality.py --variants gan gan-bf16 --level-from gan@60 \\
+        --rows benchmarks/results/time_to_quality_bf16_rows.jsonl --json benchmarks/results/time_to_quality_bf16.json
     python benchmarks/time_to_quality.py --family vae --rows benchmarks/results/time_to_quality_vae_rows.jsonl \\
         --json benchmarks/results/time_to_quality_vae.json | tee benchmarks/results/time_to_quality_vae.txt
 
@@ -17,6 +19,8 @@ CPU-seconds of the worker's training alone (``time.process_time()`` around the s
 * ``gan-b128-lr2e-4``: the DCGAN paper's batch 128 and Adam 2e-4 without R1 (the defaults before); ``gan-ema``
   adds ``model.ema=0.999``; ``gan-b64``, ``gan-lr4e-4`` and ``gan-b64-lr4e-4`` change its batch and learning
   rates; the ``-r1`` / ``-r10`` variants add the R1 penalty (``-lazy4``: on every 4th step, the defaults).
+* ``gan-bf16`` / ``vae-bf16``: the defaults with ``train.precision=bf16`` (autocast; on a CPU without fast bf16
+  the trainer falls back to fp32, so compare them only where ``cpu_description()`` names fast bf16).
 * ``vae-reference``: pytorch/examples' VAE loop (MLP 784-400-20, Adam 1e-3, batch 128, BCE on grey levels),
   stopped at each checkpoint of ``VAE_REFERENCE_AT``; ``vae``: ``genlab.train("vae", "mnist5k")`` with its
   defaults (validation on: best.pt is what a user gets, and is scored) resumed through ``GENLAB_AT``.
@@ -65,8 +69,11 @@ VARIANTS = {
     "gan-b64-lr4e-4-r10": [*FAST, "model.r1=10", "model.r1_every=1"],
     "gan-b64-lr4e-4-r10-lazy16": [*FAST, "model.r1=10", "model.r1_every=16"],
     "gan-b64-lr4e-4-r10-lazy4": [*FAST, "model.r1=10", "model.r1_every=4"],
+    # the defaults under bf16 autocast (fp32 where the CPU has no fast bf16: the row is then the defaults again)
+    "gan-bf16": ["train.precision=bf16"],
     "vae-reference": None,
     "vae": [],
+    "vae-bf16": ["train.precision=bf16"],
 }
 # per family: its reference variant, the quality key (lower is better), the reference's budget that sets the level
 FAMILIES = {"gan": ("reference", "fd_train", 600), "vae": ("vae-reference", "nll", 300)}
@@ -198,8 +205,12 @@ def time_to_reach(points: list[dict], level: float, key: str = "fd_train") -> fl
     return None
 
 
-def summarise(rows: list[dict], family: str = "gan") -> dict:
+def summarise(rows: list[dict], family: str = "gan", level_from: tuple[str, float] | None = None) -> dict:
+    """Medians over seeds at each checkpoint, and the CPU-seconds each variant needs to reach the level: the
+    family's reference's median at its budget, or ``level_from`` = (variant, CPU-s) when given."""
     reference, key, budget = FAMILIES[family]
+    if level_from is not None:
+        reference, budget = level_from
     by = {}
     for row in rows:
         by.setdefault(row["variant"], []).append(row["points"])
@@ -243,10 +254,10 @@ def table(summary: dict, floor: float | None) -> str:
             lines.append(f"{variant:<14} {p['cpu_s']:>6g} {steps}  " + "  ".join(cell(p.get(c)) for c in columns))
     level = summary["level"]
     if level is not None:
-        lines.append(f"\nlevel: the reference's median {titles[key]} at {budget} CPU-s = {level:.2f}")
+        lines.append(f"\nlevel: {reference}'s median {titles[key]} at {budget:g} CPU-s = {level:.2f}")
         for variant, r in summary["reach"].items():
             each = ", ".join("not reached" if t is None else f"{t:.0f}" for t in r["seconds_each"])
-            ratio = f"  ({budget / r['median_s']:.1f}x faster than the reference's {budget} s)" \
+            ratio = f"  ({budget / r['median_s']:.1f}x faster than {reference}'s {budget:g} s)" \
                 if r["median_s"] and variant != reference else ""
             med = "n/a" if r["median_s"] is None else f"{r['median_s']:.0f}"
             lines.append(f"  {variant:<14} CPU-s to reach it: median {med} (seeds: {each}){ratio}")
@@ -268,6 +279,9 @@ def main() -> None:
                         help="default: the family's reference and defaults (gan: and the defaults before)")
     parser.add_argument("--until", type=float, default=max(GENLAB_AT),
                         help="genlab variants stop at the last checkpoint of GENLAB_AT within this many CPU-s")
+    parser.add_argument("--level-from", metavar="VARIANT@CPU_S",
+                        help="the level to reach: this variant's median at this checkpoint (default: the family's "
+                             "reference at its budget), e.g. gan@60 to compare bf16 with fp32 without the reference")
     parser.add_argument("--json", help="write every point here")
     parser.add_argument("--rows", help="JSON lines of finished runs: reused, and each new run appended")
     args = parser.parse_args()
@@ -276,7 +290,11 @@ def main() -> None:
     defaults = {"gan": ["reference", "gan", "gan-b128-lr2e-4"], "vae": ["vae-reference", "vae"]}
     variants = args.variants or defaults[args.family]
     rows = [_spawn(v, s, Path(args.rows) if args.rows else None, args.until) for v in variants for s in args.seeds]
-    summary = summarise(rows, args.family)
+    level_from = None
+    if args.level_from:
+        variant, at = args.level_from.split("@")
+        level_from = (variant, float(at))
+    summary = summarise(rows, args.family, level_from)
     floor = next((p.get("fd_floor") for r in rows for p in r["points"] if p.get("fd_floor")), None)
     print(table(summary, floor))
     print(f"(wall {time.perf_counter() - start:.0f} s, load average at the end {os.getloadavg()[0]:.1f})")
