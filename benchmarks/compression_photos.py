@@ -183,6 +183,53 @@ def _rate_at_fixed_psnr(trend: list[dict], jpeg: list[dict]) -> dict:
     return {"rate_at_psnr": at, "cpu_hours_to_jpeg_rate": reach, "lines": lines}
 
 
+def precision_ab(photos: str, kodak: str, runs: Path, hours: float) -> None:
+    """bf16 autocast against fp32 on R-D: two fresh runs of the ladder (``TRAIN``, ``train.precision`` fp32 and
+    bf16) for ``hours`` CPU-hours each, side by side, then ``rd_report`` of each on Kodak, and BD-rate /
+    BD-PSNR of bf16 against fp32 -> ``compression_kodak_bf16_ab.{json,txt}``. On a CPU without fast bf16 the
+    trainer falls back to fp32, and both runs compute the same thing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genlab.compression import rd
+    from genlab.compression.report import rd_report
+    from genlab.training.speed import cpu_description
+
+    def trained(precision: str) -> Path:
+        folder = runs / f"precision-{precision}-{label(hours)}"
+        if not folder.is_dir():
+            genlab("train", "codec", "--data", f"folder:{photos}", "--runs", str(folder), "--cpu-time",
+                   f"{round(hours * 3600)}s", "--no-final", *TRAIN, "--set", f"train.precision={precision}")
+        (run,) = folder.iterdir()
+        return run
+
+    with ThreadPoolExecutor(2) as pool:
+        made = dict(zip(("fp32", "bf16"), pool.map(trained, ("fp32", "bf16")), strict=True))
+    baselines = json.loads((RESULTS / "compression_kodak_baselines.json").read_text())
+    result = {"cpu": cpu_description(), "cpu_hours": hours, "runs": {}}
+    lines = [f"bf16 autocast against fp32: the photo ladder trained {hours:g} CPU-hours each, side by side; "
+             f"R-D on the 24 Kodak images. CPU: {result['cpu']}"]
+    for precision, run in made.items():
+        report = rd_report([run], data=f"folder:{kodak}", baselines=baselines).to_json()
+        stats = (run / "stats.jsonl").read_text().strip().splitlines()
+        steps = json.loads(stats[-1]).get("step") if stats else None
+        result["runs"][precision] = {"run": str(run), "steps": steps, "points": report["curves"]["genlab_file"],
+                                     "bd_rate_vs_jpeg": report["bd_rate_percent"]["vs_jpeg_file"],
+                                     "bd_psnr_vs_jpeg": report["bd_psnr_db"]["vs_jpeg_file"]}
+        r = result["runs"][precision]
+        points = ", ".join(f"{p['bpp']:.3f} @ {p['psnr']:.2f}" for p in r["points"])
+        bd_text = "n/a" if r["bd_rate_vs_jpeg"] is None else f"{r['bd_rate_vs_jpeg']:+.1f}%"
+        lines.append(f"{precision}: {steps} steps; BD-rate vs JPEG {bd_text}, BD-PSNR vs JPEG "
+                     f"{r['bd_psnr_vs_jpeg']:+.2f} dB; bpp @ PSNR: {points}")
+    ours, theirs = result["runs"]["bf16"]["points"], result["runs"]["fp32"]["points"]
+    result["bf16_vs_fp32"] = {"bd_rate_percent": rd.bd_rate(ours, theirs), "bd_psnr_db": rd.bd_psnr(ours, theirs)}
+    ab = result["bf16_vs_fp32"]
+    lines.append("bf16 against fp32 at the same CPU-time: BD-rate "
+                 + ("n/a" if ab["bd_rate_percent"] is None else f"{ab['bd_rate_percent']:+.1f}%")
+                 + ", BD-PSNR " + ("n/a" if ab["bd_psnr_db"] is None else f"{ab['bd_psnr_db']:+.2f} dB"))
+    _write("compression_kodak_bf16_ab", result, lines)
+    print("\n".join(lines))
+
+
 def _median_times(fn, repeats: int = 5) -> dict:
     """Medians of wall-clock and CPU seconds over ``repeats`` calls of ``fn``."""
     import numpy as np
@@ -245,8 +292,10 @@ def main() -> None:
     parser.add_argument("--kodak", required=True, help="folder of the evaluation images")
     parser.add_argument("--runs", default="runs", help="where the run and its snapshots go")
     parser.add_argument("--hours", default="0.25,0.5,1,2", help="cumulative CPU-hour budgets")
-    parser.add_argument("--stage", default="all", choices=("all", "train", "rd", "trend"),
-                        help="trend: only the BD-rate / fixed-PSNR table, from the rd stage's results")
+    parser.add_argument("--stage", default="all", choices=("all", "train", "rd", "trend", "bf16"),
+                        help="trend: only the BD-rate / fixed-PSNR table, from the rd stage's results; bf16: "
+                             "fp32 against bf16 autocast, two fresh runs of --bf16-hours each (not in all)")
+    parser.add_argument("--bf16-hours", type=float, default=0.25, help="CPU-hours of each run of the bf16 stage")
     parser.add_argument("--skip-speed", action="store_true", help="no encode / decode timing after the rd stage")
     args = parser.parse_args()
     hours = [float(h) for h in args.hours.split(",")]
@@ -261,6 +310,8 @@ def main() -> None:
         write_trend(hours)
     if args.stage in ("all", "rd") and not args.skip_speed:
         speed(snapshots[-1], args.kodak)
+    if args.stage == "bf16":
+        precision_ab(args.photos, args.kodak, runs, args.bf16_hours)
 
 
 if __name__ == "__main__":
