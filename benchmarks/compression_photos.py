@@ -2,7 +2,7 @@
 rate–distortion on Kodak against JPEG / WebP / AVIF / PNG and the published Ballé curves, after each budget.
 
     python benchmarks/compression_photos.py --photos ../shared/data/photos --kodak ../shared/data/kodak \\
-        [--runs runs] [--hours 0.25,0.5,1,2] [--stage all|train|rd]
+        [--runs runs] [--hours 0.25,0.5,1,2] [--stage all|train|rd|trend|bf16]
 
 ``train``: ``genlab train codec`` (the ``TRAIN`` settings below) for the first budget, then ``--resume`` of the
 same run for each further slice, so the checkpoints after 1/4, 1/2, 1 and 2 CPU-hours are one training run,
@@ -12,9 +12,12 @@ CPU time (all its threads); the run uses one torch thread (measured: 1 thread di
 
 ``rd``: for each checkpoint, ``genlab.compression.rd_report`` on the Kodak folder (each image at full size,
 coded alone, its real file counted) -> ``benchmarks/results/compression_kodak_<h>h.{json,txt}`` and, for the
-last, the curves and the matched-bits picture; ``compression_kodak_trend.{json,txt}`` holds BD-rate against
-JPEG and WebP after each budget. Encode / decode times of one Kodak image (medians, 1 and 2 threads, beside
-Pillow's JPEG and WebP) go to ``compression_kodak_speed.{json,txt}``.
+last, the curves and the matched-bits picture. ``trend`` (also after ``rd``): ``compression_kodak_trend.{json,txt}``
+holds BD-rate against JPEG and WebP after each budget, and the whole-file bpp at fixed PSNRs (``FIXED_PSNR``)
+beside JPEG's, with the CPU-hours until the codec's rate falls to JPEG's. Encode / decode times of one Kodak
+image (medians, 1 and 2 threads, beside Pillow's JPEG and WebP) go to ``compression_kodak_speed.{json,txt}``.
+
+``bf16`` (run on its own, ``--bf16-hours``): fp32 against bf16 autocast, two fresh runs side by side.
 """
 
 from __future__ import annotations
