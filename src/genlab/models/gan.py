@@ -148,8 +148,8 @@ def _with_auxiliary(out: dict[str, Tensor], aux: dict[str, Tensor]) -> dict[str,
 class GAN(GenerativeModel, Decodes, Adversarial):
     Config = GANConfig
     # images: batch 64 with GANConfig.AUTO's learning rates; bf16 autocast where the CPU or GPU has fast bf16
-    # ("auto": fp32 elsewhere): on an AVX512-BF16 CPU it did 1.45x the steps per CPU-second and reached the fp32
-    # defaults' 60-CPU-second FD in 39 (docs/speed.md, "bf16: time to quality")
+    # ("auto": fp32 elsewhere): on an AVX512-BF16 CPU it did 1.46x the steps per CPU-second and reached the fp32
+    # defaults' 60-CPU-second FD in 43 (docs/speed.md, "bf16: time to quality")
     train_defaults_by_kind = {"image": {"batch_size": 64, "precision": "auto"}}
     embed_dim = 0  # width of the label embedding fed to G (conditional subclasses)
     # fd picks best.pt; on toy 2-D sets the modes metrics are logged too (beside the critic's gap)
