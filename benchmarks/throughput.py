@@ -212,9 +212,10 @@ def step_flops(model_name: str, seed: int, root: Path, memory_format: str, preci
     data = load_data("mnist5k")
     cls = MODELS.get(model_name)
     model = cls(cls.Config(), DataInfo(shape=tuple(data.shape), kind="image", num_classes=10))
-    cfg = TrainConfig(seed=seed, eval_every=0, sample_every=0, checkpoint_every=0, eval_metrics=(), threads=1,
-                      memory_format=memory_format, precision=precision)
-    cfg = replace(cfg, **cls.train_defaults_by_kind.get("image", {}))
+    cfg = TrainConfig(seed=seed, eval_every=0, sample_every=0, checkpoint_every=0, eval_metrics=(), threads=1)
+    # the model's defaults for images (its batch), then the layout and precision this row measures
+    cfg = replace(cfg, **{**cls.train_defaults_by_kind.get("image", {}), "memory_format": memory_format,
+                          "precision": precision})
     t = Trainer(model, data, new_run(root, model_name, "mnist5k"), cfg, progress=False)
     t._batches = iter(t.loader)
     for _ in range(cycle):  # warm-up
