@@ -1,10 +1,11 @@
 """Options that change how fast a phase runs, not what it computes: bf16 autocast, torch.compile,
 the memory layout and denormal flushing.
 
-bf16 and compile are off by default and fall back to plain fp32 eager execution where they cannot
-help; the layout and flushing are on by default where they apply:
+bf16 and compile are off by default (a model family may default to ``precision="auto"``: ``gan`` on
+images, ``infogan``, ``stackgan``) and fall back to plain fp32 eager execution where they cannot help; the
+layout and flushing are on by default where they apply:
 
-* ``train.precision``: "fp32" (default); "bf16" runs each phase's forward pass under
+* ``train.precision``: "fp32" (the trainer's default); "bf16" runs each phase's forward pass under
   ``torch.autocast(dtype=bfloat16)`` (the backward pass follows the forward's dtypes, the weights
   and optimiser stay fp32) when the device has fast bf16 (a GPU that supports it; a CPU with
   AMX-BF16 or AVX512-BF16), else warns and stays in fp32; "auto" is bf16 where it is fast, silently.
