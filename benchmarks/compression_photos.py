@@ -299,7 +299,6 @@ def main() -> None:
                         help="trend: only the BD-rate / fixed-PSNR table, from the rd stage's results; bf16: "
                              "fp32 against bf16 autocast, two fresh runs of --bf16-hours each (not in all)")
     parser.add_argument("--bf16-hours", type=float, default=0.25, help="CPU-hours of each run of the bf16 stage")
-    parser.add_argument("--skip-speed", action="store_true", help="no encode / decode timing after the rd stage")
     args = parser.parse_args()
     hours = [float(h) for h in args.hours.split(",")]
     runs = Path(args.runs)
@@ -311,7 +310,7 @@ def main() -> None:
         rd_all(snapshots, args.kodak)
     if args.stage in ("all", "rd", "trend"):
         write_trend(hours)
-    if args.stage in ("all", "rd") and not args.skip_speed:
+    if args.stage in ("all", "rd"):
         speed(snapshots[-1], args.kodak)
     if args.stage == "bf16":
         precision_ab(args.photos, args.kodak, runs, args.bf16_hours)
